@@ -1,0 +1,1 @@
+//! Storefront operator (placeholder, being written).

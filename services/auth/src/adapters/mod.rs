@@ -1,0 +1,1 @@
+//! Backends of the auth service, one module per engine.

@@ -1,0 +1,1 @@
+//! Traits the auth domain needs from the outside world.

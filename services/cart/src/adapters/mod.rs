@@ -1,0 +1,1 @@
+//! Backends of the cart service, one module per engine.

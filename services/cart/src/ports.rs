@@ -1,0 +1,1 @@
+//! Traits the cart domain needs from the outside world.

@@ -1,0 +1,1 @@
+//! Backends of the delivery service, one module per engine.

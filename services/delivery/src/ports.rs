@@ -1,0 +1,1 @@
+//! Traits the delivery domain needs from the outside world.

@@ -1,0 +1,1 @@
+//! Backends of the gateway service, one module per engine.

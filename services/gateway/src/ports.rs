@@ -1,0 +1,1 @@
+//! Traits the gateway domain needs from the outside world.

@@ -1,0 +1,327 @@
+//! Request identity that crosses service boundaries: the request id, the W3C trace context and
+//! the caller's credentials. Accepted from the incoming request, generated when absent, and
+//! passed explicitly to the typed REST clients (and into event envelopes).
+
+use std::fmt;
+
+use axum::extract::{FromRequestParts, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use http::request::Parts;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use rand::RngCore;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// A W3C `traceparent` (version 00): trace id, parent (span) id and flags.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct TraceParent {
+    trace_id: [u8; 16],
+    span_id: [u8; 8],
+    flags: u8,
+}
+
+impl TraceParent {
+    /// Parses a `traceparent` header value; `None` when it is not a valid version-00 value.
+    pub fn parse(value: &str) -> Option<Self> {
+        let mut parts = value.trim().split('-');
+        let (version, trace, span, flags) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        // Version 00 has exactly four fields; later versions may append more.
+        if version.len() != 2 || version == "ff" || (version == "00" && parts.next().is_some()) {
+            return None;
+        }
+        let lower_hex = |s: &str| {
+            s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        if !(lower_hex(version) && lower_hex(trace) && lower_hex(span) && lower_hex(flags)) {
+            return None;
+        }
+        let mut trace_id = [0u8; 16];
+        let mut span_id = [0u8; 8];
+        let mut flag = [0u8; 1];
+        hex::decode_to_slice(trace, &mut trace_id).ok()?;
+        hex::decode_to_slice(span, &mut span_id).ok()?;
+        hex::decode_to_slice(flags, &mut flag).ok()?;
+        if trace_id == [0; 16] || span_id == [0; 8] {
+            return None;
+        }
+        Some(Self {
+            trace_id,
+            span_id,
+            flags: flag[0],
+        })
+    }
+
+    /// A new trace, sampled.
+    pub fn new_root() -> Self {
+        let mut rng = rand::rng();
+        let mut trace_id = [0u8; 16];
+        let mut span_id = [0u8; 8];
+        while trace_id == [0; 16] {
+            rng.fill_bytes(&mut trace_id);
+        }
+        while span_id == [0; 8] {
+            rng.fill_bytes(&mut span_id);
+        }
+        Self {
+            trace_id,
+            span_id,
+            flags: 0x01,
+        }
+    }
+
+    /// The same trace with a new span id: what this hop sends downstream.
+    pub fn child(&self) -> Self {
+        let mut next = Self::new_root();
+        next.trace_id = self.trace_id;
+        next.flags = self.flags;
+        next
+    }
+
+    pub fn trace_id(&self) -> String {
+        hex::encode(self.trace_id)
+    }
+
+    pub fn span_id(&self) -> String {
+        hex::encode(self.span_id)
+    }
+
+    pub fn sampled(&self) -> bool {
+        self.flags & 0x01 == 0x01
+    }
+}
+
+impl fmt::Display for TraceParent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "00-{}-{}-{:02x}",
+            self.trace_id(),
+            self.span_id(),
+            self.flags
+        )
+    }
+}
+
+impl fmt::Debug for TraceParent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TraceParent({self})")
+    }
+}
+
+/// The caller's `Authorization` header, forwarded to downstream calls. Never printed.
+#[derive(Clone)]
+pub struct Credentials(HeaderValue);
+
+impl Credentials {
+    pub fn new(mut value: HeaderValue) -> Self {
+        value.set_sensitive(true);
+        Self(value)
+    }
+
+    pub fn bearer(token: &str) -> Option<Self> {
+        HeaderValue::from_str(&format!("Bearer {token}"))
+            .ok()
+            .map(Self::new)
+    }
+
+    pub fn header_value(&self) -> &HeaderValue {
+        &self.0
+    }
+
+    /// The bearer token, if these are bearer credentials.
+    pub fn bearer_token(&self) -> Option<&str> {
+        let v = self.0.to_str().ok()?;
+        let (scheme, token) = v.split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then_some(token.trim())
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Credentials([redacted])")
+    }
+}
+
+/// Who and what a request is: handlers extract it and pass it to typed clients.
+#[derive(Clone, Debug)]
+pub struct RequestContext {
+    pub request_id: String,
+    /// The trace context of this service's handling of the request.
+    pub trace: TraceParent,
+    pub credentials: Option<Credentials>,
+}
+
+impl RequestContext {
+    /// A context for work that starts here (a background job, a test, a CLI call).
+    pub fn new_root() -> Self {
+        Self {
+            request_id: uuid::Uuid::now_v7().to_string(),
+            trace: TraceParent::new_root(),
+            credentials: None,
+        }
+    }
+
+    pub fn with_credentials(mut self, credentials: Option<Credentials>) -> Self {
+        self.credentials = credentials;
+        self
+    }
+
+    /// Reads the context from incoming headers, generating what is absent or invalid.
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        let request_id = headers
+            .get(&REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| valid_request_id(v))
+            .map(str::to_owned)
+            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let trace = headers
+            .get(&TRACEPARENT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(TraceParent::parse)
+            .map(|incoming| incoming.child())
+            .unwrap_or_else(TraceParent::new_root);
+        let credentials = headers
+            .get(http::header::AUTHORIZATION)
+            .cloned()
+            .map(Credentials::new);
+        Self {
+            request_id,
+            trace,
+            credentials,
+        }
+    }
+
+    /// Headers for a downstream call: request id, a child `traceparent`, the credentials.
+    pub fn outgoing_headers(&self) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Ok(v) = HeaderValue::from_str(&self.request_id) {
+            headers.insert(REQUEST_ID, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&self.trace.child().to_string()) {
+            headers.insert(TRACEPARENT, v);
+        }
+        if let Some(c) = &self.credentials {
+            headers.insert(http::header::AUTHORIZATION, c.header_value().clone());
+        }
+        headers
+    }
+}
+
+fn valid_request_id(v: &str) -> bool {
+    !v.is_empty() && v.len() <= MAX_REQUEST_ID_LEN && v.bytes().all(|b| b.is_ascii_graphic())
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<RequestContext>()
+            .cloned()
+            .unwrap_or_else(|| RequestContext::from_headers(&parts.headers)))
+    }
+}
+
+/// Middleware: puts a [`RequestContext`] into the request's extensions and echoes the request id
+/// and this hop's `traceparent` on the response.
+pub async fn propagate(mut request: Request, next: Next) -> Response {
+    let ctx = RequestContext::from_headers(request.headers());
+    let request_id = HeaderValue::from_str(&ctx.request_id).ok();
+    let trace = HeaderValue::from_str(&ctx.trace.to_string()).ok();
+    request.extensions_mut().insert(ctx);
+    let mut response = next.run(request).await;
+    if let Some(v) = request_id {
+        response.headers_mut().insert(REQUEST_ID, v);
+    }
+    if let Some(v) = trace {
+        response.headers_mut().insert(TRACEPARENT, v);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn traceparent_round_trips() {
+        let tp = TraceParent::parse(SAMPLE).expect("valid");
+        assert_eq!(tp.to_string(), SAMPLE);
+        assert_eq!(tp.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert!(tp.sampled());
+    }
+
+    #[test]
+    fn invalid_traceparents_are_refused() {
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-4bf92f3577b34da6a3ce929d0e0e47-00f067aa0ba902b7-01",
+        ] {
+            assert!(TraceParent::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn child_keeps_trace_and_changes_span() {
+        let tp = TraceParent::parse(SAMPLE).expect("valid");
+        let child = tp.child();
+        assert_eq!(child.trace_id(), tp.trace_id());
+        assert_ne!(child.span_id(), tp.span_id());
+    }
+
+    #[test]
+    fn context_takes_incoming_ids_and_generates_missing_ones() {
+        let mut headers = HeaderMap::new();
+        headers.insert(REQUEST_ID, HeaderValue::from_static("req-42"));
+        headers.insert(TRACEPARENT, HeaderValue::from_static(SAMPLE));
+        let ctx = RequestContext::from_headers(&headers);
+        assert_eq!(ctx.request_id, "req-42");
+        assert_eq!(ctx.trace.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+
+        let fresh = RequestContext::from_headers(&HeaderMap::new());
+        assert!(uuid::Uuid::parse_str(&fresh.request_id).is_ok());
+        assert_eq!(fresh.trace.trace_id().len(), 32);
+
+        let mut bad = HeaderMap::new();
+        bad.insert(
+            REQUEST_ID,
+            HeaderValue::from_str(&"x".repeat(500)).expect("hv"),
+        );
+        assert_ne!(RequestContext::from_headers(&bad).request_id.len(), 500);
+    }
+
+    #[test]
+    fn credentials_are_forwarded_but_never_printed() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer abc.def.ghi"),
+        );
+        let ctx = RequestContext::from_headers(&headers);
+        let printed = format!("{ctx:?}");
+        assert!(!printed.contains("abc.def.ghi"), "{printed}");
+        let out = ctx.outgoing_headers();
+        assert_eq!(out[http::header::AUTHORIZATION], "Bearer abc.def.ghi");
+        assert_eq!(
+            ctx.credentials.as_ref().and_then(Credentials::bearer_token),
+            Some("abc.def.ghi")
+        );
+    }
+}

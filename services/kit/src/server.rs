@@ -1,0 +1,304 @@
+//! One HTTP service with everything every service has: `/healthz`, `/readyz`, `/metrics`,
+//! `/openapi.json`, request context, tracing spans by matched route, metrics, problem+json for
+//! unknown routes and panics, a body size limit, and graceful shutdown.
+
+use std::any::Any;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, MatchedPath};
+use axum::http::Request;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router, middleware};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::OpenApi;
+
+use crate::context::{self, RequestContext};
+use crate::health::{self, Readiness};
+use crate::problem::{self, ApiError};
+use crate::shutdown::Shutdown;
+
+/// Default request body limit: 1 MiB.
+pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
+
+/// What the `storefront` binary hands every service it runs.
+#[derive(Clone)]
+pub struct Platform {
+    /// Where embedded backends keep their files.
+    pub data_dir: PathBuf,
+    pub shutdown: Shutdown,
+}
+
+/// A service's own parts; [`Service::into_router`] adds the shared ones.
+pub struct Service {
+    pub name: &'static str,
+    /// The service's `/v1/...` routes, state already applied.
+    pub router: Router,
+    /// The service's OpenAPI document; the health and metrics paths are added to it.
+    pub openapi: OpenApi,
+    pub readiness: Readiness,
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(health::healthz, health::readyz))]
+struct OpsDoc;
+
+impl Service {
+    pub fn into_router(self) -> Router {
+        // Install the recorder before the first request is counted.
+        crate::metrics::handle();
+        let mut doc = self.openapi;
+        doc.merge(<OpsDoc as utoipa::OpenApi>::openapi());
+        let doc = Arc::new(doc);
+        let name = self.name;
+        let ops = Router::new()
+            .route("/healthz", get(health::healthz))
+            .route("/readyz", get(health::readyz))
+            .with_state(self.readiness)
+            .route("/metrics", get(crate::metrics::render))
+            .route(
+                "/openapi.json",
+                get(move || {
+                    let doc = doc.clone();
+                    async move { Json(doc.as_ref().clone()) }
+                }),
+            );
+        self.router
+            .merge(ops)
+            .fallback(problem::not_found)
+            .method_not_allowed_fallback(problem::method_not_allowed)
+            .layer(middleware::from_fn_with_state(name, crate::metrics::track))
+            .layer(
+                TraceLayer::new_for_http().make_span_with(move |req: &Request<Body>| {
+                    let route = req
+                        .extensions()
+                        .get::<MatchedPath>()
+                        .map_or("unmatched", MatchedPath::as_str);
+                    let (request_id, trace_id) = req
+                        .extensions()
+                        .get::<RequestContext>()
+                        .map(|c| (c.request_id.clone(), c.trace.trace_id()))
+                        .unwrap_or_default();
+                    tracing::info_span!(
+                        "http",
+                        service = name,
+                        method = %req.method(),
+                        route,
+                        request_id,
+                        trace_id,
+                    )
+                }),
+            )
+            .layer(CatchPanicLayer::custom(panic_to_problem))
+            .layer(DefaultBodyLimit::max(DEFAULT_BODY_LIMIT))
+            .layer(middleware::from_fn(context::propagate))
+    }
+}
+
+fn panic_to_problem(_: Box<dyn Any + Send + 'static>) -> Response {
+    tracing::error!("handler panicked");
+    ApiError::internal("handler panicked").into_response()
+}
+
+/// A bound listener and its app; bind first (so the port is known), then run.
+pub struct HttpServer {
+    name: &'static str,
+    listener: TcpListener,
+    app: Router,
+}
+
+impl HttpServer {
+    pub async fn bind(listen: &str, service: Service) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(listen).await.map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("{}: cannot listen on {listen}: {e}", service.name),
+            )
+        })?;
+        Ok(Self {
+            name: service.name,
+            listener,
+            app: service.into_router(),
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    /// Serves until `stop` is cancelled, then finishes in-flight requests.
+    pub async fn run(self, stop: CancellationToken) -> std::io::Result<()> {
+        tracing::info!(service = self.name, addr = %self.local_addr(), "listening");
+        axum::serve(
+            self.listener,
+            self.app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::HealthCheck;
+    use std::time::Duration;
+
+    async fn boom() -> &'static str {
+        panic!("boom")
+    }
+
+    async fn start(readiness: Readiness, token: CancellationToken) -> String {
+        let router = Router::new()
+            .route("/v1/ping", get(|| async { "pong" }))
+            .route(
+                "/v1/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    "done"
+                }),
+            )
+            .route("/v1/panic", get(boom));
+        let service = Service {
+            name: "test",
+            router,
+            openapi: OpenApi::default(),
+            readiness,
+        };
+        let server = HttpServer::bind("127.0.0.1:0", service)
+            .await
+            .expect("bind");
+        let base = format!("http://{}", server.local_addr());
+        tokio::spawn(server.run(token));
+        base
+    }
+
+    #[tokio::test]
+    async fn serves_ops_endpoints_and_problem_fallbacks() {
+        let token = CancellationToken::new();
+        let readiness =
+            Readiness::new("test", token.clone()).with(HealthCheck::new("db", || async { Ok(()) }));
+        let base = start(readiness, token.clone()).await;
+        let http = reqwest::Client::new();
+
+        let r = http
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .expect("healthz");
+        assert_eq!(r.status(), 200);
+        assert!(r.headers().contains_key("x-request-id"));
+        assert!(r.headers().contains_key("traceparent"));
+
+        let r = http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .expect("readyz");
+        assert_eq!(r.status(), 200);
+        let body: serde_json::Value = r.json().await.expect("json");
+        assert_eq!(body["checks"]["db"]["status"], "up");
+
+        let _ = http
+            .get(format!("{base}/v1/ping"))
+            .send()
+            .await
+            .expect("ping");
+        let metrics = http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .expect("metrics");
+        let text = metrics.text().await.expect("text");
+        assert!(text.contains("http_requests_total"), "{text}");
+        assert!(text.contains("route=\"/v1/ping\""), "{text}");
+
+        let doc: serde_json::Value = http
+            .get(format!("{base}/openapi.json"))
+            .send()
+            .await
+            .expect("openapi")
+            .json()
+            .await
+            .expect("json");
+        assert!(doc["paths"]["/readyz"].is_object(), "{doc}");
+
+        let r = http
+            .get(format!("{base}/v1/nope"))
+            .send()
+            .await
+            .expect("404");
+        assert_eq!(r.status(), 404);
+        assert_eq!(r.headers()["content-type"], problem::PROBLEM_JSON);
+        let r = http
+            .post(format!("{base}/v1/ping"))
+            .send()
+            .await
+            .expect("405");
+        assert_eq!(r.status(), 405);
+        assert_eq!(r.headers()["content-type"], problem::PROBLEM_JSON);
+        let r = http
+            .get(format!("{base}/v1/panic"))
+            .send()
+            .await
+            .expect("500");
+        assert_eq!(r.status(), 500);
+        assert_eq!(r.headers()["content-type"], problem::PROBLEM_JSON);
+        token.cancel();
+    }
+
+    #[tokio::test]
+    async fn echoes_incoming_request_id_and_trace() {
+        let token = CancellationToken::new();
+        let base = start(Readiness::new("test", token.clone()), token.clone()).await;
+        let r = reqwest::Client::new()
+            .get(format!("{base}/v1/ping"))
+            .header("x-request-id", "abc-123")
+            .header(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )
+            .send()
+            .await
+            .expect("ping");
+        assert_eq!(r.headers()["x-request-id"], "abc-123");
+        let tp = r.headers()["traceparent"].to_str().expect("ascii");
+        assert!(
+            tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+            "{tp}"
+        );
+        token.cancel();
+    }
+
+    #[tokio::test]
+    async fn shutdown_drains_in_flight_requests() {
+        let token = CancellationToken::new();
+        let base = start(Readiness::new("test", token.clone()), token.clone()).await;
+        let slow = tokio::spawn(async move {
+            reqwest::get(format!("{base}/v1/slow"))
+                .await
+                .expect("slow")
+                .text()
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        token.cancel();
+        assert_eq!(slow.await.expect("join").expect("body"), "done");
+    }
+}

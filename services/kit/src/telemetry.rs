@@ -1,0 +1,133 @@
+//! Logging and tracing: a `tracing` subscriber writing JSON when stderr is not a terminal and
+//! readable lines when it is, optional OTLP span export, and a test initialiser that prints only
+//! with `TEST_LOG=1`.
+
+use std::io::IsTerminal;
+use std::sync::Once;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use serde::Deserialize;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry, fmt};
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// JSON unless stderr is a terminal.
+    #[default]
+    Auto,
+    Json,
+    Pretty,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// `auto`, `json` or `pretty`.
+    pub log_format: LogFormat,
+    /// An `EnvFilter` directive; `RUST_LOG` overrides it.
+    pub log_level: String,
+    /// OTLP/HTTP endpoint for spans, e.g. `http://otel-collector:4318/v1/traces`; off when unset.
+    pub otlp_endpoint: Option<String>,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            log_format: LogFormat::Auto,
+            log_level: "info".into(),
+            otlp_endpoint: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("invalid log level `{0}`")]
+    Filter(String),
+    #[error("cannot start the OTLP exporter: {0}")]
+    Otlp(String),
+    #[error("a global subscriber is already set")]
+    AlreadySet,
+}
+
+/// Keeps the OTLP pipeline alive; flushes spans when dropped.
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.provider.take() {
+            let _ = p.shutdown();
+        }
+    }
+}
+
+/// Installs the global subscriber for a binary.
+pub fn init(settings: &TelemetrySettings, service: &str) -> Result<TelemetryGuard, TelemetryError> {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&settings.log_level))
+        .map_err(|_| TelemetryError::Filter(settings.log_level.clone()))?;
+    let json = match settings.log_format {
+        LogFormat::Json => true,
+        LogFormat::Pretty => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    let fmt_layer: Box<dyn Layer<Registry> + Send + Sync> = if json {
+        fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_writer(std::io::stderr)
+            .boxed()
+    } else {
+        fmt::layer().with_writer(std::io::stderr).boxed()
+    };
+    let (otel, provider) = match &settings.otlp_endpoint {
+        Some(endpoint) => {
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_endpoint(endpoint)
+                .build()
+                .map_err(|e| TelemetryError::Otlp(e.to_string()))?;
+            let provider = SdkTracerProvider::builder()
+                .with_batch_exporter(exporter)
+                .with_resource(
+                    opentelemetry_sdk::Resource::builder()
+                        .with_service_name(service.to_owned())
+                        .build(),
+                )
+                .build();
+            let tracer = provider.tracer("storefront");
+            (
+                Some(tracing_opentelemetry::layer().with_tracer(tracer)),
+                Some(provider),
+            )
+        }
+        None => (None, None),
+    };
+    tracing_subscriber::registry()
+        .with(fmt_layer)
+        .with(otel)
+        .with(filter)
+        .try_init()
+        .map_err(|_| TelemetryError::AlreadySet)?;
+    Ok(TelemetryGuard { provider })
+}
+
+/// For tests: logs go to the test's output with `TEST_LOG=1`, nowhere otherwise.
+pub fn init_for_tests() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(EnvFilter::new("debug"))
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}

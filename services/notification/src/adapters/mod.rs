@@ -1,0 +1,1 @@
+//! Backends of the notification service, one module per engine.

@@ -1,0 +1,1 @@
+//! Traits the notification domain needs from the outside world.

@@ -1,0 +1,1 @@
+//! Backends of the order service, one module per engine.

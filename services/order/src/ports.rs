@@ -1,0 +1,1 @@
+//! Traits the order domain needs from the outside world.

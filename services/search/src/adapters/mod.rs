@@ -1,0 +1,1 @@
+//! Backends of the search service, one module per engine.

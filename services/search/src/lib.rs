@@ -1,0 +1,14 @@
+//! The search service: product catalog, full-text search and suggestions.
+//!
+//! Rooms: [`domain`] (types that validate on construction), [`ports`] (traits the domain
+//! needs), [`adapters`] (one module per backend), [`http`] (routers) and [`app`] (build, run).
+
+pub mod adapters;
+pub mod app;
+pub mod domain;
+pub mod http;
+pub mod ports;
+pub mod settings;
+
+pub use app::{Application, NAME};
+pub use settings::Settings;

@@ -1,0 +1,1 @@
+//! Traits the search domain needs from the outside world.

@@ -1,0 +1,73 @@
+//! Settings of the search service (`[search]` in the settings file, `STOREFRONT_SEARCH__*` in
+//! the environment).
+
+use std::path::Path;
+
+use serde::Deserialize;
+use storefront_kit::backend::{BackendUrl, CacheUrl, DocumentsUrl, EventsUrl, SearchIndexUrl};
+
+/// The default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8082";
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address to listen on.
+    pub listen: String,
+    /// catalog backend; embedded default when unset.
+    pub catalog_url: Option<DocumentsUrl>,
+    /// index backend; embedded default when unset.
+    pub index_url: Option<SearchIndexUrl>,
+    /// cache backend; embedded default when unset.
+    pub cache_url: Option<CacheUrl>,
+    /// events backend; embedded default when unset.
+    pub events_url: Option<EventsUrl>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.to_string(),
+            catalog_url: None,
+            index_url: None,
+            cache_url: None,
+            events_url: None,
+        }
+    }
+}
+
+impl Settings {
+    /// The catalog backend: the configured URL, or `sqlite://<data-dir>/catalog.db`.
+    pub fn catalog(&self, data_dir: &Path) -> DocumentsUrl {
+        self.catalog_url
+            .clone()
+            .unwrap_or_else(|| DocumentsUrl::embedded_path("sqlite", &data_dir.join("catalog.db")))
+    }
+
+    /// The index backend: the configured URL, or `tantivy://<data-dir>/search-index`.
+    pub fn index(&self, data_dir: &Path) -> SearchIndexUrl {
+        self.index_url.clone().unwrap_or_else(|| {
+            SearchIndexUrl::embedded_path("tantivy", &data_dir.join("search-index"))
+        })
+    }
+
+    /// The cache backend: the configured URL, or `memory://`.
+    pub fn cache(&self, _data_dir: &Path) -> CacheUrl {
+        self.cache_url.clone().unwrap_or_else(CacheUrl::in_memory)
+    }
+
+    /// The events backend: the configured URL, or `memory://`.
+    pub fn events(&self, _data_dir: &Path) -> EventsUrl {
+        self.events_url.clone().unwrap_or_else(EventsUrl::in_memory)
+    }
+
+    /// Every backend with the name `/readyz` reports it under.
+    pub fn backends(&self, data_dir: &Path) -> Vec<(&'static str, BackendUrl)> {
+        vec![
+            ("catalog", BackendUrl::clone(&self.catalog(data_dir))),
+            ("index", BackendUrl::clone(&self.index(data_dir))),
+            ("cache", BackendUrl::clone(&self.cache(data_dir))),
+            ("events", BackendUrl::clone(&self.events(data_dir))),
+        ]
+    }
+}

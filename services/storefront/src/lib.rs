@@ -1,0 +1,199 @@
+//! The `storefront` binary's library: settings for every service, and running a set of
+//! services in one process (`storefront run cart order`, `storefront up`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::Deserialize;
+use storefront_kit::server::Platform;
+use storefront_kit::shutdown::Shutdown;
+use storefront_kit::telemetry::TelemetrySettings;
+
+/// Every service this binary can run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum ServiceName {
+    Gateway,
+    Auth,
+    Search,
+    Cart,
+    Order,
+    Delivery,
+    Notification,
+}
+
+impl ServiceName {
+    pub const ALL: [ServiceName; 7] = [
+        Self::Gateway,
+        Self::Auth,
+        Self::Search,
+        Self::Cart,
+        Self::Order,
+        Self::Delivery,
+        Self::Notification,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Gateway => storefront_gateway::NAME,
+            Self::Auth => storefront_auth::NAME,
+            Self::Search => storefront_search::NAME,
+            Self::Cart => storefront_cart::NAME,
+            Self::Order => storefront_order::NAME,
+            Self::Delivery => storefront_delivery::NAME,
+            Self::Notification => storefront_notification::NAME,
+        }
+    }
+}
+
+/// All settings of the binary: defaults, then the settings file, then `STOREFRONT_*`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Where embedded backends (SQLite files, the Tantivy index, the mailbox) keep their data.
+    pub data_dir: PathBuf,
+    /// How long shutdown may take to drain in-flight requests and workers.
+    pub drain_timeout_secs: u64,
+    pub telemetry: TelemetrySettings,
+    pub gateway: storefront_gateway::Settings,
+    pub auth: storefront_auth::Settings,
+    pub search: storefront_search::Settings,
+    pub cart: storefront_cart::Settings,
+    pub order: storefront_order::Settings,
+    pub delivery: storefront_delivery::Settings,
+    pub notification: storefront_notification::Settings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
+            drain_timeout_secs: 10,
+            telemetry: TelemetrySettings::default(),
+            gateway: Default::default(),
+            auth: Default::default(),
+            search: Default::default(),
+            cart: Default::default(),
+            order: Default::default(),
+            delivery: Default::default(),
+            notification: Default::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{service} failed to start: {source}")]
+    Start {
+        service: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{service} stopped unexpectedly: {reason}")]
+    Exited {
+        service: &'static str,
+        reason: String,
+    },
+    #[error(transparent)]
+    Drain(#[from] storefront_kit::shutdown::DrainTimeout),
+}
+
+/// A service that is bound and ready to run.
+struct Bound {
+    name: &'static str,
+    url: String,
+    run: BoxFuture<'static, std::io::Result<()>>,
+}
+
+macro_rules! bind {
+    ($krate:ident, $settings:expr, $platform:expr) => {{
+        let app = $krate::Application::build($settings, $platform)
+            .await
+            .map_err(|source| RunError::Start {
+                service: $krate::NAME,
+                source,
+            })?;
+        let url = format!("http://127.0.0.1:{}", app.port());
+        let platform = $platform.clone();
+        Bound {
+            name: $krate::NAME,
+            url,
+            run: Box::pin(app.run_until_stopped(platform)),
+        }
+    }};
+}
+
+async fn bind(
+    service: ServiceName,
+    settings: &Settings,
+    platform: &Platform,
+) -> Result<Bound, RunError> {
+    Ok(match service {
+        ServiceName::Gateway => bind!(storefront_gateway, &settings.gateway, platform),
+        ServiceName::Auth => bind!(storefront_auth, &settings.auth, platform),
+        ServiceName::Search => bind!(storefront_search, &settings.search, platform),
+        ServiceName::Cart => bind!(storefront_cart, &settings.cart, platform),
+        ServiceName::Order => bind!(storefront_order, &settings.order, platform),
+        ServiceName::Delivery => bind!(storefront_delivery, &settings.delivery, platform),
+        ServiceName::Notification => {
+            bind!(storefront_notification, &settings.notification, platform)
+        }
+    })
+}
+
+/// Runs `services` until a signal (or `shutdown.trigger()`), then drains within the deadline.
+/// If one service stops on its own, the others are stopped too and its reason is returned.
+pub async fn run(
+    services: &[ServiceName],
+    settings: &Settings,
+    shutdown: Shutdown,
+) -> Result<(), RunError> {
+    let platform = Platform {
+        data_dir: settings.data_dir.clone(),
+        shutdown: shutdown.clone(),
+    };
+    let mut bound = Vec::new();
+    for &service in services {
+        bound.push(bind(service, settings, &platform).await?);
+    }
+    let (exited_tx, mut exited_rx) = tokio::sync::mpsc::unbounded_channel();
+    for b in bound {
+        println!("storefront: {} listening on {}", b.name, b.url);
+        let tx = exited_tx.clone();
+        let token = shutdown.token();
+        let name = b.name;
+        let run = b.run;
+        shutdown.spawn(async move {
+            let outcome = run.await;
+            if !token.is_cancelled() {
+                let reason = match outcome {
+                    Ok(()) => "server returned".to_string(),
+                    Err(e) => e.to_string(),
+                };
+                let _ = tx.send((name, reason));
+            }
+        });
+    }
+    drop(exited_tx);
+    let token = shutdown.token();
+    let failure = tokio::select! {
+        () = token.cancelled() => None,
+        Some((service, reason)) = exited_rx.recv() => {
+            tracing::error!(service, reason, "service stopped unexpectedly; stopping the others");
+            shutdown.trigger();
+            Some(RunError::Exited { service, reason })
+        }
+    };
+    let started = std::time::Instant::now();
+    shutdown.drained().await?;
+    println!(
+        "storefront: stopped in {} ms",
+        started.elapsed().as_millis()
+    );
+    failure.map_or(Ok(()), Err)
+}
+
+/// The shutdown coordinator for these settings.
+pub fn shutdown_for(settings: &Settings) -> Shutdown {
+    Shutdown::new(Duration::from_secs(settings.drain_timeout_secs))
+}

@@ -1,0 +1,213 @@
+//! The `storefront` binary as a user runs it: `up` starts every service, each answers its
+//! operational endpoints, and Ctrl-C (SIGINT) stops everything within the drain deadline.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const SERVICES: [&str; 7] = [
+    "gateway",
+    "auth",
+    "search",
+    "cart",
+    "order",
+    "delivery",
+    "notification",
+];
+
+fn storefront(data_dir: &std::path::Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_storefront"));
+    cmd.env("STOREFRONT_DATA_DIR", data_dir)
+        .env("STOREFRONT_DRAIN_TIMEOUT_SECS", "5")
+        .env("STOREFRONT_TELEMETRY__LOG_FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for s in SERVICES {
+        cmd.env(
+            format!("STOREFRONT_{}__LISTEN", s.to_uppercase()),
+            "127.0.0.1:0",
+        );
+    }
+    cmd
+}
+
+/// Reads stdout lines on a thread so the test can wait with a timeout.
+fn lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn up_serves_every_service_and_stops_on_ctrl_c_within_the_deadline() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut child = storefront(data.path())
+        .arg("up")
+        .spawn()
+        .expect("spawn storefront up");
+    let rx = lines(&mut child);
+
+    let mut urls = std::collections::BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while urls.len() < SERVICES.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .expect("every service announces its URL");
+        if let Some(rest) = line.strip_prefix("storefront: ")
+            && let Some((name, url)) = rest.split_once(" listening on ")
+        {
+            urls.insert(name.to_string(), url.to_string());
+        }
+    }
+
+    let http = reqwest::Client::new();
+    for service in SERVICES {
+        let base = &urls[service];
+        let health = http
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .expect("healthz");
+        assert_eq!(health.status(), 200, "{service} /healthz");
+
+        let ready = http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .expect("readyz");
+        assert_eq!(ready.status(), 200, "{service} /readyz");
+        let report: serde_json::Value = ready.json().await.expect("readyz json");
+        assert_eq!(report["service"], service);
+        assert_eq!(report["status"], "ready");
+        let checks = report["checks"].as_object().expect("checks");
+        assert!(!checks.is_empty(), "{service} reports its dependencies");
+        for (name, check) in checks {
+            assert_eq!(check["status"], "up", "{service}/{name}: {check}");
+        }
+
+        let metrics = http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .expect("metrics");
+        assert_eq!(metrics.status(), 200);
+        assert!(
+            metrics
+                .text()
+                .await
+                .expect("text")
+                .contains("http_requests_total")
+        );
+
+        let doc: serde_json::Value = http
+            .get(format!("{base}/openapi.json"))
+            .send()
+            .await
+            .expect("openapi")
+            .json()
+            .await
+            .expect("openapi json");
+        assert!(doc["openapi"].as_str().expect("version").starts_with("3."));
+        assert!(
+            doc["info"]["title"]
+                .as_str()
+                .expect("title")
+                .contains(service)
+        );
+    }
+
+    // The embedded defaults live in the data directory.
+    let search = &urls["search"];
+    let report: serde_json::Value = http
+        .get(format!("{search}/readyz"))
+        .send()
+        .await
+        .expect("readyz")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        report["checks"]["index"]["target"]
+            .as_str()
+            .expect("target")
+            .starts_with("tantivy://"),
+        "{report}"
+    );
+
+    let pid = child.id().to_string();
+    let started = Instant::now();
+    let killed = Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status =
+        wait_exit(&mut child, Duration::from_secs(5)).expect("exits within the 5 s drain deadline");
+    let took = started.elapsed();
+    assert!(status.success(), "clean exit: {status:?}");
+    let rest: Vec<String> = rx.try_iter().collect();
+    assert!(
+        rest.iter().any(|l| l.starts_with("storefront: stopped in")),
+        "{rest:?}"
+    );
+    eprintln!("stopped {} services in {took:?}", SERVICES.len());
+}
+
+#[test]
+fn an_unknown_backend_scheme_is_a_clear_startup_error() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut child = storefront(data.path())
+        .env(
+            "STOREFRONT_CART__DATABASE_URL",
+            "postgres://shop:pw@db/cart",
+        )
+        .args(["run", "cart"])
+        .spawn()
+        .expect("spawn");
+    let status = wait_exit(&mut child, Duration::from_secs(10)).expect("exits at once");
+    assert_eq!(status.code(), Some(2));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read");
+    assert!(stderr.contains("unknown scheme `postgres`"), "{stderr}");
+    assert!(stderr.contains("mysql://, sqlite://"), "{stderr}");
+    assert!(!stderr.contains(":pw@"), "password leaked: {stderr}");
+}
+
+#[test]
+fn a_taken_port_is_reported_with_the_service_name() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let mut child = storefront(data.path())
+        .env("STOREFRONT_AUTH__LISTEN", format!("127.0.0.1:{port}"))
+        .args(["run", "auth"])
+        .spawn()
+        .expect("spawn");
+    let status = wait_exit(&mut child, Duration::from_secs(10)).expect("exits at once");
+    assert!(!status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read");
+    assert!(stderr.contains("auth failed to start"), "{stderr}");
+}
