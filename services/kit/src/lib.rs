@@ -7,7 +7,9 @@
 //! [`shutdown`] (signals and draining), [`client`] (typed REST client base),
 //! [`event`] (the event envelope) and [`server`] (one HTTP service with all of the above).
 
+pub mod auth;
 pub mod backend;
+pub mod bus;
 pub mod client;
 pub mod context;
 pub mod event;

@@ -33,6 +33,8 @@ pub struct Platform {
     /// Where embedded backends keep their files.
     pub data_dir: PathBuf,
     pub shutdown: Shutdown,
+    /// The in-process event bus every `memory://` events URL of this process shares.
+    pub memory_bus: crate::bus::MemoryBus,
 }
 
 /// A service's own parts; [`Service::into_router`] adds the shared ones.

@@ -151,6 +151,7 @@ pub async fn run(
     let platform = Platform {
         data_dir: settings.data_dir.clone(),
         shutdown: shutdown.clone(),
+        memory_bus: storefront_kit::bus::MemoryBus::new(),
     };
     let mut bound = Vec::new();
     for &service in services {

@@ -1,0 +1,597 @@
+//! JWT access tokens: issuing (the auth service, and tests with real keys) and verifying (every
+//! service and the gateway). Tokens are EdDSA (Ed25519) signed, carry `iss`, `aud`, `sub`, `exp`,
+//! `nbf`, `iat`, `jti` and `roles`, and name their key with `kid`; verifiers take public keys
+//! from a JWKS and refresh it when they meet an unknown `kid`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{FromRef, FromRequestParts};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ed25519_dalek::SigningKey;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use http::request::Parts;
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, CommonParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm,
+    OctetKeyPairParameters, OctetKeyPairType, PublicKeyUse,
+};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use tokio::sync::RwLock;
+use utoipa::ToSchema;
+
+use crate::context::Credentials;
+use crate::problem::ApiError;
+
+/// Clock skew tolerated on `exp` and `nbf`.
+const LEEWAY_SECS: u64 = 5;
+/// A JWKS is fetched again for an unknown `kid` at most this often.
+const JWKS_MIN_REFRESH: Duration = Duration::from_secs(10);
+
+/// What a user may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Customer,
+    Admin,
+    Partner,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Customer => "customer",
+            Self::Admin => "admin",
+            Self::Partner => "partner",
+        }
+    }
+}
+
+/// The claims of an access token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: String,
+    pub exp: u64,
+    pub nbf: u64,
+    pub iat: u64,
+    pub jti: String,
+    #[serde(default)]
+    pub roles: Vec<Role>,
+}
+
+/// The verified caller of a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// The user id (`sub`).
+    pub subject: String,
+    pub roles: Vec<Role>,
+    /// The token id (`jti`).
+    pub token_id: String,
+    /// Expiry, seconds since the epoch.
+    pub expires_at: u64,
+}
+
+impl Identity {
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    /// 403 unless the caller has `role`.
+    pub fn require(&self, role: Role) -> Result<(), ApiError> {
+        if self.has(role) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "This needs the {} role.",
+                role.as_str()
+            )))
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("no bearer token")]
+    Missing,
+    #[error("malformed token")]
+    Malformed,
+    #[error("token signed with an algorithm we do not accept")]
+    Algorithm,
+    #[error("token names no key or an unknown key")]
+    UnknownKey,
+    #[error("invalid token: {0}")]
+    Invalid(String),
+    #[error("cannot fetch the JWKS: {0}")]
+    Jwks(String),
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::Jwks(_) => ApiError::Unavailable("Cannot verify tokens right now.".into()),
+            AuthError::Missing => ApiError::Unauthorized("Authentication required.".into()),
+            // One message for every rejected token: no oracle for attackers.
+            _ => ApiError::Unauthorized("Invalid or expired token.".into()),
+        }
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// Signs access tokens with one Ed25519 key.
+#[derive(Clone)]
+pub struct Issuer {
+    kid: String,
+    issuer: String,
+    audience: String,
+    signing: SigningKey,
+    encoding: EncodingKey,
+}
+
+impl fmt::Debug for Issuer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Issuer")
+            .field("kid", &self.kid)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Issuer {
+    /// A new random key.
+    pub fn generate(kid: &str, issuer: &str, audience: &str) -> Self {
+        let mut seed = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut seed);
+        Self::from_signing_key(kid, issuer, audience, SigningKey::from_bytes(&seed))
+    }
+
+    /// A key from its PKCS#8 PEM (a Kubernetes Secret, a file written on first start).
+    pub fn from_pkcs8_pem(
+        kid: &str,
+        issuer: &str,
+        audience: &str,
+        pem: &str,
+    ) -> Result<Self, AuthError> {
+        let key = SigningKey::from_pkcs8_pem(pem).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        Ok(Self::from_signing_key(kid, issuer, audience, key))
+    }
+
+    fn from_signing_key(kid: &str, issuer: &str, audience: &str, signing: SigningKey) -> Self {
+        let der = signing
+            .to_pkcs8_der()
+            .map(|d| d.as_bytes().to_vec())
+            .unwrap_or_default();
+        Self {
+            kid: kid.to_string(),
+            issuer: issuer.to_string(),
+            audience: audience.to_string(),
+            encoding: EncodingKey::from_ed_der(&der),
+            signing,
+        }
+    }
+
+    /// The private key as PKCS#8 PEM, to store it.
+    pub fn to_pkcs8_pem(&self) -> Result<String, AuthError> {
+        self.signing
+            .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+            .map(|p| p.to_string())
+            .map_err(|e| AuthError::Invalid(e.to_string()))
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The public key as a JWK for `/.well-known/jwks.json`.
+    pub fn jwk(&self) -> Jwk {
+        Jwk {
+            common: CommonParameters {
+                public_key_use: Some(PublicKeyUse::Signature),
+                key_id: Some(self.kid.clone()),
+                key_algorithm: Some(KeyAlgorithm::EdDSA),
+                ..CommonParameters::default()
+            },
+            algorithm: AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
+                key_type: OctetKeyPairType::OctetKeyPair,
+                curve: EllipticCurve::Ed25519,
+                x: URL_SAFE_NO_PAD.encode(self.signing.verifying_key().to_bytes()),
+            }),
+        }
+    }
+
+    /// Claims for `subject` valid for `ttl` from now.
+    pub fn claims(&self, subject: &str, roles: &[Role], ttl: Duration) -> Claims {
+        let now = now_secs();
+        Claims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            sub: subject.to_string(),
+            iat: now,
+            nbf: now,
+            exp: now + ttl.as_secs(),
+            jti: uuid::Uuid::now_v7().to_string(),
+            roles: roles.to_vec(),
+        }
+    }
+
+    /// Signs `claims` as they are.
+    pub fn sign(&self, claims: &Claims) -> Result<String, AuthError> {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.encoding)
+            .map_err(|e| AuthError::Invalid(e.to_string()))
+    }
+
+    /// A token for `subject` with `roles`, valid for `ttl`.
+    pub fn token(&self, subject: &str, roles: &[Role], ttl: Duration) -> Result<String, AuthError> {
+        self.sign(&self.claims(subject, roles, ttl))
+    }
+}
+
+/// Where a verifier finds its keys and what it expects of a token.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VerifierSettings {
+    /// JWKS URL of the auth service.
+    pub jwks_url: String,
+    pub issuer: String,
+    pub audience: String,
+}
+
+impl Default for VerifierSettings {
+    fn default() -> Self {
+        Self {
+            jwks_url: "http://127.0.0.1:8081/.well-known/jwks.json".into(),
+            issuer: "storefront".into(),
+            audience: "storefront".into(),
+        }
+    }
+}
+
+struct KeyCache {
+    keys: HashMap<String, DecodingKey>,
+    fetched: Option<Instant>,
+}
+
+/// Verifies access tokens. Cloning shares the key cache.
+#[derive(Clone)]
+pub struct Verifier {
+    issuer: String,
+    audience: String,
+    jwks_url: Option<String>,
+    http: reqwest::Client,
+    cache: Arc<RwLock<KeyCache>>,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verifier")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("jwks_url", &self.jwks_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    /// A verifier that fetches keys from `settings.jwks_url` when it meets an unknown `kid`.
+    pub fn from_settings(settings: &VerifierSettings) -> Self {
+        Self::new(
+            &settings.issuer,
+            &settings.audience,
+            Some(settings.jwks_url.clone()),
+            JwkSet { keys: Vec::new() },
+        )
+    }
+
+    /// A verifier with fixed keys (and optionally a JWKS URL for more).
+    pub fn new(issuer: &str, audience: &str, jwks_url: Option<String>, keys: JwkSet) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(1))
+            .timeout(Duration::from_secs(3))
+            .build()
+            .unwrap_or_default();
+        Self {
+            issuer: issuer.to_string(),
+            audience: audience.to_string(),
+            jwks_url,
+            http,
+            cache: Arc::new(RwLock::new(KeyCache {
+                keys: decoding_keys(&keys),
+                fetched: None,
+            })),
+        }
+    }
+
+    /// Verifies a bearer token: signature by a known key, algorithm EdDSA only, issuer,
+    /// audience, expiry and not-before.
+    pub async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(AuthError::Algorithm);
+        }
+        let kid = header.kid.ok_or(AuthError::UnknownKey)?;
+        // Bind first: a guard held in the `match` scrutinee would deadlock `refresh`.
+        let cached = self.cache.read().await.keys.get(&kid).cloned();
+        let key = match cached {
+            Some(k) => k,
+            None => {
+                self.refresh().await?;
+                self.cache
+                    .read()
+                    .await
+                    .keys
+                    .get(&kid)
+                    .cloned()
+                    .ok_or(AuthError::UnknownKey)?
+            }
+        };
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.audience]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        let data = jsonwebtoken::decode::<Claims>(token, &key, &validation)
+            .map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let c = data.claims;
+        Ok(Identity {
+            subject: c.sub,
+            roles: c.roles,
+            token_id: c.jti,
+            expires_at: c.exp,
+        })
+    }
+
+    /// Fetches the JWKS again, at most once per [`JWKS_MIN_REFRESH`].
+    async fn refresh(&self) -> Result<(), AuthError> {
+        let Some(url) = &self.jwks_url else {
+            return Err(AuthError::UnknownKey);
+        };
+        let mut cache = self.cache.write().await;
+        if cache
+            .fetched
+            .is_some_and(|t| t.elapsed() < JWKS_MIN_REFRESH)
+        {
+            return Ok(());
+        }
+        let set: JwkSet = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| AuthError::Jwks(e.to_string()))?
+            .json()
+            .await
+            .map_err(|e| AuthError::Jwks(e.to_string()))?;
+        cache.keys.extend(decoding_keys(&set));
+        cache.fetched = Some(Instant::now());
+        Ok(())
+    }
+}
+
+fn decoding_keys(set: &JwkSet) -> HashMap<String, DecodingKey> {
+    set.keys
+        .iter()
+        .filter_map(|jwk| {
+            let kid = jwk.common.key_id.clone()?;
+            match &jwk.algorithm {
+                AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => {
+                    DecodingKey::from_jwk(jwk).ok().map(|k| (kid, k))
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// The verified caller: 401 problem without a valid bearer token.
+impl<S> FromRequestParts<S> for Identity
+where
+    Verifier: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(identity) = parts.extensions.get::<Identity>() {
+            return Ok(identity.clone());
+        }
+        let token = parts
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .cloned()
+            .map(Credentials::new)
+            .and_then(|c| c.bearer_token().map(str::to_owned))
+            .ok_or(AuthError::Missing)?;
+        let identity = Verifier::from_ref(state).verify(&token).await?;
+        parts.extensions.insert(identity.clone());
+        Ok(identity)
+    }
+}
+
+/// Real keys for tests: a freshly generated Ed25519 issuer and a verifier that trusts it.
+pub mod testing {
+    use super::*;
+
+    pub const ISSUER: &str = "storefront";
+    pub const AUDIENCE: &str = "storefront";
+
+    #[derive(Clone, Debug)]
+    pub struct TestIssuer {
+        issuer: Issuer,
+    }
+
+    impl Default for TestIssuer {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    impl TestIssuer {
+        pub fn new() -> Self {
+            Self {
+                issuer: Issuer::generate(&uuid::Uuid::new_v4().to_string(), ISSUER, AUDIENCE),
+            }
+        }
+
+        pub fn issuer(&self) -> &Issuer {
+            &self.issuer
+        }
+
+        pub fn verifier(&self) -> Verifier {
+            Verifier::new(
+                ISSUER,
+                AUDIENCE,
+                None,
+                JwkSet {
+                    keys: vec![self.issuer.jwk()],
+                },
+            )
+        }
+
+        /// A valid 15-minute token.
+        pub fn token(&self, subject: &str, roles: &[Role]) -> String {
+            self.issuer
+                .token(subject, roles, Duration::from_secs(900))
+                .expect("sign test token")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::TestIssuer;
+    use super::*;
+
+    fn b64(v: &serde_json::Value) -> String {
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).expect("json"))
+    }
+
+    #[tokio::test]
+    async fn a_valid_token_yields_the_identity() {
+        let t = TestIssuer::new();
+        let token = t.token("user-1", &[Role::Customer, Role::Admin]);
+        let id = t.verifier().verify(&token).await.expect("valid");
+        assert_eq!(id.subject, "user-1");
+        assert!(id.has(Role::Admin) && id.has(Role::Customer) && !id.has(Role::Partner));
+        assert!(id.require(Role::Partner).is_err());
+    }
+
+    #[tokio::test]
+    async fn the_negative_corpus_is_rejected() {
+        let t = TestIssuer::new();
+        let v = t.verifier();
+        let i = t.issuer();
+        let good = t.token("u", &[Role::Customer]);
+        let mut cases: Vec<(&str, String)> = Vec::new();
+
+        // alg none
+        let parts: Vec<&str> = good.split('.').collect();
+        let none_header = b64(&serde_json::json!({"alg": "none", "typ": "JWT", "kid": i.kid()}));
+        cases.push(("alg none", format!("{none_header}.{}.", parts[1])));
+        // HS256 signed with the public key bytes
+        let public = URL_SAFE_NO_PAD
+            .decode(match &i.jwk().algorithm {
+                AlgorithmParameters::OctetKeyPair(p) => p.x.clone(),
+                _ => String::new(),
+            })
+            .expect("x");
+        let mut hs = Header::new(Algorithm::HS256);
+        hs.kid = Some(i.kid().to_string());
+        let claims = i.claims("u", &[Role::Admin], Duration::from_secs(60));
+        cases.push((
+            "HS256 with the public key",
+            jsonwebtoken::encode(&hs, &claims, &EncodingKey::from_secret(&public)).expect("hs"),
+        ));
+        // wrong issuer, wrong audience, expired, future nbf
+        let mut c = i.claims("u", &[], Duration::from_secs(60));
+        c.iss = "evil".into();
+        cases.push(("wrong iss", i.sign(&c).expect("sign")));
+        let mut c = i.claims("u", &[], Duration::from_secs(60));
+        c.aud = "another-service".into();
+        cases.push(("wrong aud", i.sign(&c).expect("sign")));
+        let mut c = i.claims("u", &[], Duration::from_secs(60));
+        c.exp = now_secs() - 120;
+        cases.push(("expired", i.sign(&c).expect("sign")));
+        let mut c = i.claims("u", &[], Duration::from_secs(600));
+        c.nbf = now_secs() + 300;
+        cases.push(("future nbf", i.sign(&c).expect("sign")));
+        // unknown kid: a key the verifier never saw
+        let stranger = TestIssuer::new();
+        cases.push(("unknown kid", stranger.token("u", &[Role::Admin])));
+        // tampered payload: roles escalated, signature kept
+        let escalated =
+            b64(
+                &serde_json::to_value(i.claims("u", &[Role::Admin], Duration::from_secs(60)))
+                    .expect("v"),
+            );
+        cases.push((
+            "tampered payload",
+            format!("{}.{escalated}.{}", parts[0], parts[2]),
+        ));
+        cases.push(("garbage", "not-a-token".into()));
+
+        for (name, token) in cases {
+            let err = v.verify(&token).await.expect_err(name);
+            assert_eq!(
+                ApiError::from(err).status(),
+                http::StatusCode::UNAUTHORIZED,
+                "{name}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn keys_round_trip_through_pem() {
+        let i = Issuer::generate("k1", "storefront", "storefront");
+        let pem = i.to_pkcs8_pem().expect("pem");
+        assert!(pem.contains("BEGIN PRIVATE KEY"));
+        let back = Issuer::from_pkcs8_pem("k1", "storefront", "storefront", &pem).expect("parse");
+        assert_eq!(back.jwk(), i.jwk());
+        let printed = format!("{i:?}");
+        assert!(!printed.contains("PRIVATE"), "{printed}");
+    }
+
+    #[tokio::test]
+    async fn an_unknown_kid_refreshes_the_jwks_from_the_auth_service() {
+        use axum::{Json, Router, routing::get};
+        let t = TestIssuer::new();
+        let set = JwkSet {
+            keys: vec![t.issuer().jwk()],
+        };
+        let app = Router::new().route(
+            "/.well-known/jwks.json",
+            get(move || {
+                let set = set.clone();
+                async move { Json(set) }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let v = Verifier::from_settings(&VerifierSettings {
+            jwks_url: format!("http://{addr}/.well-known/jwks.json"),
+            ..VerifierSettings::default()
+        });
+        let id = v
+            .verify(&t.token("u-7", &[Role::Partner]))
+            .await
+            .expect("fetched key");
+        assert!(id.has(Role::Partner));
+    }
+}

@@ -1,0 +1,231 @@
+//! The event bus: publish keyed records to topics and consume them in consumer groups, with
+//! at-least-once delivery (a record is committed only after its handler succeeded).
+//!
+//! Two real backends, chosen by the events URL: `kafka://` (Apache Kafka through rdkafka,
+//! idempotent producer with `acks=all`, manual commits) and `memory://` (an in-process log
+//! shared by every service of one `storefront up` process). Records carry the event envelope
+//! as their payload; producers go through the transactional outbox, consumers dedupe on the
+//! envelope id.
+
+pub mod kafka;
+pub mod memory;
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::{EventsUrl, Location};
+
+pub use kafka::KafkaBus;
+pub use memory::MemoryBus;
+
+/// One record to publish.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub topic: String,
+    /// Partitioning key: the aggregate id, so one aggregate's events stay in order.
+    pub key: String,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+}
+
+/// One record as received by a consumer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Received {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: String,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("kafka admin: {0}")]
+    Admin(String),
+    #[error("event bus URL {0} has no brokers")]
+    NoBrokers(String),
+    #[error("the event bus is closed")]
+    Closed,
+}
+
+/// A connected event bus.
+#[derive(Clone)]
+pub enum Bus {
+    Kafka(KafkaBus),
+    Memory(MemoryBus),
+}
+
+impl Bus {
+    /// Connects to the bus named by `url`; `memory://` uses the process's shared `memory` bus.
+    pub fn connect(url: &EventsUrl, client_id: &str, memory: &MemoryBus) -> Result<Self, BusError> {
+        match url.location() {
+            Location::Network(hosts) if !hosts.is_empty() => {
+                let brokers = hosts
+                    .iter()
+                    .map(|(h, p)| format!("{h}:{p}"))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                Ok(Self::Kafka(KafkaBus::new(&brokers, client_id)?))
+            }
+            Location::Network(_) => Err(BusError::NoBrokers(url.redacted())),
+            _ => Ok(Self::Memory(memory.clone())),
+        }
+    }
+
+    pub async fn publish(&self, record: &Record) -> Result<(), BusError> {
+        let outcome = match self {
+            Self::Kafka(k) => k.publish(record).await,
+            Self::Memory(m) => {
+                m.publish(record).await;
+                Ok(())
+            }
+        };
+        let result = if outcome.is_ok() { "ok" } else { "error" };
+        metrics::counter!("events_published_total", "topic" => record.topic.clone(), "result" => result)
+            .increment(1);
+        outcome
+    }
+
+    /// Creates the topics that do not exist yet (Kafka's automatic creation is off).
+    pub async fn ensure_topics(&self, topics: &[&str], partitions: i32) -> Result<(), BusError> {
+        match self {
+            Self::Kafka(k) => k.ensure_topics(topics, partitions).await,
+            Self::Memory(_) => Ok(()),
+        }
+    }
+
+    /// Joins consumer `group` on `topics`; a new group starts at the earliest record.
+    pub fn subscribe(&self, group: &str, topics: &[&str]) -> Result<Subscription, BusError> {
+        Ok(match self {
+            Self::Kafka(k) => Subscription::Kafka(k.subscribe(group, topics)?),
+            Self::Memory(m) => Subscription::Memory(m.subscribe(group, topics)),
+        })
+    }
+
+    /// Reachability for `/readyz`: Kafka metadata, or always up in memory.
+    pub async fn check(&self) -> Result<(), String> {
+        match self {
+            Self::Kafka(k) => k.check().await,
+            Self::Memory(_) => Ok(()),
+        }
+    }
+}
+
+/// A consumer group membership.
+pub enum Subscription {
+    Kafka(kafka::KafkaSubscription),
+    Memory(memory::MemorySubscription),
+}
+
+impl Subscription {
+    /// The next record; waits until one arrives.
+    pub async fn next(&mut self) -> Result<Received, BusError> {
+        match self {
+            Self::Kafka(k) => k.next().await,
+            Self::Memory(m) => m.next().await,
+        }
+    }
+
+    /// Marks `record` (and everything before it in its partition) as processed by the group.
+    pub async fn commit(&mut self, record: &Received) -> Result<(), BusError> {
+        match self {
+            Self::Kafka(k) => k.commit(record),
+            Self::Memory(m) => {
+                m.commit(record).await;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// How a handler's failure is treated by [`consume`].
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// Try the same record again after a backoff (a dependency is down).
+    #[error("transient: {0}")]
+    Transient(String),
+    /// The record can never be processed; log it, count it and move on.
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+/// Runs `handler` on every record of `subscription` until `stop` is cancelled. A record is
+/// committed after its handler returns `Ok` or a permanent error; a transient error retries the
+/// same record with backoff, so one partition's order is kept and nothing is skipped.
+pub async fn consume<F, Fut>(
+    consumer: &'static str,
+    mut subscription: Subscription,
+    stop: CancellationToken,
+    mut handler: F,
+) where
+    F: FnMut(Received) -> Fut,
+    Fut: Future<Output = Result<(), HandlerError>>,
+{
+    loop {
+        let record = tokio::select! {
+            () = stop.cancelled() => return,
+            r = subscription.next() => r,
+        };
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(consumer, error = %e, "receive failed; retrying");
+                if sleep_or_stop(Duration::from_secs(1), &stop).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let mut attempt: u32 = 0;
+        loop {
+            let outcome = handler(record.clone()).await;
+            let label = match &outcome {
+                Ok(()) => "ok",
+                Err(HandlerError::Transient(_)) => "retry",
+                Err(HandlerError::Permanent(_)) => "rejected",
+            };
+            metrics::counter!("events_consumed_total", "consumer" => consumer, "topic" => record.topic.clone(), "outcome" => label)
+                .increment(1);
+            match outcome {
+                Ok(()) => break,
+                Err(HandlerError::Permanent(reason)) => {
+                    tracing::error!(consumer, topic = %record.topic, offset = record.offset, reason, "record rejected");
+                    break;
+                }
+                Err(HandlerError::Transient(reason)) => {
+                    attempt += 1;
+                    let delay = Duration::from_millis((100u64 << attempt.min(6)).min(5_000));
+                    tracing::warn!(consumer, topic = %record.topic, offset = record.offset, attempt, reason, "handler failed; retrying");
+                    if sleep_or_stop(delay, &stop).await {
+                        return;
+                    }
+                }
+            }
+        }
+        if let Err(e) = subscription.commit(&record).await {
+            tracing::warn!(consumer, error = %e, "commit failed; the record may be redelivered");
+        }
+    }
+}
+
+/// Sleeps; true when `stop` was cancelled meanwhile.
+async fn sleep_or_stop(delay: Duration, stop: &CancellationToken) -> bool {
+    tokio::select! {
+        () = stop.cancelled() => true,
+        () = tokio::time::sleep(delay) => false,
+    }
+}
