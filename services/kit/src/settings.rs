@@ -28,6 +28,26 @@ pub enum SettingsError {
     Invalid(#[source] config::ConfigError),
 }
 
+/// Variables with the settings prefix that are not settings: the CLI's settings file, and the
+/// local stack's and test kit's own variables. They are never read as settings, so unknown
+/// settings can still be rejected.
+pub const NOT_SETTINGS: &[&str] = &[
+    "STOREFRONT_CONFIG",
+    "STOREFRONT_CACHE",
+    "STOREFRONT_STACK_DIR",
+    "STOREFRONT_KEEP_STACK",
+    "STOREFRONT_JAVA17_HOME",
+];
+
+/// Prefixes of variables that are not settings (the test kit's `STOREFRONT_TEST_*`).
+pub const NOT_SETTINGS_PREFIXES: &[&str] = &["STOREFRONT_TEST_"];
+
+fn is_setting(key: &str, prefix: &str) -> bool {
+    key.starts_with(prefix)
+        && !NOT_SETTINGS.contains(&key)
+        && !NOT_SETTINGS_PREFIXES.iter().any(|p| key.starts_with(p))
+}
+
 /// Loads settings from the optional `file` and the process environment.
 pub fn load<T: DeserializeOwned>(file: Option<&Path>) -> Result<T, SettingsError> {
     load_from(file, std::env::vars())
@@ -42,7 +62,7 @@ where
     let prefix = format!("{ENV_PREFIX}_");
     let env: HashMap<String, String> = env
         .into_iter()
-        .filter(|(key, _)| key.starts_with(&prefix))
+        .filter(|(key, _)| is_setting(key, &prefix))
         .collect();
     let mut builder = Config::builder();
     if let Some(path) = file {
@@ -187,6 +207,28 @@ mod tests {
         assert_eq!(s.workers, 16, "env beats file");
         assert_eq!(s.nested.name, "from-file", "nested from file");
         assert!(s.nested.enabled, "nested from env with double underscore");
+    }
+
+    #[test]
+    fn tooling_variables_are_not_settings() {
+        let s: Sample = load_from(
+            None,
+            env(&[
+                ("STOREFRONT_CONFIG", "/etc/storefront.toml"),
+                ("STOREFRONT_KEEP_STACK", "1"),
+                ("STOREFRONT_TEST_MYSQL_URL", "mysql://root@127.0.0.1:13306"),
+                ("STOREFRONT_WORKERS", "2"),
+            ]),
+        )
+        .expect("tooling variables are ignored, settings still read");
+        assert_eq!(s.workers, 2);
+    }
+
+    #[test]
+    fn an_unknown_setting_is_rejected() {
+        let err =
+            load_from::<Sample, _>(None, env(&[("STOREFRONT_WORKRES", "2")])).expect_err("typo");
+        assert!(err.to_string().contains("workres"), "{err}");
     }
 
     #[test]

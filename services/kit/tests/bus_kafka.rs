@@ -1,0 +1,156 @@
+//! The event bus against the real Kafka broker of the local stack.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use storefront_kit::backend::EventsUrl;
+use storefront_kit::bus::{Bus, HandlerError, MemoryBus, Received, Record, consume};
+use storefront_tests::Stack;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+fn bus() -> Bus {
+    let url = EventsUrl::parse(&format!("kafka://{}", Stack::get().kafka_brokers)).expect("url");
+    Bus::connect(&url, "kit-test", &MemoryBus::new()).expect("connect")
+}
+
+fn record(topic: &str, key: &str, n: usize) -> Record {
+    Record {
+        topic: topic.to_string(),
+        key: key.to_string(),
+        payload: format!("{key}:{n}").into_bytes(),
+        headers: vec![
+            ("event-type".into(), "Test".into()),
+            ("seq".into(), n.to_string()),
+        ],
+    }
+}
+
+/// Consumes until `want` records arrived (or 60 s), returning them in arrival order.
+async fn collect(
+    bus: &Bus,
+    group: &str,
+    topic: &str,
+    want: usize,
+    fail_first: u32,
+) -> Vec<Received> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let failures = Arc::new(AtomicU32::new(0));
+    let stop = CancellationToken::new();
+    let sub = bus.subscribe(group, &[topic]).expect("subscribe");
+    let worker = {
+        let seen = seen.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            consume("test", sub, stop.clone(), move |r: Received| {
+                let seen = seen.clone();
+                let failures = failures.clone();
+                let stop = stop.clone();
+                async move {
+                    if failures.fetch_add(1, Ordering::SeqCst) < fail_first {
+                        return Err(HandlerError::Transient("simulated outage".into()));
+                    }
+                    let mut seen = seen.lock().await;
+                    seen.push(r);
+                    if seen.len() >= want {
+                        stop.cancel();
+                    }
+                    Ok(())
+                }
+            })
+            .await;
+        })
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(60), stop.cancelled()).await;
+    stop.cancel();
+    worker.await.expect("worker");
+    Arc::try_unwrap(seen).expect("sole owner").into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keyed_records_arrive_in_order_per_key_with_headers() {
+    let topic = Stack::get()
+        .kafka_topic("kit-bus-order", 3)
+        .await
+        .expect("topic");
+    let bus = bus();
+    bus.check()
+        .await
+        .expect("broker answers a metadata request");
+    let keys: Vec<String> = (0..10).map(|k| format!("order-{k}")).collect();
+    for n in 0..300 {
+        bus.publish(&record(topic.name(), &keys[n % keys.len()], n))
+            .await
+            .expect("publish");
+    }
+    // A transient failure on the first record is retried, not skipped.
+    let got = collect(&bus, "kit-test-order", topic.name(), 300, 2).await;
+    assert_eq!(got.len(), 300, "every record once");
+    let mut last: HashMap<String, usize> = HashMap::new();
+    for r in &got {
+        assert_eq!(r.header("event-type"), Some("Test"));
+        let seq: usize = r.header("seq").expect("seq").parse().expect("number");
+        assert_eq!(r.payload, format!("{}:{seq}", r.key).into_bytes());
+        if let Some(prev) = last.insert(r.key.clone(), seq) {
+            assert!(seq > prev, "key {} went from {prev} to {seq}", r.key);
+        }
+    }
+    topic.cleanup().await.expect("cleanup");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn committed_records_are_not_redelivered_to_the_group() {
+    let topic = Stack::get()
+        .kafka_topic("kit-bus-commit", 1)
+        .await
+        .expect("topic");
+    let bus = bus();
+    for n in 0..5 {
+        bus.publish(&record(topic.name(), "k", n))
+            .await
+            .expect("publish");
+    }
+    let first = collect(&bus, "kit-test-commit", topic.name(), 5, 0).await;
+    assert_eq!(first.len(), 5);
+    // Give the async commit a moment to reach the broker, then add one more record.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    bus.publish(&record(topic.name(), "k", 5))
+        .await
+        .expect("publish");
+    let second = collect(&bus, "kit-test-commit", topic.name(), 1, 0).await;
+    assert_eq!(second.len(), 1);
+    assert_eq!(
+        second[0].header("seq"),
+        Some("5"),
+        "the group resumes after its commit"
+    );
+    // Another group reads from the beginning.
+    let other = collect(&bus, "kit-test-other", topic.name(), 6, 0).await;
+    assert_eq!(other.len(), 6);
+    topic.cleanup().await.expect("cleanup");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ensure_topics_creates_missing_topics_and_tolerates_existing_ones() {
+    let name = storefront_tests::unique_name("kit-bus-ensure", '-');
+    let bus = bus();
+    bus.ensure_topics(&[&name], 2).await.expect("create");
+    bus.ensure_topics(&[&name], 2)
+        .await
+        .expect("already exists is fine");
+    bus.publish(&record(&name, "k", 0))
+        .await
+        .expect("publish to the new topic");
+    let Bus::Kafka(k) = &bus else { panic!("kafka") };
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", k.brokers())
+            .create()
+            .expect("admin");
+    admin
+        .delete_topics(&[&name], &rdkafka::admin::AdminOptions::new())
+        .await
+        .expect("delete");
+}
