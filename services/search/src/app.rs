@@ -1,10 +1,29 @@
-//! Builds and runs the search service.
+//! Builds and runs the search service: picks the adapters by URL scheme, spawns the outbox
+//! relay and the index follower as tracked workers, and serves the API.
 
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use storefront_kit::auth::Verifier;
+use storefront_kit::backend::Location;
+use storefront_kit::bus::{self, Bus};
 use storefront_kit::health::{HealthCheck, Readiness};
 use storefront_kit::server::{HttpServer, Platform, Service};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 
+use crate::adapters::elastic::ElasticIndex;
+use crate::adapters::memory::MemoryCache;
+use crate::adapters::mongo::MongoCatalog;
+use crate::adapters::redis::RedisCache;
+use crate::adapters::sqlite::SqliteCatalog;
+use crate::adapters::tantivy::TantivyIndex;
+use crate::demo;
 use crate::http;
+use crate::ports::{BackendError, Cache, CatalogRepo, SearchIndex};
+use crate::service::{self, AppState};
 use crate::settings::Settings;
 
 /// The service's name in logs, metrics and `/readyz`.
@@ -13,31 +32,284 @@ pub const NAME: &str = "search";
 /// The search service, bound and ready to run.
 pub struct Application {
     server: HttpServer,
+    state: AppState,
+}
+
+fn io_error(what: &str, e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(format!("{NAME}: {what}: {e}"))
+}
+
+fn path_of(location: &Location, what: &str) -> std::io::Result<std::path::PathBuf> {
+    match location {
+        Location::Path(p) => Ok(p.clone()),
+        _ => Err(io_error(what, "expected a path")),
+    }
+}
+
+/// The catalog named by the settings.
+pub async fn catalog(
+    settings: &Settings,
+    data_dir: &Path,
+) -> std::io::Result<Arc<dyn CatalogRepo>> {
+    let url = settings.catalog(data_dir);
+    Ok(match url.scheme() {
+        "mongodb" => {
+            let mongo = MongoCatalog::connect(url.expose())
+                .await
+                .map_err(|e| io_error("catalog", e))?;
+            if let Err(e) = mongo.migrate().await {
+                tracing::warn!(error = %e, "catalog index not created (MongoDB down?)");
+            }
+            Arc::new(mongo)
+        }
+        _ => Arc::new(
+            SqliteCatalog::open(&path_of(url.location(), "catalog")?)
+                .await
+                .map_err(|e| io_error("catalog", e))?,
+        ),
+    })
+}
+
+/// The search index named by the settings.
+pub async fn index(settings: &Settings, data_dir: &Path) -> std::io::Result<Arc<dyn SearchIndex>> {
+    let url = settings.index(data_dir);
+    Ok(match url.scheme() {
+        "http" | "https" => Arc::new(
+            ElasticIndex::new(url.expose(), &settings.index_name)
+                .map_err(|e| io_error("index", e))?,
+        ),
+        _ => Arc::new(
+            TantivyIndex::open(&path_of(url.location(), "index")?)
+                .await
+                .map_err(|e| io_error("index", e))?,
+        ),
+    })
+}
+
+/// The cache named by the settings.
+pub fn cache(settings: &Settings, data_dir: &Path) -> std::io::Result<Arc<dyn Cache>> {
+    let url = settings.cache(data_dir);
+    Ok(match url.scheme() {
+        "redis" => Arc::new(
+            RedisCache::new(url.expose(), &settings.cache_prefix)
+                .map_err(|e| io_error("cache", e))?,
+        ),
+        _ => Arc::new(MemoryCache::new(settings.cache_capacity)),
+    })
 }
 
 impl Application {
     /// Connects the backends and binds the listener (so [`Application::port`] is known).
+    /// Tokens are verified with the auth service's keys (default verifier settings).
     pub async fn build(settings: &Settings, platform: &Platform) -> std::io::Result<Self> {
+        Self::build_with(settings, platform, Verifier::from_settings(&settings.auth)).await
+    }
+
+    /// [`Application::build`] with a given token verifier.
+    pub async fn build_with(
+        settings: &Settings,
+        platform: &Platform,
+        verifier: Verifier,
+    ) -> std::io::Result<Self> {
+        let data_dir = &platform.data_dir;
+        let state = AppState {
+            catalog: catalog(settings, data_dir).await?,
+            index: index(settings, data_dir).await?,
+            cache: cache(settings, data_dir)?,
+            verifier,
+            cache_ttl: Duration::from_secs(settings.cache_ttl_secs.max(1)),
+            relay_wake: Arc::new(Notify::new()),
+        };
+        let events = settings.events(data_dir);
+        let bus =
+            Bus::connect(&events, NAME, &platform.memory_bus).map_err(|e| io_error("events", e))?;
+
         let mut readiness = Readiness::new(NAME, platform.shutdown.token());
-        for (name, url) in settings.backends(&platform.data_dir) {
-            readiness.add(HealthCheck::reachable(name, &url));
-        }
+        let catalog = state.catalog.clone();
+        readiness.add(
+            HealthCheck::new("catalog", move || {
+                let c = catalog.clone();
+                async move { c.check().await }
+            })
+            .with_target(settings.catalog(data_dir).redacted()),
+        );
+        let index = state.index.clone();
+        readiness.add(
+            HealthCheck::new("index", move || {
+                let i = index.clone();
+                async move { i.check().await }
+            })
+            .with_target(settings.index(data_dir).redacted()),
+        );
+        let probe = bus.clone();
+        readiness.add(
+            HealthCheck::new("events", move || {
+                let b = probe.clone();
+                async move { b.check().await }
+            })
+            .with_target(events.redacted()),
+        );
+        // The cache is optional: when it is down the service answers uncached, so it is not
+        // part of readiness; `search_cache_up` and the logs report it.
+        platform
+            .shutdown
+            .spawn(watch_cache(state.cache.clone(), platform.shutdown.token()));
+
+        // Create the index before serving, so the first searches find it; when the engine is
+        // down, the follower keeps trying in the background.
+        let ensured =
+            match tokio::time::timeout(Duration::from_secs(15), state.index.ensure()).await {
+                Ok(Ok(created)) => Some(created),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "index setup failed; retrying in the background");
+                    None
+                }
+                Err(_) => {
+                    tracing::warn!("index setup timed out; retrying in the background");
+                    None
+                }
+            };
+        let token = platform.shutdown.token();
+        platform.shutdown.spawn(service::relay(
+            state.clone(),
+            bus.clone(),
+            settings.catalog_topic.clone(),
+            token.clone(),
+        ));
+        platform
+            .shutdown
+            .spawn(follow(state.clone(), bus, settings.clone(), ensured, token));
+
         let service = Service {
             name: NAME,
-            router: http::router(),
+            router: http::router(state.clone()),
             openapi: http::ApiDoc::openapi(),
             readiness,
         };
         let server = HttpServer::bind(&settings.listen, service).await?;
-        Ok(Self { server })
+        Ok(Self { server, state })
     }
 
     pub fn port(&self) -> u16 {
         self.server.port()
     }
 
+    /// The shared state (tests drive the relay and the index through it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
     /// Serves until shutdown begins, then drains in-flight requests.
     pub async fn run_until_stopped(self, platform: Platform) -> std::io::Result<()> {
         self.server.run(platform.shutdown.token()).await
+    }
+}
+
+async fn retry<T, F, Fut>(what: &str, stop: &CancellationToken, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, BackendError>>,
+{
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match f().await {
+            Ok(v) => return Some(v),
+            Err(e) => tracing::warn!(error = %e, "{what} failed; retrying in {delay:?}"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return None,
+            () = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// Prepares the index (creating it, seeding the demo catalog into an empty catalog, filling an
+/// empty index), then follows `catalog.v1` until shutdown.
+async fn follow(
+    state: AppState,
+    bus: Bus,
+    settings: Settings,
+    ensured: Option<bool>,
+    stop: CancellationToken,
+) {
+    let created = match ensured {
+        Some(c) => c,
+        None => match retry("index setup", &stop, || state.index.ensure()).await {
+            Some(c) => c,
+            None => return,
+        },
+    };
+    let Some(count) = retry("catalog count", &stop, || state.catalog.count()).await else {
+        return;
+    };
+    let mut rebuild = created && count > 0;
+    if count == 0 && settings.seed_demo && settings.demo_products > 0 {
+        let products = demo::products(demo::DEFAULT_SEED, settings.demo_products);
+        if retry("demo catalog import", &stop, || {
+            state.catalog.import(&products)
+        })
+        .await
+        .is_none()
+        {
+            return;
+        }
+        tracing::info!(products = products.len(), "demo catalog loaded");
+        rebuild = true;
+    }
+    if rebuild {
+        match retry("initial index build", &stop, || {
+            state.index.reindex(state.catalog.as_ref())
+        })
+        .await
+        {
+            Some(n) => {
+                state.cache.bump().await;
+                tracing::info!(indexed = n, "index built from the catalog");
+            }
+            None => return,
+        }
+    }
+    let topic = settings.catalog_topic.as_str();
+    if let Err(e) = bus.ensure_topics(&[topic], 3).await {
+        tracing::warn!(error = %e, topic, "could not create the catalog topic");
+    }
+    let subscription = loop {
+        match bus.subscribe(&settings.consumer_group, &[topic]) {
+            Ok(s) => break s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot subscribe to the catalog topic; retrying");
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    };
+    bus::consume("search-indexer", subscription, stop, |record| {
+        let state = state.clone();
+        async move { state.follow(record).await }
+    })
+    .await;
+}
+
+/// Reports the optional cache's health as a gauge and in the logs.
+async fn watch_cache(cache: Arc<dyn Cache>, stop: CancellationToken) {
+    let mut was_up = true;
+    loop {
+        let up = cache.check().await.is_ok();
+        metrics::gauge!("search_cache_up").set(if up { 1.0 } else { 0.0 });
+        if up != was_up {
+            if up {
+                tracing::info!("cache is back; responses are cached again");
+            } else {
+                tracing::warn!("cache is down; answering uncached");
+            }
+            was_up = up;
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
     }
 }

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use serde::Deserialize;
+use storefront_kit::auth::VerifierSettings;
 use storefront_kit::backend::{BackendUrl, CacheUrl, DocumentsUrl, EventsUrl, SearchIndexUrl};
 
 /// The default listen address.
@@ -22,6 +23,24 @@ pub struct Settings {
     pub cache_url: Option<CacheUrl>,
     /// events backend; embedded default when unset.
     pub events_url: Option<EventsUrl>,
+    /// Name of the search alias (Elasticsearch) the physical indexes hide behind.
+    pub index_name: String,
+    /// Prefix of every cache key (Redis).
+    pub cache_prefix: String,
+    /// How long search, suggestion and product responses stay cached.
+    pub cache_ttl_secs: u64,
+    /// Entries kept by the in-memory cache.
+    pub cache_capacity: usize,
+    /// Topic the catalog events go to.
+    pub catalog_topic: String,
+    /// Consumer group of the index follower.
+    pub consumer_group: String,
+    /// Fill an empty catalog with the demo catalog at startup.
+    pub seed_demo: bool,
+    /// How many demo products.
+    pub demo_products: usize,
+    /// Where access tokens are verified (admin writes need the admin role).
+    pub auth: VerifierSettings,
 }
 
 impl Default for Settings {
@@ -32,6 +51,15 @@ impl Default for Settings {
             index_url: None,
             cache_url: None,
             events_url: None,
+            index_name: "products".to_string(),
+            cache_prefix: "search".to_string(),
+            cache_ttl_secs: 60,
+            cache_capacity: crate::adapters::memory::DEFAULT_CAPACITY,
+            catalog_topic: storefront_kit::event::topics::CATALOG.to_string(),
+            consumer_group: "search-indexer".to_string(),
+            seed_demo: true,
+            demo_products: 3_000,
+            auth: VerifierSettings::default(),
         }
     }
 }

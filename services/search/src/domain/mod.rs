@@ -1,1 +1,15 @@
 //! Domain types of the search service: they validate on construction and do no I/O.
+
+pub mod event;
+pub mod product;
+pub mod query;
+pub mod text;
+
+pub use event::CatalogEvent;
+pub use product::{
+    Attributes, CategoryPath, Currency, Money, Product, ProductDraft, ProductId, ProductInput, Sku,
+};
+pub use query::{
+    FacetCount, Facets, Highlights, Hit, SearchParams, SearchQuery, SearchResult, Sort,
+    SuggestParams, SuggestQuery, Suggestion,
+};

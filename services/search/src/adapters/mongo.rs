@@ -1,0 +1,357 @@
+//! The catalog in MongoDB (FerretDB in the local stack, which has no multi-document
+//! transactions). The outbox lives inside each product document: a write and its pending
+//! event are one single-document update, so they are atomic without a transaction.
+//!
+//! Document layout (collection `products`):
+//! `{ _id, product: {...}, version, deleted, has_pending, pending_events: [{id, envelope}] }`.
+//! A delete leaves a tombstone (`deleted: true`) until its event is published; the relay
+//! then removes it.
+
+use futures::FutureExt;
+use futures::TryStreamExt;
+use futures::future::BoxFuture;
+use mongodb::bson::{self, Bson, Document, doc};
+use mongodb::error::{ErrorKind, WriteFailure};
+use mongodb::options::ClientOptions;
+use mongodb::{Client, Collection, Database};
+use storefront_kit::event::Envelope;
+
+use crate::domain::{Product, ProductId};
+use crate::ports::{BackendError, CatalogRepo, PendingEvent, WriteError};
+
+const NAME: &str = "mongodb";
+/// Database used when the URL names none.
+pub const DEFAULT_DATABASE: &str = "storefront";
+
+fn err(e: impl std::fmt::Display) -> BackendError {
+    BackendError::new(NAME, e)
+}
+
+pub struct MongoCatalog {
+    db: Database,
+    products: Collection<Document>,
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn product_doc(p: &Product) -> Result<Document, BackendError> {
+    let json = serde_json::to_value(p).map_err(err)?;
+    match bson::to_bson(&json).map_err(err)? {
+        Bson::Document(d) => Ok(d),
+        other => Err(err(format!("product is not a document: {other}"))),
+    }
+}
+
+fn product_from(doc: &Document) -> Result<Product, BackendError> {
+    let inner = doc.get_document("product").map_err(err)?;
+    let json = Bson::Document(inner.clone()).into_relaxed_extjson();
+    serde_json::from_value(json).map_err(err)
+}
+
+fn pending_entry(event: &Envelope) -> Result<Document, BackendError> {
+    Ok(doc! {
+        "id": event.id.to_string(),
+        "envelope": serde_json::to_string(event).map_err(err)?,
+    })
+}
+
+impl MongoCatalog {
+    /// Connects (lazily: the driver connects on first use) to the database the URL names, or
+    /// [`DEFAULT_DATABASE`].
+    pub async fn connect(url: &str) -> Result<Self, BackendError> {
+        let mut options = ClientOptions::parse(url).await.map_err(err)?;
+        options.app_name = Some("storefront-search".into());
+        options.server_selection_timeout = Some(std::time::Duration::from_secs(5));
+        options.connect_timeout = Some(std::time::Duration::from_secs(3));
+        let name = options
+            .default_database
+            .clone()
+            .unwrap_or_else(|| DEFAULT_DATABASE.to_string());
+        let client = Client::with_options(options).map_err(err)?;
+        let db = client.database(&name);
+        let products = db.collection::<Document>("products");
+        Ok(Self { db, products })
+    }
+
+    /// Creates the index the relay scans with (idempotent).
+    pub async fn migrate(&self) -> Result<(), BackendError> {
+        let index = mongodb::IndexModel::builder()
+            .keys(doc! { "has_pending": 1 })
+            .build();
+        self.products.create_index(index).await.map_err(err)?;
+        Ok(())
+    }
+
+    async fn mismatch(&self, id: &ProductId, expected: u64) -> WriteError {
+        match self
+            .products
+            .find_one(doc! { "_id": id.as_str(), "deleted": false })
+            .await
+        {
+            Ok(Some(d)) => WriteError::VersionMismatch {
+                id: id.clone(),
+                expected,
+                current: u64::try_from(d.get_i64("version").unwrap_or(0)).unwrap_or(0),
+            },
+            Ok(None) => WriteError::NotFound(id.clone()),
+            Err(e) => WriteError::Backend(err(e)),
+        }
+    }
+}
+
+fn is_duplicate(e: &mongodb::error::Error) -> bool {
+    match e.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == 11000,
+        ErrorKind::InsertMany(m) => m
+            .write_errors
+            .as_ref()
+            .is_some_and(|es| es.iter().all(|w| w.code == 11000)),
+        _ => false,
+    }
+}
+
+impl CatalogRepo for MongoCatalog {
+    fn create<'a>(
+        &'a self,
+        product: &'a Product,
+        event: &'a Envelope,
+    ) -> BoxFuture<'a, Result<(), WriteError>> {
+        async move {
+            let doc = doc! {
+                "_id": product.id.as_str(),
+                "product": product_doc(product)?,
+                "version": to_i64(product.version),
+                "deleted": false,
+                "has_pending": true,
+                "pending_events": [pending_entry(event)?],
+            };
+            match self.products.insert_one(doc).await {
+                Ok(_) => Ok(()),
+                Err(e) if is_duplicate(&e) => Err(WriteError::Exists(product.id.clone())),
+                Err(e) => Err(WriteError::Backend(err(e))),
+            }
+        }
+        .boxed()
+    }
+
+    fn update<'a>(
+        &'a self,
+        product: &'a Product,
+        event: &'a Envelope,
+    ) -> BoxFuture<'a, Result<(), WriteError>> {
+        async move {
+            let expected = product.version.saturating_sub(1);
+            let result = self
+                .products
+                .update_one(
+                    doc! { "_id": product.id.as_str(), "version": to_i64(expected), "deleted": false },
+                    doc! {
+                        "$set": {
+                            "product": product_doc(product)?,
+                            "version": to_i64(product.version),
+                            "has_pending": true,
+                        },
+                        "$push": { "pending_events": pending_entry(event)? },
+                    },
+                )
+                .await
+                .map_err(err)?;
+            if result.matched_count == 0 {
+                return Err(self.mismatch(&product.id, expected).await);
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn delete<'a>(
+        &'a self,
+        id: &'a ProductId,
+        version: u64,
+        event: &'a Envelope,
+    ) -> BoxFuture<'a, Result<(), WriteError>> {
+        async move {
+            let result = self
+                .products
+                .update_one(
+                    doc! { "_id": id.as_str(), "version": to_i64(version), "deleted": false },
+                    doc! {
+                        "$set": {
+                            "deleted": true,
+                            "version": to_i64(version + 1),
+                            "has_pending": true,
+                        },
+                        "$push": { "pending_events": pending_entry(event)? },
+                    },
+                )
+                .await
+                .map_err(err)?;
+            if result.matched_count == 0 {
+                return Err(self.mismatch(id, version).await);
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn get<'a>(
+        &'a self,
+        id: &'a ProductId,
+    ) -> BoxFuture<'a, Result<Option<Product>, BackendError>> {
+        async move {
+            let found = self
+                .products
+                .find_one(doc! { "_id": id.as_str(), "deleted": false })
+                .await
+                .map_err(err)?;
+            found.as_ref().map(product_from).transpose()
+        }
+        .boxed()
+    }
+
+    fn page<'a>(
+        &'a self,
+        after: Option<&'a ProductId>,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<Product>, BackendError>> {
+        async move {
+            let filter = match after {
+                Some(a) => doc! { "deleted": false, "_id": { "$gt": a.as_str() } },
+                None => doc! { "deleted": false },
+            };
+            let docs: Vec<Document> = self
+                .products
+                .find(filter)
+                .sort(doc! { "_id": 1 })
+                .limit(i64::from(limit))
+                .await
+                .map_err(err)?
+                .try_collect()
+                .await
+                .map_err(err)?;
+            docs.iter().map(product_from).collect()
+        }
+        .boxed()
+    }
+
+    fn count(&self) -> BoxFuture<'_, Result<u64, BackendError>> {
+        async move {
+            self.products
+                .count_documents(doc! { "deleted": false })
+                .await
+                .map_err(err)
+        }
+        .boxed()
+    }
+
+    fn import<'a>(&'a self, products: &'a [Product]) -> BoxFuture<'a, Result<(), BackendError>> {
+        async move {
+            for chunk in products.chunks(500) {
+                let docs = chunk
+                    .iter()
+                    .map(|p| {
+                        Ok(doc! {
+                            "_id": p.id.as_str(),
+                            "product": product_doc(p)?,
+                            "version": to_i64(p.version),
+                            "deleted": false,
+                            "has_pending": false,
+                            "pending_events": [],
+                        })
+                    })
+                    .collect::<Result<Vec<_>, BackendError>>()?;
+                match self.products.insert_many(docs).ordered(false).await {
+                    Ok(_) => {}
+                    Err(e) if is_duplicate(&e) => {}
+                    Err(e) => return Err(err(e)),
+                }
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn pending(&self, limit: u32) -> BoxFuture<'_, Result<Vec<PendingEvent>, BackendError>> {
+        async move {
+            let docs: Vec<Document> = self
+                .products
+                .find(doc! { "has_pending": true })
+                .limit(i64::from(limit))
+                .await
+                .map_err(err)?
+                .try_collect()
+                .await
+                .map_err(err)?;
+            let mut out = Vec::new();
+            for d in docs {
+                let id = ProductId::parse(d.get_str("_id").map_err(err)?).map_err(err)?;
+                let Ok(events) = d.get_array("pending_events") else {
+                    continue;
+                };
+                for e in events {
+                    let Some(entry) = e.as_document() else {
+                        continue;
+                    };
+                    let raw = entry.get_str("envelope").map_err(err)?;
+                    out.push(PendingEvent {
+                        product_id: id.clone(),
+                        envelope: serde_json::from_str(raw).map_err(err)?,
+                        receipt: raw.to_string(),
+                    });
+                }
+                if out.len() >= usize::try_from(limit).unwrap_or(usize::MAX) {
+                    break;
+                }
+            }
+            Ok(out)
+        }
+        .boxed()
+    }
+
+    fn acknowledge<'a>(
+        &'a self,
+        event: &'a PendingEvent,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        async move {
+            let id = event.product_id.as_str();
+            self.products
+                .update_one(
+                    doc! { "_id": id },
+                    // The whole entry, exactly as stored (FerretDB pulls by equality).
+                    doc! { "$pull": { "pending_events": {
+                        "id": event.envelope.id.to_string(),
+                        "envelope": &event.receipt,
+                    } } },
+                )
+                .await
+                .map_err(err)?;
+            // Only when nothing was pushed meanwhile (the filter is checked atomically).
+            self.products
+                .update_one(
+                    doc! { "_id": id, "pending_events": { "$size": 0 } },
+                    doc! { "$set": { "has_pending": false } },
+                )
+                .await
+                .map_err(err)?;
+            self.products
+                .delete_one(doc! { "_id": id, "deleted": true, "has_pending": false })
+                .await
+                .map_err(err)?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+        async move {
+            self.db
+                .run_command(doc! { "ping": 1 })
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+        .boxed()
+    }
+}

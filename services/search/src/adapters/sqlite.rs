@@ -1,0 +1,293 @@
+//! The catalog in SQLite for `storefront up`: products as JSON documents, and the outbox table
+//! written in the same transaction as the change.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use sqlx::{Row, SqlitePool};
+use storefront_kit::event::Envelope;
+
+use crate::domain::{Product, ProductId};
+use crate::ports::{BackendError, CatalogRepo, PendingEvent, WriteError};
+
+const NAME: &str = "sqlite";
+
+fn err(e: impl std::fmt::Display) -> BackendError {
+    BackendError::new(NAME, e)
+}
+
+pub struct SqliteCatalog {
+    pool: SqlitePool,
+}
+
+impl SqliteCatalog {
+    /// Opens (creating when missing) the catalog file and applies the migrations.
+    pub async fn open(path: &Path) -> Result<Self, BackendError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(dir).await.map_err(err)?;
+        }
+        let options = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(err)?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(err)?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(err)?;
+        Ok(Self { pool })
+    }
+
+    async fn current_version(&self, id: &ProductId) -> Result<Option<u64>, BackendError> {
+        let row = sqlx::query("SELECT version FROM products WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(row.map(|r| u64::try_from(r.get::<i64, _>(0)).unwrap_or(0)))
+    }
+
+    async fn mismatch(&self, id: &ProductId, expected: u64) -> WriteError {
+        match self.current_version(id).await {
+            Ok(Some(current)) => WriteError::VersionMismatch {
+                id: id.clone(),
+                expected,
+                current,
+            },
+            Ok(None) => WriteError::NotFound(id.clone()),
+            Err(e) => WriteError::Backend(e),
+        }
+    }
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn decode(doc: &str) -> Result<Product, BackendError> {
+    serde_json::from_str(doc).map_err(err)
+}
+
+impl CatalogRepo for SqliteCatalog {
+    fn create<'a>(
+        &'a self,
+        product: &'a Product,
+        event: &'a Envelope,
+    ) -> BoxFuture<'a, Result<(), WriteError>> {
+        async move {
+            let doc = serde_json::to_string(product).map_err(err)?;
+            let envelope = serde_json::to_string(event).map_err(err)?;
+            let mut tx = self.pool.begin().await.map_err(err)?;
+            let inserted = sqlx::query(
+                "INSERT INTO products (id, version, doc) VALUES (?, ?, ?) ON CONFLICT(id) DO NOTHING",
+            )
+            .bind(product.id.as_str())
+            .bind(to_i64(product.version))
+            .bind(doc)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+            if inserted.rows_affected() == 0 {
+                return Err(WriteError::Exists(product.id.clone()));
+            }
+            sqlx::query("INSERT INTO outbox (product_id, event_id, envelope) VALUES (?, ?, ?)")
+                .bind(product.id.as_str())
+                .bind(event.id.to_string())
+                .bind(envelope)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            tx.commit().await.map_err(err)?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn update<'a>(
+        &'a self,
+        product: &'a Product,
+        event: &'a Envelope,
+    ) -> BoxFuture<'a, Result<(), WriteError>> {
+        async move {
+            let expected = product.version.saturating_sub(1);
+            let doc = serde_json::to_string(product).map_err(err)?;
+            let envelope = serde_json::to_string(event).map_err(err)?;
+            let mut tx = self.pool.begin().await.map_err(err)?;
+            let updated = sqlx::query(
+                "UPDATE products SET version = ?, doc = ? WHERE id = ? AND version = ?",
+            )
+            .bind(to_i64(product.version))
+            .bind(doc)
+            .bind(product.id.as_str())
+            .bind(to_i64(expected))
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+            if updated.rows_affected() == 0 {
+                drop(tx);
+                return Err(self.mismatch(&product.id, expected).await);
+            }
+            sqlx::query("INSERT INTO outbox (product_id, event_id, envelope) VALUES (?, ?, ?)")
+                .bind(product.id.as_str())
+                .bind(event.id.to_string())
+                .bind(envelope)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            tx.commit().await.map_err(err)?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn delete<'a>(
+        &'a self,
+        id: &'a ProductId,
+        version: u64,
+        event: &'a Envelope,
+    ) -> BoxFuture<'a, Result<(), WriteError>> {
+        async move {
+            let envelope = serde_json::to_string(event).map_err(err)?;
+            let mut tx = self.pool.begin().await.map_err(err)?;
+            let deleted = sqlx::query("DELETE FROM products WHERE id = ? AND version = ?")
+                .bind(id.as_str())
+                .bind(to_i64(version))
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            if deleted.rows_affected() == 0 {
+                drop(tx);
+                return Err(self.mismatch(id, version).await);
+            }
+            sqlx::query("INSERT INTO outbox (product_id, event_id, envelope) VALUES (?, ?, ?)")
+                .bind(id.as_str())
+                .bind(event.id.to_string())
+                .bind(envelope)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            tx.commit().await.map_err(err)?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn get<'a>(
+        &'a self,
+        id: &'a ProductId,
+    ) -> BoxFuture<'a, Result<Option<Product>, BackendError>> {
+        async move {
+            let row = sqlx::query("SELECT doc FROM products WHERE id = ?")
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(err)?;
+            row.map(|r| decode(r.get::<&str, _>(0))).transpose()
+        }
+        .boxed()
+    }
+
+    fn page<'a>(
+        &'a self,
+        after: Option<&'a ProductId>,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<Product>, BackendError>> {
+        async move {
+            let rows = sqlx::query("SELECT doc FROM products WHERE id > ? ORDER BY id LIMIT ?")
+                .bind(after.map_or("", ProductId::as_str))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(err)?;
+            rows.iter().map(|r| decode(r.get::<&str, _>(0))).collect()
+        }
+        .boxed()
+    }
+
+    fn count(&self) -> BoxFuture<'_, Result<u64, BackendError>> {
+        async move {
+            let n: i64 = sqlx::query("SELECT COUNT(*) FROM products")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(err)?
+                .get(0);
+            Ok(u64::try_from(n).unwrap_or(0))
+        }
+        .boxed()
+    }
+
+    fn import<'a>(&'a self, products: &'a [Product]) -> BoxFuture<'a, Result<(), BackendError>> {
+        async move {
+            let mut tx = self.pool.begin().await.map_err(err)?;
+            for p in products {
+                sqlx::query(
+                    "INSERT INTO products (id, version, doc) VALUES (?, ?, ?) ON CONFLICT(id) DO NOTHING",
+                )
+                .bind(p.id.as_str())
+                .bind(to_i64(p.version))
+                .bind(serde_json::to_string(p).map_err(err)?)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            }
+            tx.commit().await.map_err(err)
+        }
+        .boxed()
+    }
+
+    fn pending(&self, limit: u32) -> BoxFuture<'_, Result<Vec<PendingEvent>, BackendError>> {
+        async move {
+            let rows = sqlx::query("SELECT product_id, envelope FROM outbox ORDER BY seq LIMIT ?")
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(err)?;
+            rows.iter()
+                .map(|r| {
+                    Ok(PendingEvent {
+                        product_id: ProductId::parse(r.get::<&str, _>(0)).map_err(err)?,
+                        envelope: serde_json::from_str(r.get::<&str, _>(1)).map_err(err)?,
+                        receipt: String::new(),
+                    })
+                })
+                .collect()
+        }
+        .boxed()
+    }
+
+    fn acknowledge<'a>(
+        &'a self,
+        event: &'a PendingEvent,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        async move {
+            sqlx::query("DELETE FROM outbox WHERE event_id = ?")
+                .bind(event.envelope.id.to_string())
+                .execute(&self.pool)
+                .await
+                .map_err(err)?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+        async move {
+            sqlx::query("SELECT 1")
+                .fetch_one(&self.pool)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+        .boxed()
+    }
+}

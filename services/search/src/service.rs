@@ -1,0 +1,336 @@
+//! What the API does, over the ports: catalog writes with their events, cached reads, the
+//! outbox relay and the index follower.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::FromRef;
+use chrono::Utc;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use storefront_kit::auth::Verifier;
+use storefront_kit::bus::{Bus, HandlerError, Received, Record};
+use storefront_kit::context::RequestContext;
+use storefront_kit::event::Envelope;
+use storefront_kit::problem::{ApiError, FieldError};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::event::ProductDeleted;
+use crate::domain::{
+    CatalogEvent, Product, ProductId, ProductInput, SearchQuery, SearchResult, SuggestQuery,
+    Suggestion,
+};
+use crate::ports::{Applied, BackendError, Cache, CatalogRepo, SearchIndex, WriteError};
+
+/// Which precondition a write was made under, for the status of a conflict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precondition {
+    /// `If-Match` header: a mismatch is 412.
+    IfMatch(u64),
+    /// `version` in the body: a mismatch is 409.
+    Body(u64),
+    /// None given (deletes only): the current version.
+    None,
+}
+
+impl From<BackendError> for AppError {
+    fn from(e: BackendError) -> Self {
+        Self(ApiError::internal(e))
+    }
+}
+
+/// An [`ApiError`] that backend errors convert into (opaque 500, cause logged).
+#[derive(Debug)]
+pub struct AppError(pub ApiError);
+
+impl From<ApiError> for AppError {
+    fn from(e: ApiError) -> Self {
+        Self(e)
+    }
+}
+
+impl axum::response::IntoResponse for AppError {
+    fn into_response(self) -> axum::response::Response {
+        self.0.into_response()
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+/// Everything the handlers and workers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub catalog: Arc<dyn CatalogRepo>,
+    pub index: Arc<dyn SearchIndex>,
+    pub cache: Arc<dyn Cache>,
+    pub verifier: Verifier,
+    pub cache_ttl: Duration,
+    /// Wakes the outbox relay after a write.
+    pub relay_wake: Arc<Notify>,
+}
+
+impl FromRef<AppState> for Verifier {
+    fn from_ref(state: &AppState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+fn conflict(pre: Precondition, current: u64) -> ApiError {
+    match pre {
+        Precondition::IfMatch(v) => ApiError::PreconditionFailed(format!(
+            "If-Match names version {v}; the product is at version {current}."
+        )),
+        Precondition::Body(v) => ApiError::Conflict(format!(
+            "The update was made against version {v}; the product is at version {current}."
+        )),
+        Precondition::None => ApiError::Conflict(format!(
+            "The product changed meanwhile (now version {current}); retry."
+        )),
+    }
+}
+
+fn write_error(e: WriteError, pre: Precondition) -> AppError {
+    match e {
+        WriteError::NotFound(id) => AppError(ApiError::NotFound(format!("No product {id}."))),
+        WriteError::VersionMismatch { current, .. } => AppError(conflict(pre, current)),
+        WriteError::Exists(id) => {
+            AppError(ApiError::Conflict(format!("Product {id} already exists.")))
+        }
+        WriteError::Backend(b) => b.into(),
+    }
+}
+
+impl AppState {
+    async fn cached<T, F, Fut>(&self, key: &str, load: F) -> AppResult<T>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = AppResult<T>>,
+    {
+        // Read the generation before loading: an entry filled from data older than a bump is
+        // stored under the old generation, where nobody looks any more.
+        let Some(generation) = self.cache.generation().await else {
+            return load().await;
+        };
+        let key = format!("g{generation}:{key}");
+        if let Some(bytes) = self.cache.get(&key).await
+            && let Ok(value) = serde_json::from_slice(&bytes)
+        {
+            metrics::counter!("search_cache_total", "result" => "hit").increment(1);
+            return Ok(value);
+        }
+        metrics::counter!("search_cache_total", "result" => "miss").increment(1);
+        let value = load().await?;
+        if let Ok(bytes) = serde_json::to_vec(&value) {
+            self.cache.put(&key, &bytes, self.cache_ttl).await;
+        }
+        Ok(value)
+    }
+
+    pub async fn search(&self, query: &SearchQuery) -> AppResult<SearchResult> {
+        let key = format!("search:{}", query.canonical());
+        let result = self
+            .cached(&key, || async { Ok(self.index.search(query).await?) })
+            .await?;
+        if query.page > 1 && result.hits.is_empty() {
+            let last = result.total.div_ceil(u64::from(query.page_size)).max(1);
+            return Err(ApiError::Validation(vec![FieldError::new(
+                "page",
+                format!("is past the last page ({last})"),
+            )])
+            .into());
+        }
+        Ok(result)
+    }
+
+    pub async fn suggest(&self, query: &SuggestQuery) -> AppResult<Vec<Suggestion>> {
+        let key = format!("suggest:{}", query.canonical());
+        self.cached(&key, || async { Ok(self.index.suggest(query).await?) })
+            .await
+    }
+
+    pub async fn product(&self, id: &ProductId) -> AppResult<Product> {
+        let key = format!("product:{id}");
+        self.cached(&key, || async {
+            self.catalog
+                .get(id)
+                .await?
+                .ok_or_else(|| AppError(ApiError::NotFound(format!("No product {id}."))))
+        })
+        .await
+    }
+
+    async fn written(&self) {
+        // Product responses must not be served stale once the write is acknowledged.
+        self.cache.bump().await;
+        self.relay_wake.notify_one();
+    }
+
+    pub async fn create(&self, ctx: &RequestContext, input: ProductInput) -> AppResult<Product> {
+        if input.version.is_some() {
+            return Err(ApiError::invalid("version", "must not be set on create").into());
+        }
+        let draft = input.validate().map_err(ApiError::Validation)?;
+        let product = Product::create(ProductId::generate(), draft, Utc::now());
+        let event = CatalogEvent::Upserted(Box::new(product.clone()))
+            .envelope()
+            .caused_by(ctx);
+        self.catalog
+            .create(&product, &event)
+            .await
+            .map_err(|e| write_error(e, Precondition::None))?;
+        self.written().await;
+        Ok(product)
+    }
+
+    pub async fn update(
+        &self,
+        ctx: &RequestContext,
+        id: &ProductId,
+        mut input: ProductInput,
+        if_match: Option<u64>,
+    ) -> AppResult<Product> {
+        let pre = match (if_match, input.version.take()) {
+            (Some(v), _) => Precondition::IfMatch(v),
+            (None, Some(v)) => Precondition::Body(v),
+            (None, None) => {
+                return Err(ApiError::invalid(
+                    "version",
+                    "is required: send If-Match: \"<version>\" or a version field",
+                )
+                .into());
+            }
+        };
+        let draft = input.validate().map_err(ApiError::Validation)?;
+        let current = self
+            .catalog
+            .get(id)
+            .await?
+            .ok_or_else(|| AppError(ApiError::NotFound(format!("No product {id}."))))?;
+        let expected = match pre {
+            Precondition::IfMatch(v) | Precondition::Body(v) => v,
+            Precondition::None => current.version,
+        };
+        if current.version != expected {
+            return Err(conflict(pre, current.version).into());
+        }
+        let next = current.replaced(draft, Utc::now());
+        let event = CatalogEvent::Upserted(Box::new(next.clone()))
+            .envelope()
+            .caused_by(ctx);
+        self.catalog
+            .update(&next, &event)
+            .await
+            .map_err(|e| write_error(e, pre))?;
+        self.written().await;
+        Ok(next)
+    }
+
+    pub async fn delete(
+        &self,
+        ctx: &RequestContext,
+        id: &ProductId,
+        if_match: Option<u64>,
+    ) -> AppResult<()> {
+        let current = self
+            .catalog
+            .get(id)
+            .await?
+            .ok_or_else(|| AppError(ApiError::NotFound(format!("No product {id}."))))?;
+        let pre = if_match.map_or(Precondition::None, Precondition::IfMatch);
+        if let Precondition::IfMatch(v) = pre
+            && v != current.version
+        {
+            return Err(conflict(pre, current.version).into());
+        }
+        let event = CatalogEvent::Deleted(ProductDeleted {
+            id: id.clone(),
+            version: current.version + 1,
+        })
+        .envelope()
+        .caused_by(ctx);
+        self.catalog
+            .delete(id, current.version, &event)
+            .await
+            .map_err(|e| write_error(e, pre))?;
+        self.written().await;
+        Ok(())
+    }
+
+    pub async fn reindex(&self) -> AppResult<u64> {
+        let count = self.index.reindex(self.catalog.as_ref()).await?;
+        self.cache.bump().await;
+        Ok(count)
+    }
+
+    /// Applies one `catalog.v1` record to the index, then invalidates cached responses.
+    pub async fn follow(&self, record: Received) -> Result<(), HandlerError> {
+        let envelope = Envelope::from_json(&record.payload)
+            .map_err(|e| HandlerError::Permanent(e.to_string()))?;
+        let event = CatalogEvent::from_envelope(envelope)
+            .map_err(|e| HandlerError::Permanent(e.to_string()))?;
+        match self.index.apply(&event).await {
+            Ok(Applied::Changed) => {
+                self.cache.bump().await;
+                Ok(())
+            }
+            Ok(Applied::Stale) => Ok(()),
+            Err(e) => Err(HandlerError::Transient(e.to_string())),
+        }
+    }
+}
+
+/// Publishes the outbox until `stop`: every pending event is published, then acknowledged
+/// (at least once; consumers are idempotent by version).
+pub async fn relay(state: AppState, bus: Bus, topic: String, stop: CancellationToken) {
+    loop {
+        if stop.is_cancelled() {
+            return;
+        }
+        let published = relay_once(&state, &bus, &topic).await;
+        let pause = match published {
+            Ok(0) => Duration::from_millis(500),
+            Ok(_) => Duration::ZERO,
+            Err(e) => {
+                tracing::warn!(error = %e, "outbox relay failed; retrying");
+                Duration::from_secs(1)
+            }
+        };
+        if pause.is_zero() {
+            continue;
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = state.relay_wake.notified() => {}
+            () = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
+/// Publishes one batch of the outbox; the number of events published.
+pub async fn relay_once(state: &AppState, bus: &Bus, topic: &str) -> Result<usize, String> {
+    let pending = state
+        .catalog
+        .pending(100)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut published = 0;
+    for event in &pending {
+        let payload = event.envelope.to_json().map_err(|e| e.to_string())?;
+        let record = Record {
+            topic: topic.to_string(),
+            key: event.envelope.subject.clone(),
+            payload,
+            headers: vec![("event-type".into(), event.envelope.event_type.clone())],
+        };
+        bus.publish(&record).await.map_err(|e| e.to_string())?;
+        state
+            .catalog
+            .acknowledge(event)
+            .await
+            .map_err(|e| e.to_string())?;
+        published += 1;
+    }
+    Ok(published)
+}
