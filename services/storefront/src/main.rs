@@ -73,14 +73,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Outside the async runtime: the OTLP exporter runs its own thread with a blocking client.
+    let _telemetry = match storefront_kit::telemetry::init(&settings.telemetry, "storefront") {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("storefront: {e}");
+            return ExitCode::from(2);
+        }
+    };
     runtime.block_on(async move {
-        let _telemetry = match storefront_kit::telemetry::init(&settings.telemetry, "storefront") {
-            Ok(guard) => guard,
-            Err(e) => {
-                eprintln!("storefront: {e}");
-                return ExitCode::from(2);
-            }
-        };
         let shutdown = shutdown_for(&settings);
         shutdown.listen_for_signals();
         match run(&services, &settings, shutdown).await {

@@ -211,3 +211,54 @@ fn a_taken_port_is_reported_with_the_service_name() {
         .expect("read");
     assert!(stderr.contains("auth failed to start"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn request_spans_reach_the_configured_otlp_endpoint() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let posts = Arc::new(AtomicUsize::new(0));
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post({
+            let posts = posts.clone();
+            move || {
+                posts.fetch_add(1, Ordering::SeqCst);
+                async { "" }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let collector = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut child = storefront(data.path())
+        .env(
+            "STOREFRONT_TELEMETRY__OTLP_ENDPOINT",
+            format!("http://{collector}/v1/traces"),
+        )
+        .args(["run", "cart"])
+        .spawn()
+        .expect("spawn");
+    let rx = lines(&mut child);
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("cart announces its URL");
+    let url = line.rsplit(' ').next().expect("url").to_string();
+    for _ in 0..5 {
+        reqwest::get(format!("{url}/healthz"))
+            .await
+            .expect("healthz");
+    }
+    let pid = child.id().to_string();
+    Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
+    let status = wait_exit(&mut child, Duration::from_secs(10)).expect("exits");
+    assert!(status.success());
+    // The exporter flushes on shutdown.
+    assert!(posts.load(Ordering::SeqCst) >= 1, "no spans exported");
+}
