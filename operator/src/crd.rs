@@ -702,6 +702,14 @@ pub struct KafkaBackend {
     #[schemars(length(min = 1, max = 253))]
     pub strimzi_cluster: Option<String>,
 
+    /// Prefix put before every topic name (`<prefix>orders.v1`, ...), so that
+    /// several Storefronts can share one Kafka cluster without sharing events,
+    /// e.g. `shop-a.`. Empty: the platform's plain names (`catalog.v1`,
+    /// `orders.v1`, `deliveries.v1`, `notifications.dlq.v1`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 200), regex(pattern = r"^[a-zA-Z0-9._-]*$"))]
+    pub topic_prefix: String,
+
     /// Settings of every topic the platform creates.
     #[serde(default)]
     pub topics: TopicSettings,

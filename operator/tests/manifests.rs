@@ -256,8 +256,12 @@ fn operator_deployment_runs_the_operator_binary_as_its_service_account() {
     assert_eq!(container["image"], "storefront:dev");
     assert_eq!(
         container["command"],
-        serde_json::json!(["storefront-operator"])
+        serde_json::json!(["storefront-operator", "run"])
     );
+    assert_eq!(container["ports"][0]["containerPort"], 8090);
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(container["readinessProbe"]["httpGet"]["port"], "metrics");
     assert_eq!(
         container["securityContext"]["allowPrivilegeEscalation"],
         false
