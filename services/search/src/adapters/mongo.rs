@@ -30,6 +30,11 @@ fn err(e: impl std::fmt::Display) -> BackendError {
 pub struct MongoCatalog {
     db: Database,
     products: Collection<Document>,
+    /// Serializes this process's writes to product documents. MongoDB updates one document
+    /// atomically, but FerretDB 1.x (SQLite backend) applies an update by reading the document,
+    /// changing it in memory and writing it back whole, so two concurrent updates of one
+    /// document (an admin write and the relay's acknowledgement) can lose one of them.
+    writes: tokio::sync::Mutex<()>,
 }
 
 fn to_i64(v: u64) -> i64 {
@@ -72,7 +77,11 @@ impl MongoCatalog {
         let client = Client::with_options(options).map_err(err)?;
         let db = client.database(&name);
         let products = db.collection::<Document>("products");
-        Ok(Self { db, products })
+        Ok(Self {
+            db,
+            products,
+            writes: tokio::sync::Mutex::new(()),
+        })
     }
 
     /// Creates the index the relay scans with (idempotent).
@@ -119,6 +128,7 @@ impl CatalogRepo for MongoCatalog {
         event: &'a Envelope,
     ) -> BoxFuture<'a, Result<(), WriteError>> {
         async move {
+            let _serialized = self.writes.lock().await;
             let doc = doc! {
                 "_id": product.id.as_str(),
                 "product": product_doc(product)?,
@@ -142,6 +152,7 @@ impl CatalogRepo for MongoCatalog {
         event: &'a Envelope,
     ) -> BoxFuture<'a, Result<(), WriteError>> {
         async move {
+            let _serialized = self.writes.lock().await;
             let expected = product.version.saturating_sub(1);
             let result = self
                 .products
@@ -173,6 +184,7 @@ impl CatalogRepo for MongoCatalog {
         event: &'a Envelope,
     ) -> BoxFuture<'a, Result<(), WriteError>> {
         async move {
+            let _serialized = self.writes.lock().await;
             let result = self
                 .products
                 .update_one(
@@ -315,6 +327,7 @@ impl CatalogRepo for MongoCatalog {
         event: &'a PendingEvent,
     ) -> BoxFuture<'a, Result<(), BackendError>> {
         async move {
+            let _serialized = self.writes.lock().await;
             let id = event.product_id.as_str();
             self.products
                 .update_one(
