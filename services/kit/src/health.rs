@@ -27,6 +27,7 @@ type CheckFn = dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync;
 pub struct HealthCheck {
     name: String,
     target: Option<String>,
+    advisory: bool,
     check: Arc<CheckFn>,
 }
 
@@ -39,6 +40,7 @@ impl HealthCheck {
         Self {
             name: name.into(),
             target: None,
+            advisory: false,
             check: Arc::new(move || Box::pin(check())),
         }
     }
@@ -46,6 +48,14 @@ impl HealthCheck {
     /// What the check talks to, shown in `/readyz` (already redacted).
     pub fn with_target(mut self, target: impl Into<String>) -> Self {
         self.target = Some(target.into());
+        self
+    }
+
+    /// Reported in `/readyz` but never makes the service unready: when it fails the service
+    /// is `degraded` and still answers 200 (e.g. a rejected config reload while the last good
+    /// config keeps serving; taking every replica out of rotation would be worse).
+    pub fn advisory(mut self) -> Self {
+        self.advisory = true;
         self
     }
 
@@ -110,7 +120,8 @@ pub struct CheckReport {
 /// The `/readyz` body.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq)]
 pub struct ReadinessReport {
-    /// `ready`, `unready` or `shutting_down`.
+    /// `ready`, `degraded` (an advisory check is down; still 200), `unready` or
+    /// `shutting_down`.
     pub status: String,
     pub service: String,
     pub checks: BTreeMap<String, CheckReport>,
@@ -156,21 +167,28 @@ impl Readiness {
                 latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
                 error: outcome.err(),
             };
-            (c.name.clone(), report)
+            (c.name.clone(), c.advisory, report)
         }))
         .await;
-        let all_up = results.iter().all(|(_, r)| r.status == "up");
+        let up = |advisory: bool| {
+            results
+                .iter()
+                .filter(|(_, a, _)| *a == advisory)
+                .all(|(_, _, r)| r.status == "up")
+        };
         let status = if self.shutdown.is_cancelled() {
             "shutting_down"
-        } else if all_up {
-            "ready"
-        } else {
+        } else if !up(false) {
             "unready"
+        } else if !up(true) {
+            "degraded"
+        } else {
+            "ready"
         };
         ReadinessReport {
             status: status.to_string(),
             service: self.service.clone(),
-            checks: results.into_iter().collect(),
+            checks: results.into_iter().map(|(n, _, r)| (n, r)).collect(),
         }
     }
 }
@@ -183,12 +201,12 @@ pub async fn healthz() -> impl IntoResponse {
 
 /// `GET /readyz`: every dependency answers.
 #[utoipa::path(get, path = "/readyz", tag = "health", responses(
-    (status = 200, description = "Every dependency is up", body = ReadinessReport),
+    (status = 200, description = "Every dependency is up (or only an advisory check is down: `degraded`)", body = ReadinessReport),
     (status = 503, description = "A dependency is down or the service is shutting down", body = ReadinessReport),
 ))]
 pub async fn readyz(State(readiness): State<Readiness>) -> impl IntoResponse {
     let report = readiness.report().await;
-    let code = if report.status == "ready" {
+    let code = if report.status == "ready" || report.status == "degraded" {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -220,6 +238,19 @@ mod tests {
         assert_eq!(ok.report().await.status, "ready");
         token.cancel();
         assert_eq!(ok.report().await.status, "shutting_down");
+    }
+
+    #[tokio::test]
+    async fn a_failed_advisory_check_degrades_but_stays_ready() {
+        let token = CancellationToken::new();
+        let readiness = Readiness::new("gateway", token)
+            .with(HealthCheck::new("cache", || async { Ok(()) }))
+            .with(HealthCheck::new("config", || async { Err("bad file".to_string()) }).advisory());
+        let report = readiness.report().await;
+        assert_eq!(report.status, "degraded");
+        assert_eq!(report.checks["config"].error.as_deref(), Some("bad file"));
+        let (code, _) = readyz(State(readiness)).await.into_response().into_parts();
+        assert_eq!(code.status, StatusCode::OK);
     }
 
     #[tokio::test]

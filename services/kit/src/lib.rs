@@ -5,7 +5,8 @@
 //! [`context`] (request id and W3C trace context), [`metrics`] (Prometheus),
 //! [`health`] (`/healthz` and `/readyz`), [`problem`] (RFC 9457 errors and JSON extractors),
 //! [`shutdown`] (signals and draining), [`client`] (typed REST client base),
-//! [`event`] (the event envelope) and [`server`] (one HTTP service with all of the above).
+//! [`event`] (the event envelope), [`outbox`] (transactional outbox and consumer dedupe)
+//! and [`server`] (one HTTP service with all of the above).
 
 pub mod auth;
 pub mod backend;
@@ -15,6 +16,7 @@ pub mod context;
 pub mod event;
 pub mod health;
 pub mod metrics;
+pub mod outbox;
 pub mod problem;
 pub mod server;
 pub mod settings;
