@@ -1,10 +1,27 @@
-//! Builds and runs the cart service.
+//! Builds and runs the cart service: picks the adapters by URL scheme and serves the API.
 
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt as _;
+use futures::future::BoxFuture;
+use storefront_kit::auth::Verifier;
+use storefront_kit::backend::Location;
 use storefront_kit::health::{HealthCheck, Readiness};
 use storefront_kit::server::{HttpServer, Platform, Service};
+use storefront_search::domain::Currency;
+use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 
+use crate::adapters::memory::MemoryCache;
+use crate::adapters::mysql::MysqlCarts;
+use crate::adapters::redis::RedisCache;
+use crate::adapters::search::SearchCatalog;
+use crate::adapters::sqlite::SqliteCarts;
 use crate::http;
+use crate::ports::{CartCache, CartRepo};
+use crate::service::AppState;
 use crate::settings::Settings;
 
 /// The service's name in logs, metrics and `/readyz`.
@@ -13,31 +30,162 @@ pub const NAME: &str = "cart";
 /// The cart service, bound and ready to run.
 pub struct Application {
     server: HttpServer,
+    state: AppState,
+}
+
+fn io_error(what: &str, e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(format!("{NAME}: {what}: {e}"))
+}
+
+/// The cart database named by the settings, migrated.
+pub async fn repo(settings: &Settings, data_dir: &Path) -> std::io::Result<Arc<dyn CartRepo>> {
+    let url = settings.database(data_dir);
+    Ok(match url.scheme() {
+        "mysql" => Arc::new(
+            MysqlCarts::connect(url.expose())
+                .await
+                .map_err(|e| io_error("database", e))?,
+        ),
+        _ => {
+            let Location::Path(path) = url.location() else {
+                return Err(io_error("database", "expected a sqlite:// file path"));
+            };
+            Arc::new(
+                SqliteCarts::open(path)
+                    .await
+                    .map_err(|e| io_error("database", e))?,
+            )
+        }
+    })
+}
+
+/// The cart cache named by the settings.
+pub fn cache(settings: &Settings, data_dir: &Path) -> std::io::Result<Arc<dyn CartCache>> {
+    let url = settings.cache(data_dir);
+    let ttl = Duration::from_secs(settings.cache_ttl_secs.max(1));
+    Ok(match url.scheme() {
+        "redis" => Arc::new(
+            RedisCache::new(url.expose(), &settings.cache_prefix, ttl)
+                .map_err(|e| io_error("cache", e))?,
+        ),
+        _ => Arc::new(MemoryCache::new(settings.cache_capacity, ttl)),
+    })
+}
+
+/// The state of the service: database, cache, catalog client, token verifier.
+pub async fn state(
+    settings: &Settings,
+    data_dir: &Path,
+    verifier: Verifier,
+) -> std::io::Result<AppState> {
+    let currency = Currency::parse(&settings.currency).map_err(|e| io_error("currency", e))?;
+    let catalog = SearchCatalog::new(&settings.search_url, settings.search_client.clone())
+        .map_err(|e| io_error("search_url", e))?;
+    Ok(AppState {
+        repo: repo(settings, data_dir).await?,
+        cache: cache(settings, data_dir)?,
+        catalog: Arc::new(catalog),
+        verifier,
+        currency,
+        price_timeout: Duration::from_millis(settings.price_timeout_ms.max(1)),
+    })
 }
 
 impl Application {
     /// Connects the backends and binds the listener (so [`Application::port`] is known).
+    /// Tokens are verified with the auth service's keys (`auth` settings).
     pub async fn build(settings: &Settings, platform: &Platform) -> std::io::Result<Self> {
+        Self::build_with(settings, platform, Verifier::from_settings(&settings.auth)).await
+    }
+
+    /// [`Application::build`] with a given token verifier.
+    pub async fn build_with(
+        settings: &Settings,
+        platform: &Platform,
+        verifier: Verifier,
+    ) -> std::io::Result<Self> {
+        let data_dir = &platform.data_dir;
+        let state = state(settings, data_dir, verifier).await?;
+
         let mut readiness = Readiness::new(NAME, platform.shutdown.token());
-        for (name, url) in settings.backends(&platform.data_dir) {
-            readiness.add(HealthCheck::reachable(name, &url));
-        }
+        let repo = state.repo.clone();
+        readiness.add(
+            HealthCheck::new("database", move || {
+                let repo = repo.clone();
+                async move { repo.check().await.map_err(|e| e.to_string()) }
+            })
+            .with_target(settings.database(data_dir).redacted()),
+        );
+        // The cache and the catalog are not part of readiness. Without the cache, carts are
+        // read from the database; without the catalog, carts are still shown (at the captured
+        // prices), changed and emptied at checkout, only adding is refused (503). Taking every
+        // replica out of service for either would turn a partial outage into a full one.
+        // `cart_cache_up`, `cart_catalog_up` and the logs report them.
+        let cache = state.cache.clone();
+        platform.shutdown.spawn(watch(
+            "cache",
+            move || {
+                let cache = cache.clone();
+                async move { cache.check().await }.boxed()
+            },
+            platform.shutdown.token(),
+        ));
+        let catalog = state.catalog.clone();
+        platform.shutdown.spawn(watch(
+            "catalog",
+            move || {
+                let catalog = catalog.clone();
+                async move { catalog.check().await }.boxed()
+            },
+            platform.shutdown.token(),
+        ));
+
         let service = Service {
             name: NAME,
-            router: http::router(),
+            router: http::router(state.clone()),
             openapi: http::ApiDoc::openapi(),
             readiness,
         };
         let server = HttpServer::bind(&settings.listen, service).await?;
-        Ok(Self { server })
+        Ok(Self { server, state })
     }
 
     pub fn port(&self) -> u16 {
         self.server.port()
     }
 
+    /// The shared state (tests reach the adapters through it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
     /// Serves until shutdown begins, then drains in-flight requests.
     pub async fn run_until_stopped(self, platform: Platform) -> std::io::Result<()> {
         self.server.run(platform.shutdown.token()).await
+    }
+}
+
+/// Reports a dependency the service works without as the gauge `cart_<name>_up` and in the
+/// logs, checking it every 5 s.
+async fn watch<F>(name: &'static str, check: F, stop: CancellationToken)
+where
+    F: Fn() -> BoxFuture<'static, Result<(), String>> + Send,
+{
+    let mut was_up = true;
+    loop {
+        let up = check().await.is_ok();
+        metrics::gauge!(format!("cart_{name}_up")).set(if up { 1.0 } else { 0.0 });
+        if up != was_up {
+            if up {
+                tracing::info!(dependency = name, "dependency is back");
+            } else {
+                tracing::warn!(dependency = name, "dependency is down; serving without it");
+            }
+            was_up = up;
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
     }
 }

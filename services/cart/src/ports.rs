@@ -1,1 +1,86 @@
-//! Traits the cart domain needs from the outside world.
+//! Traits the cart domain needs from the outside world: where carts are stored
+//! ([`CartRepo`]), where they are cached ([`CartCache`]) and where products and their
+//! current prices come from ([`Catalog`]).
+
+use futures::future::BoxFuture;
+use storefront_kit::context::RequestContext;
+use storefront_search::domain::{Product, ProductId};
+
+use crate::domain::Cart;
+
+/// A backend failed; the message is logged, never returned to callers.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{backend}: {message}")]
+pub struct BackendError {
+    pub backend: &'static str,
+    pub message: String,
+}
+
+impl BackendError {
+    pub fn new(backend: &'static str, err: impl std::fmt::Display) -> Self {
+        Self {
+            backend,
+            message: err.to_string(),
+        }
+    }
+}
+
+pub type Result<T, E = BackendError> = std::result::Result<T, E>;
+
+/// Why a save did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    /// Someone else saved the cart since it was loaded: load it again and retry.
+    #[error("the cart changed concurrently")]
+    Conflict,
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+/// Carts, one per user.
+pub trait CartRepo: Send + Sync {
+    /// The user's cart; `None` when they never saved one.
+    fn load<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<Option<Cart>>>;
+
+    /// Replaces the stored cart by `cart` if its stored version is still `cart.version`
+    /// (0: not stored yet); the stored version becomes `cart.version + 1`, which is returned.
+    fn save<'a>(&'a self, cart: &'a Cart) -> BoxFuture<'a, Result<u64, SaveError>>;
+
+    /// A cheap query proving the database answers.
+    fn check(&self) -> BoxFuture<'_, Result<()>>;
+}
+
+/// A read-through cache of stored carts. It never fails: a cache that is down behaves as an
+/// empty one, so carts are then read from the database.
+pub trait CartCache: Send + Sync {
+    /// The cached cart of a user, if any.
+    fn get<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Option<Cart>>;
+
+    /// Caches a cart just read from the database, unless a newer version has been
+    /// invalidated meanwhile (so a slow reader cannot put back a stale cart).
+    fn put<'a>(&'a self, cart: &'a Cart) -> BoxFuture<'a, ()>;
+
+    /// Drops the cached cart after a write committed `version`.
+    fn invalidate<'a>(&'a self, user_id: &'a str, version: u64) -> BoxFuture<'a, ()>;
+
+    /// Whether the cache answers (for the `cart_cache_up` gauge and the logs).
+    fn check(&self) -> BoxFuture<'_, Result<(), String>>;
+}
+
+/// Why the catalog could not say.
+#[derive(Debug, thiserror::Error)]
+#[error("the catalog is unavailable: {0}")]
+pub struct CatalogUnavailable(pub String);
+
+/// The product catalog (the search service).
+pub trait Catalog: Send + Sync {
+    /// The product as the catalog has it now; `None` when there is no such product.
+    fn product<'a>(
+        &'a self,
+        ctx: &'a RequestContext,
+        id: &'a ProductId,
+    ) -> BoxFuture<'a, Result<Option<Product>, CatalogUnavailable>>;
+
+    /// Whether the catalog answers.
+    fn check(&self) -> BoxFuture<'_, Result<(), String>>;
+}

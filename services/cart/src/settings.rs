@@ -4,20 +4,42 @@
 use std::path::Path;
 
 use serde::Deserialize;
+use storefront_kit::auth::VerifierSettings;
 use storefront_kit::backend::{BackendUrl, CacheUrl, SqlUrl};
+use storefront_kit::client::ClientSettings;
+
+use crate::domain::DEFAULT_CURRENCY;
 
 /// The default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8083";
+/// Where the `storefront` binary runs the search service.
+pub const DEFAULT_SEARCH_URL: &str = "http://127.0.0.1:8082";
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// Address to listen on.
     pub listen: String,
-    /// database backend; embedded default when unset.
+    /// Cart database: `mysql://` or `sqlite://`; `sqlite://<data-dir>/cart.db` when unset.
     pub database_url: Option<SqlUrl>,
-    /// cache backend; embedded default when unset.
+    /// Cart cache: `redis://` or `memory://` (the default when unset).
     pub cache_url: Option<CacheUrl>,
+    /// Prefix of every cache key (Redis): carts live at `<prefix>:cart:<user>`.
+    pub cache_prefix: String,
+    /// How long a cart stays cached.
+    pub cache_ttl_secs: u64,
+    /// Carts kept by the in-memory cache.
+    pub cache_capacity: usize,
+    /// Base URL of the search service (products and their current prices).
+    pub search_url: String,
+    /// Timeouts and retries of calls to the search service.
+    pub search_client: ClientSettings,
+    /// How long `GET /v1/cart` waits for current prices before showing the captured ones.
+    pub price_timeout_ms: u64,
+    /// Currency of the total of an empty cart (ISO 4217).
+    pub currency: String,
+    /// Where access tokens are verified.
+    pub auth: VerifierSettings,
 }
 
 impl Default for Settings {
@@ -26,6 +48,19 @@ impl Default for Settings {
             listen: DEFAULT_LISTEN.to_string(),
             database_url: None,
             cache_url: None,
+            cache_prefix: "cart".to_string(),
+            cache_ttl_secs: 300,
+            cache_capacity: crate::adapters::memory::DEFAULT_CAPACITY,
+            search_url: DEFAULT_SEARCH_URL.to_string(),
+            search_client: ClientSettings {
+                connect_timeout_ms: 500,
+                request_timeout_ms: 2_000,
+                max_retries: 1,
+                ..ClientSettings::default()
+            },
+            price_timeout_ms: 1_500,
+            currency: DEFAULT_CURRENCY.to_string(),
+            auth: VerifierSettings::default(),
         }
     }
 }

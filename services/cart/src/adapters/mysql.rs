@@ -1,0 +1,29 @@
+//! Carts in MySQL/MariaDB (`mysql://`): what runs in Kubernetes, shared by all replicas.
+
+use std::time::Duration;
+
+use sqlx::MySqlPool;
+use sqlx::mysql::MySqlPoolOptions;
+
+pub struct MysqlCarts {
+    pool: MySqlPool,
+}
+
+impl MysqlCarts {
+    /// Connects and applies the migrations.
+    pub async fn connect(url: &str) -> Result<Self, BackendError> {
+        let pool = MySqlPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await
+            .map_err(err)?;
+        sqlx::migrate!("./migrations/mysql")
+            .run(&pool)
+            .await
+            .map_err(err)?;
+        Ok(Self { pool })
+    }
+}
+
+super::sql::sql_cart_repo!(MysqlCarts, sqlx::mysql::MySqlRow, "mysql");
