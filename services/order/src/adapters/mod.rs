@@ -1,1 +1,6 @@
-//! Backends of the order service, one module per engine.
+//! Backends of the order service, one module per engine. Both share the statements in
+//! [`sql`].
+
+pub mod mysql;
+pub(crate) mod sql;
+pub mod sqlite;

@@ -1,0 +1,672 @@
+//! `bench-orders`: orders per second and p50/p99 placement latency of `POST /v1/orders`
+//! through the order service, next to a bare sqlx loop doing the same inserts on the same
+//! MariaDB, in one run on the real local stack (`tests/stack/stack up`).
+//!
+//! Search (embedded), cart (MariaDB) and order (MariaDB, Kafka) run in this process on
+//! loopback ports, in namespaces of their own that are deleted at the end. See
+//! `bench/README.md` for what is measured and how to read it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use serde_json::{Value, json};
+use sqlx::MySqlPool;
+use sqlx::mysql::MySqlPoolOptions;
+use storefront_kit::auth::Role;
+use storefront_kit::auth::testing::TestIssuer;
+use storefront_kit::backend::{EventsUrl, SqlUrl};
+use storefront_kit::bus::MemoryBus;
+use storefront_kit::event::Envelope;
+use storefront_kit::server::Platform;
+use storefront_kit::shutdown::Shutdown;
+use storefront_tests::Stack;
+
+#[derive(Debug, Parser)]
+#[command(about = "Order placement through the service vs a bare sqlx loop, on the local stack")]
+struct Args {
+    /// Orders per measured pass.
+    #[arg(long, default_value_t = 400)]
+    orders: usize,
+    /// Closed-loop workers (placements in flight).
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Measured passes per phase (service and bare passes alternate).
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
+    /// Products (lines) per order.
+    #[arg(long, default_value_t = 2)]
+    lines: usize,
+    /// Do not run the order service's outbox relay (events stay in the outbox), to see what
+    /// publishing to Kafka meanwhile costs the placements.
+    #[arg(long)]
+    no_relay: bool,
+}
+
+/// What one or more passes measured.
+#[derive(Default)]
+struct Sample {
+    latencies: Vec<Duration>,
+    errors: u64,
+    first_error: Option<String>,
+    elapsed: Duration,
+}
+
+impl Sample {
+    fn requests(&self) -> u64 {
+        self.latencies.len() as u64 + self.errors
+    }
+
+    fn per_second(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Nearest-rank percentile in milliseconds.
+    fn percentile_ms(&self, p: f64) -> f64 {
+        let mut sorted = self.latencies.clone();
+        sorted.sort_unstable();
+        if sorted.is_empty() {
+            return f64::NAN;
+        }
+        let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+        sorted[rank.clamp(1, sorted.len()) - 1].as_secs_f64() * 1e3
+    }
+
+    fn max_ms(&self) -> f64 {
+        self.latencies
+            .iter()
+            .max()
+            .map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
+    }
+
+    fn merge(&mut self, other: Sample) {
+        self.latencies.extend(other.latencies);
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+        self.elapsed += other.elapsed;
+    }
+}
+
+/// Runs `job(i)` for i in 0..n from `concurrency` workers, timing each.
+async fn closed_loop<F, Fut>(n: usize, concurrency: usize, job: F) -> Sample
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), String>> + Send,
+{
+    let job = Arc::new(job);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency.max(1))
+        .map(|_| {
+            let (job, next) = (job.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut out = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    let t = Instant::now();
+                    out.push(job(i).await.map(|()| t.elapsed()));
+                }
+                out
+            })
+        })
+        .collect();
+    let mut sample = Sample::default();
+    for w in futures::future::join_all(workers).await {
+        for r in w.unwrap_or_else(|e| vec![Err(format!("worker failed: {e}"))]) {
+            match r {
+                Ok(d) => sample.latencies.push(d),
+                Err(e) => {
+                    sample.errors += 1;
+                    sample.first_error.get_or_insert(e);
+                }
+            }
+        }
+    }
+    sample.elapsed = started.elapsed();
+    sample
+}
+
+/// Sum and count of a metric series on `/metrics` (one registry for every in-process service),
+/// selected by name prefix and label fragments.
+async fn series(http: &reqwest::Client, base: &str, name: &str, labels: &[&str]) -> (f64, f64) {
+    let Ok(r) = http.get(format!("{base}/metrics")).send().await else {
+        return (0.0, 0.0);
+    };
+    let text = r.text().await.unwrap_or_default();
+    let pick = |suffix: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{suffix}")))
+            .filter(|l| labels.iter().all(|f| l.contains(f)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    (pick("_sum"), pick("_count"))
+}
+
+/// Mean milliseconds per call of the parts of a placement, measured during the service passes.
+#[derive(Default)]
+struct Parts {
+    values: Vec<(&'static str, f64, f64)>,
+}
+
+const PARTS: [(&str, &str, &[&str]); 4] = [
+    (
+        "POST /v1/orders (order, whole)",
+        "http_request_duration_seconds",
+        &[
+            "service=\"order\"",
+            "method=\"POST\"",
+            "route=\"/v1/orders\"",
+        ],
+    ),
+    ("  of which the transaction", "order_place_tx_seconds", &[]),
+    (
+        "  of which GET /v1/cart (cart, prices via search)",
+        "http_request_duration_seconds",
+        &["service=\"cart\"", "method=\"GET\"", "route=\"/v1/cart\""],
+    ),
+    (
+        "  of which DELETE /v1/cart (cart)",
+        "http_request_duration_seconds",
+        &[
+            "service=\"cart\"",
+            "method=\"DELETE\"",
+            "route=\"/v1/cart\"",
+        ],
+    ),
+];
+
+impl Parts {
+    async fn snapshot(http: &reqwest::Client, base: &str) -> Vec<(f64, f64)> {
+        let mut out = Vec::new();
+        for (_, name, labels) in PARTS {
+            out.push(series(http, base, name, labels).await);
+        }
+        out
+    }
+
+    fn add(&mut self, before: &[(f64, f64)], after: &[(f64, f64)]) {
+        if self.values.is_empty() {
+            self.values = PARTS.iter().map(|(n, _, _)| (*n, 0.0, 0.0)).collect();
+        }
+        for (i, v) in self.values.iter_mut().enumerate() {
+            v.1 += after[i].0 - before[i].0;
+            v.2 += after[i].1 - before[i].1;
+        }
+    }
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn order_body() -> Value {
+    json!({
+        "customer": {"name": "Bench Buyer", "email": "bench@example.com"},
+        "shipping": {"name": "Bench Buyer", "phone": "+49 30 1234567", "line1": "1 Main Street",
+                     "city": "Berlin", "postal_code": "10115", "country": "DE"}
+    })
+}
+
+/// The bare loop's transaction: the statements `OrderRepo::place` runs, in its order, with
+/// the same row sizes, written straight with sqlx (no HTTP, no JWT, no cart, no idempotency lookup).
+async fn bare_place(
+    pool: &MySqlPool,
+    user: &str,
+    products: &[String],
+    sample_order: &Value,
+) -> Result<(), sqlx::Error> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let id = uuid::Uuid::now_v7().to_string();
+    let mut order = sample_order.clone();
+    order["id"] = json!(id);
+    order["user_id"] = json!(user);
+    let body = order.to_string();
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO idempotency_keys (user_id, idem_key, request_hash, status, response, \
+         created_at) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(user)
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind("0".repeat(64))
+    .bind(201_i64)
+    .bind(&body)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO orders (id, user_id, status, customer, shipping, partner, item_count, \
+         total_minor, currency, placed_at, updated_at) VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?)",
+    )
+    .bind(&id)
+    .bind(user)
+    .bind("CONFIRMED")
+    .bind(order["customer"].to_string())
+    .bind(order["shipping"].to_string())
+    .bind(products.len() as i64)
+    .bind(1_000_i64)
+    .bind("EUR")
+    .bind(now)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    for (n, p) in products.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO order_lines (order_id, line_no, product_id, sku, title, quantity, \
+             unit_minor, line_minor, currency) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(n as i64)
+        .bind(p)
+        .bind("BENCH-SKU")
+        .bind("Bench product")
+        .bind(1_i64)
+        .bind(500_i64)
+        .bind(500_i64)
+        .bind("EUR")
+        .execute(&mut *tx)
+        .await?;
+    }
+    let insert_outbox = "INSERT INTO outbox (event_id, topic, event_key, event_type, payload, \
+                         created_at, sent_at) VALUES (?, ?, ?, ?, ?, ?, NULL)";
+    for kind in ["OrderPlaced", "OrderConfirmed"] {
+        let e = Envelope::new(kind, "order", &id, order.clone());
+        sqlx::query(insert_outbox)
+            .bind(e.id.to_string())
+            .bind("bench-bare")
+            .bind(&id)
+            .bind(kind)
+            .bind(serde_json::to_string(&e).unwrap_or_default())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for p in products {
+        let done = sqlx::query(
+            "UPDATE stock SET available = available - ?, updated_at = ? \
+             WHERE product_id = ? AND available >= ?",
+        )
+        .bind(1_i64)
+        .bind(now)
+        .bind(p)
+        .bind(1_i64)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(sqlx::Error::RowNotFound);
+        }
+    }
+    for p in products {
+        let left: i64 = sqlx::query_scalar("SELECT available FROM stock WHERE product_id = ?")
+            .bind(p)
+            .fetch_one(&mut *tx)
+            .await?;
+        let e = Envelope::new(
+            "StockChanged",
+            "order",
+            p,
+            json!({"product_id": p, "available": left}),
+        );
+        sqlx::query(insert_outbox)
+            .bind(e.id.to_string())
+            .bind("bench-bare")
+            .bind(p)
+            .bind("StockChanged")
+            .bind(serde_json::to_string(&e).unwrap_or_default())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    // --- search, cart and order on the real stack, in namespaces of their own --------------
+    let stack = Stack::get();
+    let catalog = stack.kafka_topic("bench-catalog", 3).await?;
+    let orders = stack.kafka_topic("bench-orders", 3).await?;
+    let deliveries = stack.kafka_topic("bench-deliveries", 3).await?;
+    let cart_db = stack.mysql_database().await?;
+    let order_db = stack.mysql_database().await?;
+    let bare_db = stack.mysql_database().await?;
+    let dir = tempfile::tempdir()?;
+    let platform = Platform {
+        data_dir: dir.path().to_path_buf(),
+        shutdown: Shutdown::new(Duration::from_secs(10)),
+        memory_bus: MemoryBus::new(),
+    };
+    let issuer = TestIssuer::new();
+    let events = EventsUrl::parse(&format!("kafka://{}", stack.kafka_brokers))?;
+
+    let search = storefront_search::Application::build_with(
+        &storefront_search::Settings {
+            listen: "127.0.0.1:0".into(),
+            seed_demo: false,
+            demo_products: 0,
+            events_url: Some(events.clone()),
+            catalog_topic: catalog.name().to_string(),
+            consumer_group: format!("{}-indexer", catalog.name()),
+            ..storefront_search::Settings::default()
+        },
+        &platform,
+        issuer.verifier(),
+    )
+    .await
+    .context("search")?;
+    let search_base = format!("http://127.0.0.1:{}", search.port());
+    tokio::spawn(search.run_until_stopped(platform.clone()));
+    let cart = storefront_cart::Application::build_with(
+        &storefront_cart::Settings {
+            listen: "127.0.0.1:0".into(),
+            database_url: Some(SqlUrl::parse(cart_db.url())?),
+            search_url: search_base.clone(),
+            ..storefront_cart::Settings::default()
+        },
+        &platform,
+        issuer.verifier(),
+    )
+    .await
+    .context("cart")?;
+    let cart_base = format!("http://127.0.0.1:{}", cart.port());
+    tokio::spawn(cart.run_until_stopped(platform.clone()));
+    let order = storefront_order::Application::build_with(
+        &storefront_order::Settings {
+            listen: "127.0.0.1:0".into(),
+            database_url: Some(SqlUrl::parse(order_db.url())?),
+            events_url: Some(events.clone()),
+            cart_url: cart_base.clone(),
+            orders_topic: orders.name().to_string(),
+            deliveries_topic: deliveries.name().to_string(),
+            catalog_topic: catalog.name().to_string(),
+            consumer_group: orders.name().to_string(),
+            relay_enabled: !args.no_relay,
+            ..storefront_order::Settings::default()
+        },
+        &platform,
+        issuer.verifier(),
+    )
+    .await
+    .context("order")?;
+    let order_base = format!("http://127.0.0.1:{}", order.port());
+    tokio::spawn(order.run_until_stopped(platform.clone()));
+
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency.max(1) * 2)
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let admin = issuer.token("bench-admin", &[Role::Admin]);
+
+    // --- products with plenty of stock, in the service and in the bare database ------------
+    let mut products = Vec::new();
+    for n in 0..args.lines.max(1) {
+        let r = http
+            .post(format!("{search_base}/v1/products"))
+            .bearer_auth(&admin)
+            .json(&json!({
+                "sku": format!("BENCH-{n}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+                "title": format!("Bench product {n}"), "description": "Benchmark product.",
+                "brand": "Bench", "category": "home/kitchen",
+                "price": {"minor": 500, "currency": "EUR"}, "attributes": {}, "images": [],
+                "stock_hint": 1
+            }))
+            .send()
+            .await?;
+        if r.status() != reqwest::StatusCode::CREATED {
+            bail!("create product: {} {}", r.status(), r.text().await?);
+        }
+        let id = r.json::<Value>().await?["id"]
+            .as_str()
+            .context("product id")?
+            .to_string();
+        storefront_tests::wait_until(Duration::from_secs(60), || {
+            let (http, admin, url) = (&http, &admin, format!("{order_base}/v1/stock/{id}"));
+            async move {
+                let r = http.get(url).bearer_auth(admin).send().await?;
+                Ok(r.status().is_success().then_some(()))
+            }
+        })
+        .await
+        .context("stock initialised from catalog.v1")?;
+        http.put(format!("{order_base}/v1/stock/{id}"))
+            .bearer_auth(&admin)
+            .json(&json!({"available": 1_000_000_000}))
+            .send()
+            .await?
+            .error_for_status()?;
+        products.push(id);
+    }
+    // The bare database gets the service's schema (its migrations) and the same stock.
+    drop(
+        storefront_order::adapters::mysql::MysqlOrders::connect(bare_db.url(), "bench-bare")
+            .await
+            .map_err(|e| anyhow::anyhow!("bare schema: {e}"))?,
+    );
+    let bare = MySqlPoolOptions::new()
+        .max_connections(16)
+        .connect(bare_db.url())
+        .await?;
+    for p in &products {
+        sqlx::query("INSERT INTO stock (product_id, available, updated_at) VALUES (?, ?, 0)")
+            .bind(p)
+            .bind(1_000_000_000_i64)
+            .execute(&bare)
+            .await?;
+    }
+
+    // --- warm-up (not measured), then alternate service and bare passes --------------------
+    let load_before = load_average();
+    let products = Arc::new(products);
+    let mut sample_order = Value::Null;
+    let mut service = Sample::default();
+    let mut bare_sample = Sample::default();
+    let mut parts = Parts::default();
+    let passes: Vec<(usize, bool)> = std::iter::once((args.concurrency * 4, false))
+        .chain((1..=args.rounds).map(|r| (r, true)))
+        .collect();
+    for (round, measured) in passes {
+        let n = if measured { args.orders } else { round };
+        let tag = if measured {
+            format!("r{round}")
+        } else {
+            "warm".into()
+        };
+        // Fill one cart per order (not measured).
+        let tokens: Arc<Vec<String>> = Arc::new(
+            (0..n)
+                .map(|i| issuer.token(&format!("bench-{tag}-{i}"), &[Role::Customer]))
+                .collect(),
+        );
+        let fill = {
+            let (http, tokens, products, cart_base) = (
+                http.clone(),
+                tokens.clone(),
+                products.clone(),
+                cart_base.clone(),
+            );
+            closed_loop(n, args.concurrency, move |i| {
+                let (http, tokens, products, cart_base) = (
+                    http.clone(),
+                    tokens.clone(),
+                    products.clone(),
+                    cart_base.clone(),
+                );
+                async move {
+                    for p in products.iter() {
+                        let r = http
+                            .post(format!("{cart_base}/v1/cart/items"))
+                            .bearer_auth(&tokens[i])
+                            .json(&json!({"product_id": p, "quantity": 1}))
+                            .send()
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        if !r.status().is_success() {
+                            return Err(format!("cart add: {}", r.status()));
+                        }
+                    }
+                    Ok(())
+                }
+            })
+            .await
+        };
+        if fill.errors > 0 {
+            bail!("filling carts failed: {:?}", fill.first_error);
+        }
+        let metrics_before = Parts::snapshot(&http, &order_base).await;
+        let placed = {
+            let (http, tokens, order_base) = (http.clone(), tokens.clone(), order_base.clone());
+            let first = Arc::new(tokio::sync::Mutex::new(None::<Value>));
+            let keep = first.clone();
+            let s = closed_loop(n, args.concurrency, move |i| {
+                let (http, tokens, order_base, keep) = (
+                    http.clone(),
+                    tokens.clone(),
+                    order_base.clone(),
+                    keep.clone(),
+                );
+                async move {
+                    let r = http
+                        .post(format!("{order_base}/v1/orders"))
+                        .bearer_auth(&tokens[i])
+                        .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+                        .json(&order_body())
+                        .send()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let status = r.status();
+                    let body = r.bytes().await.map_err(|e| e.to_string())?;
+                    if status != reqwest::StatusCode::CREATED {
+                        return Err(format!(
+                            "{status}: {}",
+                            String::from_utf8_lossy(&body[..body.len().min(300)])
+                        ));
+                    }
+                    let mut k = keep.lock().await;
+                    if k.is_none() {
+                        *k = serde_json::from_slice(&body).ok();
+                    }
+                    Ok(())
+                }
+            })
+            .await;
+            if let Some(v) = first.lock().await.take() {
+                sample_order = v;
+            }
+            s
+        };
+        let metrics_after = Parts::snapshot(&http, &order_base).await;
+        if measured {
+            parts.add(&metrics_before, &metrics_after);
+        }
+        let bare_pass = {
+            let (pool, products, sample) = (bare.clone(), products.clone(), sample_order.clone());
+            let tag = tag.clone();
+            closed_loop(n, args.concurrency, move |i| {
+                let (pool, products, sample, user) = (
+                    pool.clone(),
+                    products.clone(),
+                    sample.clone(),
+                    format!("bench-{tag}-{i}"),
+                );
+                async move {
+                    bare_place(&pool, &user, &products, &sample)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+            })
+            .await
+        };
+        if measured {
+            service.merge(placed);
+            bare_sample.merge(bare_pass);
+        } else if placed.errors > 0 || bare_pass.errors > 0 {
+            bail!(
+                "warm-up failed: {:?} {:?}",
+                placed.first_error,
+                bare_pass.first_error
+            );
+        }
+    }
+    let load_after = load_average();
+
+    // --- report ----------------------------------------------------------------------------
+    println!(
+        "\n{} orders per pass, {} lines each; {} closed-loop workers; {} measured passes per phase (alternating); outbox relay {}; load average {load_before} before, {load_after} after.\n",
+        args.orders,
+        products.len(),
+        args.concurrency,
+        args.rounds,
+        if args.no_relay { "off" } else { "on" }
+    );
+    println!("| phase | orders | errors | orders/s | p50 ms | p99 ms | max ms |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (name, s) in [
+        ("order service (HTTP)", &service),
+        ("bare sqlx transaction", &bare_sample),
+    ] {
+        println!(
+            "| {name} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} |",
+            s.requests(),
+            s.errors,
+            s.per_second(),
+            s.percentile_ms(50.0),
+            s.percentile_ms(99.0),
+            s.max_ms()
+        );
+    }
+    let ratio = service.per_second() / bare_sample.per_second().max(1e-9);
+    println!(
+        "\n- service orders/s / bare orders/s = **{:.0}%** (goal ≥ 50%: {})",
+        ratio * 100.0,
+        if ratio >= 0.5 { "met" } else { "not met" }
+    );
+    println!(
+        "- p50 service / bare = {:.1}×; p99 service / bare = {:.1}×",
+        service.percentile_ms(50.0) / bare_sample.percentile_ms(50.0),
+        service.percentile_ms(99.0) / bare_sample.percentile_ms(99.0)
+    );
+    println!("\nWhere a placement's time goes (service's own metrics, measured passes):\n");
+    println!("| part | calls | mean ms |");
+    println!("|---|---:|---:|");
+    for (name, sum, count) in &parts.values {
+        println!(
+            "| {name} | {count:.0} | {:.2} |",
+            sum / count.max(1.0) * 1e3
+        );
+    }
+    for (name, s) in [("service", &service), ("bare", &bare_sample)] {
+        if let Some(e) = &s.first_error {
+            println!("- first {name} error: {e}");
+        }
+    }
+
+    platform.shutdown.trigger();
+    bare.close().await;
+    let failed = service.errors + bare_sample.errors;
+    drop((catalog, orders, deliveries, cart_db, order_db, bare_db));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    if failed > 0 {
+        bail!("{failed} placements failed");
+    }
+    Ok(())
+}

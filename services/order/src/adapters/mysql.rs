@@ -1,0 +1,45 @@
+//! Orders and stock in MySQL/MariaDB (`mysql://`): what runs in Kubernetes, shared by all
+//! replicas.
+
+use sqlx::MySqlPool;
+use sqlx::mysql::MySqlPoolOptions;
+use storefront_kit::bus::Bus;
+use storefront_kit::outbox::Relay;
+
+pub struct MysqlOrders {
+    pool: MySqlPool,
+    topic: String,
+}
+
+impl MysqlOrders {
+    /// Connects and applies the migrations; events go to `topic`.
+    pub async fn connect(url: &str, topic: &str) -> Result<Self, BackendError> {
+        let pool = MySqlPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect(url)
+            .await
+            .map_err(err)?;
+        sqlx::migrate!("./migrations/mysql")
+            .run(&pool)
+            .await
+            .map_err(err)?;
+        Ok(Self {
+            pool,
+            topic: topic.to_string(),
+        })
+    }
+
+    /// The outbox relay of this database.
+    pub fn relay(&self, bus: Bus) -> Relay<sqlx::MySql> {
+        Relay::new(self.pool.clone(), bus)
+    }
+}
+
+super::sql::sql_order_repo!(
+    MysqlOrders,
+    sqlx::MySql,
+    sqlx::mysql::MySqlRow,
+    "mysql",
+    "INSERT IGNORE"
+);

@@ -1,0 +1,56 @@
+//! Orders and stock in SQLite (`sqlite://`), the embedded twin for `storefront up`.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use storefront_kit::bus::Bus;
+use storefront_kit::outbox::Relay;
+
+pub struct SqliteOrders {
+    pool: SqlitePool,
+    topic: String,
+}
+
+impl SqliteOrders {
+    /// Opens (creating when missing) the database file and applies the migrations.
+    pub async fn open(path: &Path, topic: &str) -> Result<Self, BackendError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(dir).await.map_err(err)?;
+        }
+        let options = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(err)?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(err)?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(err)?;
+        Ok(Self {
+            pool,
+            topic: topic.to_string(),
+        })
+    }
+
+    /// The outbox relay of this database.
+    pub fn relay(&self, bus: Bus) -> Relay<sqlx::Sqlite> {
+        Relay::new(self.pool.clone(), bus)
+    }
+}
+
+super::sql::sql_order_repo!(
+    SqliteOrders,
+    sqlx::Sqlite,
+    sqlx::sqlite::SqliteRow,
+    "sqlite",
+    "INSERT OR IGNORE"
+);
