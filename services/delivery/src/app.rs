@@ -1,10 +1,24 @@
-//! Builds and runs the delivery service.
+//! Builds and runs the delivery service: opens the database named by the settings, spawns
+//! the outbox relay, the `orders.v1` follower and the pending-assignment worker as tracked
+//! workers, and serves the API.
 
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use storefront_kit::auth::Verifier;
+use storefront_kit::backend::Location;
+use storefront_kit::bus::{self, Bus};
 use storefront_kit::health::{HealthCheck, Readiness};
 use storefront_kit::server::{HttpServer, Platform, Service};
+use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 
+use crate::adapters::mysql::MysqlDeliveries;
+use crate::adapters::sqlite::SqliteDeliveries;
 use crate::http;
+use crate::ports::DeliveryRepo;
+use crate::service::AppState;
 use crate::settings::Settings;
 
 /// The service's name in logs, metrics and `/readyz`.
@@ -13,31 +27,136 @@ pub const NAME: &str = "delivery";
 /// The delivery service, bound and ready to run.
 pub struct Application {
     server: HttpServer,
+    state: AppState,
+}
+
+fn io_error(what: &str, e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(format!("{NAME}: {what}: {e}"))
+}
+
+/// The database named by the settings, migrated.
+pub async fn repo(settings: &Settings, data_dir: &Path) -> std::io::Result<Arc<dyn DeliveryRepo>> {
+    let url = settings.database(data_dir);
+    let topic = settings.deliveries_topic.as_str();
+    Ok(match url.scheme() {
+        "mysql" => Arc::new(
+            MysqlDeliveries::connect(url.expose(), topic)
+                .await
+                .map_err(|e| io_error("database", e))?,
+        ),
+        _ => {
+            let Location::Path(path) = url.location() else {
+                return Err(io_error("database", "expected a sqlite:// file path"));
+            };
+            Arc::new(
+                SqliteDeliveries::open(path, topic)
+                    .await
+                    .map_err(|e| io_error("database", e))?,
+            )
+        }
+    })
 }
 
 impl Application {
     /// Connects the backends and binds the listener (so [`Application::port`] is known).
     pub async fn build(settings: &Settings, platform: &Platform) -> std::io::Result<Self> {
+        Self::build_with(settings, platform, Verifier::from_settings(&settings.auth)).await
+    }
+
+    /// [`Application::build`] with a given token verifier.
+    pub async fn build_with(
+        settings: &Settings,
+        platform: &Platform,
+        verifier: Verifier,
+    ) -> std::io::Result<Self> {
+        let settings = &settings.prefixed();
+        let data_dir = &platform.data_dir;
+        let state = AppState::new(repo(settings, data_dir).await?, verifier);
+        let events = settings.events(data_dir);
+        let bus =
+            Bus::connect(&events, NAME, &platform.memory_bus).map_err(|e| io_error("events", e))?;
+
         let mut readiness = Readiness::new(NAME, platform.shutdown.token());
-        for (name, url) in settings.backends(&platform.data_dir) {
-            readiness.add(HealthCheck::reachable(name, &url));
-        }
+        let repo = state.repo.clone();
+        readiness.add(
+            HealthCheck::new("database", move || {
+                let repo = repo.clone();
+                async move { repo.check().await.map_err(|e| e.to_string()) }
+            })
+            .with_target(settings.database(data_dir).redacted()),
+        );
+        let probe = bus.clone();
+        readiness.add(
+            HealthCheck::new("events", move || {
+                let b = probe.clone();
+                async move { b.check().await }
+            })
+            .with_target(events.redacted()),
+        );
+
+        let token = platform.shutdown.token();
+        platform.shutdown.spawn(state.repo.relay(
+            bus.clone(),
+            state.relay_wake.clone(),
+            token.clone(),
+        ));
+        platform
+            .shutdown
+            .spawn(follow(state.clone(), bus, settings.clone(), token.clone()));
+        platform.shutdown.spawn(state.clone().assign_pending_loop(
+            Duration::from_secs(settings.retry_interval_secs.max(1)),
+            token,
+        ));
+
         let service = Service {
             name: NAME,
-            router: http::router(),
+            router: http::router(state.clone()),
             openapi: http::ApiDoc::openapi(),
             readiness,
         };
         let server = HttpServer::bind(&settings.listen, service).await?;
-        Ok(Self { server })
+        Ok(Self { server, state })
     }
 
     pub fn port(&self) -> u16 {
         self.server.port()
     }
 
+    /// The shared state (tests reach the repository through it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
     /// Serves until shutdown begins, then drains in-flight requests.
     pub async fn run_until_stopped(self, platform: Platform) -> std::io::Result<()> {
         self.server.run(platform.shutdown.token()).await
     }
+}
+
+/// Follows `orders.v1` until shutdown.
+async fn follow(state: AppState, bus: Bus, settings: Settings, stop: CancellationToken) {
+    let topics = [
+        settings.orders_topic.as_str(),
+        settings.deliveries_topic.as_str(),
+    ];
+    if let Err(e) = bus.ensure_topics(&topics, 3).await {
+        tracing::warn!(error = %e, "could not create the order and delivery topics");
+    }
+    let subscription = loop {
+        match bus.subscribe(&settings.consumer_group, &[settings.orders_topic.as_str()]) {
+            Ok(s) => break s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot subscribe to the order topic; retrying");
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    };
+    bus::consume("delivery-orders", subscription, stop, |record| {
+        let state = state.clone();
+        async move { state.follow(record).await }
+    })
+    .await;
 }

@@ -1,10 +1,28 @@
-//! Builds and runs the notification service.
+//! Builds and runs the notification service: opens the store and the mailer named by the
+//! settings, compiles the templates, spawns the outbox relay and one follower per topic
+//! (`orders.v1`, `deliveries.v1`) as tracked workers, and serves the API.
 
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use storefront_kit::auth::Verifier;
+use storefront_kit::backend::Location;
+use storefront_kit::bus::{self, Bus};
 use storefront_kit::health::{HealthCheck, Readiness};
 use storefront_kit::server::{HttpServer, Platform, Service};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 
+use crate::adapters::file::FileMailer;
+use crate::adapters::mysql::MysqlStore;
+use crate::adapters::smtp::SmtpMailer;
+use crate::adapters::sqlite::SqliteStore;
+use crate::domain::Templates;
 use crate::http;
+use crate::ports::{Mailer, NotificationStore};
+use crate::service::{AppState, Delivery};
 use crate::settings::Settings;
 
 /// The service's name in logs, metrics and `/readyz`.
@@ -13,31 +31,206 @@ pub const NAME: &str = "notification";
 /// The notification service, bound and ready to run.
 pub struct Application {
     server: HttpServer,
+    state: AppState,
+}
+
+fn io_error(what: &str, e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(format!("{NAME}: {what}: {e}"))
+}
+
+/// The store named by the settings, migrated.
+pub async fn store(
+    settings: &Settings,
+    data_dir: &Path,
+) -> std::io::Result<Arc<dyn NotificationStore>> {
+    let url = settings.database(data_dir);
+    Ok(match url.scheme() {
+        "mysql" => Arc::new(
+            MysqlStore::connect(url.expose())
+                .await
+                .map_err(|e| io_error("database", e))?,
+        ),
+        _ => {
+            let Location::Path(path) = url.location() else {
+                return Err(io_error("database", "expected a sqlite:// file path"));
+            };
+            Arc::new(
+                SqliteStore::open(path)
+                    .await
+                    .map_err(|e| io_error("database", e))?,
+            )
+        }
+    })
+}
+
+/// The mailer named by the settings.
+pub fn mailer(settings: &Settings, data_dir: &Path) -> std::io::Result<Arc<dyn Mailer>> {
+    let url = settings.mail(data_dir);
+    Ok(match url.scheme() {
+        "smtp" | "smtps" => Arc::new(
+            SmtpMailer::new(
+                url.expose(),
+                Duration::from_secs(settings.smtp_timeout_secs.max(1)),
+                settings.smtp_pool_size,
+            )
+            .map_err(|e| io_error("mail", e))?,
+        ),
+        _ => {
+            let Location::Path(dir) = url.location() else {
+                return Err(io_error("mail", "expected a file:// directory"));
+            };
+            Arc::new(FileMailer::open(dir).map_err(|e| io_error("mail", e))?)
+        }
+    })
 }
 
 impl Application {
     /// Connects the backends and binds the listener (so [`Application::port`] is known).
     pub async fn build(settings: &Settings, platform: &Platform) -> std::io::Result<Self> {
+        Self::build_with(settings, platform, Verifier::from_settings(&settings.auth)).await
+    }
+
+    /// [`Application::build`] with a given token verifier.
+    pub async fn build_with(
+        settings: &Settings,
+        platform: &Platform,
+        verifier: Verifier,
+    ) -> std::io::Result<Self> {
+        let settings = &settings.prefixed();
+        let data_dir = &platform.data_dir;
+        let templates = Templates::load(settings.templates_dir.as_deref())
+            .map_err(|e| io_error("templates", e))?;
+        let state = AppState {
+            store: store(settings, data_dir).await?,
+            mailer: mailer(settings, data_dir)?,
+            templates: Arc::new(templates),
+            verifier,
+            delivery: Delivery {
+                from: settings.from.clone(),
+                max_attempts: settings.max_attempts.max(1),
+                retry_base: Duration::from_millis(settings.retry_base_ms),
+                dlq_topic: settings.dlq_topic.clone(),
+                unknown_order_grace: Duration::from_secs(settings.unknown_order_grace_secs),
+            },
+            relay_wake: Arc::new(Notify::new()),
+        };
+        let events = settings.events(data_dir);
+        let bus =
+            Bus::connect(&events, NAME, &platform.memory_bus).map_err(|e| io_error("events", e))?;
+
         let mut readiness = Readiness::new(NAME, platform.shutdown.token());
-        for (name, url) in settings.backends(&platform.data_dir) {
-            readiness.add(HealthCheck::reachable(name, &url));
+        let store = state.store.clone();
+        readiness.add(
+            HealthCheck::new("database", move || {
+                let store = store.clone();
+                async move { store.check().await.map_err(|e| e.to_string()) }
+            })
+            .with_target(settings.database(data_dir).redacted()),
+        );
+        let probe = bus.clone();
+        readiness.add(
+            HealthCheck::new("events", move || {
+                let b = probe.clone();
+                async move { b.check().await }
+            })
+            .with_target(events.redacted()),
+        );
+        let mail = state.mailer.clone();
+        readiness.add(
+            HealthCheck::new("mail", move || {
+                let m = mail.clone();
+                async move { m.check().await }
+            })
+            .with_target(settings.mail(data_dir).redacted()),
+        );
+
+        let token = platform.shutdown.token();
+        platform.shutdown.spawn(state.store.relay(
+            bus.clone(),
+            state.relay_wake.clone(),
+            token.clone(),
+        ));
+        if let Err(e) = bus
+            .ensure_topics(
+                &[
+                    settings.orders_topic.as_str(),
+                    settings.deliveries_topic.as_str(),
+                    settings.dlq_topic.as_str(),
+                ],
+                3,
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "could not create the notification topics");
         }
+        for (consumer, topic) in [
+            ("notification-orders", settings.orders_topic.clone()),
+            ("notification-deliveries", settings.deliveries_topic.clone()),
+        ] {
+            let group = format!(
+                "{}-{}",
+                settings.consumer_group,
+                consumer.trim_start_matches("notification-")
+            );
+            platform.shutdown.spawn(follow(
+                consumer,
+                state.clone(),
+                bus.clone(),
+                group,
+                topic,
+                token.clone(),
+            ));
+        }
+
         let service = Service {
             name: NAME,
-            router: http::router(),
+            router: http::router(state.clone()),
             openapi: http::ApiDoc::openapi(),
             readiness,
         };
         let server = HttpServer::bind(&settings.listen, service).await?;
-        Ok(Self { server })
+        Ok(Self { server, state })
     }
 
     pub fn port(&self) -> u16 {
         self.server.port()
     }
 
+    /// The shared state.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
     /// Serves until shutdown begins, then drains in-flight requests.
     pub async fn run_until_stopped(self, platform: Platform) -> std::io::Result<()> {
         self.server.run(platform.shutdown.token()).await
     }
+}
+
+/// Follows one topic until shutdown.
+async fn follow(
+    consumer: &'static str,
+    state: AppState,
+    bus: Bus,
+    group: String,
+    topic: String,
+    stop: CancellationToken,
+) {
+    let subscription = loop {
+        match bus.subscribe(&group, &[topic.as_str()]) {
+            Ok(s) => break s,
+            Err(e) => {
+                tracing::warn!(error = %e, %topic, "cannot subscribe; retrying");
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    };
+    bus::consume(consumer, subscription, stop, |record| {
+        let state = state.clone();
+        async move { state.follow(record).await }
+    })
+    .await;
 }

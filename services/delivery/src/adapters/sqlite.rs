@@ -1,0 +1,48 @@
+//! Partners and deliveries in SQLite (`sqlite://`), the embedded twin for `storefront up`.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+
+pub struct SqliteDeliveries {
+    pool: SqlitePool,
+    topic: String,
+}
+
+impl SqliteDeliveries {
+    /// Opens (creating when missing) the database file and applies the migrations.
+    pub async fn open(path: &Path, topic: &str) -> Result<Self, BackendError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(dir).await.map_err(err)?;
+        }
+        let options = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(sql)?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(sql)?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(err)?;
+        Ok(Self {
+            pool,
+            topic: topic.to_string(),
+        })
+    }
+}
+
+super::sql::sql_delivery_repo!(
+    SqliteDeliveries,
+    sqlx::sqlite::SqliteRow,
+    sqlx::Sqlite,
+    "sqlite"
+);
