@@ -1,14 +1,23 @@
-//! The gateway service: routing, JWT verification, rate limits and load balancing in front of every service.
+//! The gateway service: routing, JWT verification, rate limits and load balancing in front of
+//! every service, and the web UI.
 //!
-//! Rooms: [`domain`] (types that validate on construction), [`ports`] (traits the domain
-//! needs), [`adapters`] (one module per backend), [`http`] (routers) and [`app`] (build, run).
+//! Rooms: [`domain`] (the configuration format, route matching, client IPs, GCRA: pure),
+//! [`ports`] and [`adapters`] (rate-limit stores: governor in memory, Redis), [`runtime`] (the
+//! compiled configuration and its hot reload), [`upstream`] and [`proxy`] (pools, health,
+//! forwarding), [`tokens`] (cached JWT verification), [`limits`] (rules and decisions),
+//! [`http`] (the request path and the UI) and [`app`] (build, run).
 
 pub mod adapters;
 pub mod app;
 pub mod domain;
 pub mod http;
+pub mod limits;
 pub mod ports;
+pub mod proxy;
+pub mod runtime;
 pub mod settings;
+pub mod tokens;
+pub mod upstream;
 
 pub use app::{Application, NAME};
 pub use settings::Settings;

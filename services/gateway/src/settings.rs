@@ -1,9 +1,12 @@
 //! Settings of the gateway service (`[gateway]` in the settings file, `STOREFRONT_GATEWAY__*` in
-//! the environment).
+//! the environment). Routes and rate limits live in the configuration file
+//! (`config_path`, see [`crate::domain::config`]), which is reloaded while running.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use storefront_kit::auth::VerifierSettings;
 use storefront_kit::backend::{BackendUrl, CacheUrl};
 
 /// The default listen address.
@@ -14,8 +17,32 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub struct Settings {
     /// Address to listen on.
     pub listen: String,
-    /// cache backend; embedded default when unset.
+    /// Rate-limit store for `store: redis` (a `redis://` URL); `memory://` when unset.
     pub cache_url: Option<CacheUrl>,
+    /// Prefix of every Redis key the gateway writes.
+    pub cache_prefix: String,
+    /// The routing and rate-limit file (`gateway.yaml`); unset: the built-in routes of
+    /// `storefront up` (every service on its default local port).
+    pub config_path: Option<PathBuf>,
+    /// How often the configuration file is checked for changes.
+    pub reload_interval_ms: u64,
+    /// Base URL by service name (`auth`, `search`, ...), replacing the `upstream` of that
+    /// service's routes (those without `instances`) in the configuration: `storefront up`
+    /// sets these when it binds services on other ports than the defaults.
+    pub upstreams: BTreeMap<String, String>,
+    /// Where access tokens are verified.
+    pub auth: VerifierSettings,
+    /// Verified tokens remembered (by SHA-256), each until its `exp`.
+    pub token_cache_capacity: u64,
+    /// Largest request body forwarded; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Connect timeout to upstream instances.
+    pub connect_timeout_ms: u64,
+    /// Idle keep-alive connections kept per upstream instance.
+    pub pool_max_idle_per_host: usize,
+    /// Origins allowed to call the API from a browser (`*` for any); empty: no CORS headers
+    /// (the UI is served by the gateway itself, same origin).
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for Settings {
@@ -23,6 +50,16 @@ impl Default for Settings {
         Self {
             listen: DEFAULT_LISTEN.to_string(),
             cache_url: None,
+            cache_prefix: "gateway".into(),
+            config_path: None,
+            reload_interval_ms: 1_000,
+            upstreams: BTreeMap::new(),
+            auth: VerifierSettings::default(),
+            token_cache_capacity: 100_000,
+            max_body_bytes: 1 << 20,
+            connect_timeout_ms: 1_000,
+            pool_max_idle_per_host: 256,
+            cors_origins: Vec::new(),
         }
     }
 }

@@ -1,1 +1,5 @@
-//! Backends of the gateway service, one module per engine.
+//! Rate-limit stores: [`memory`] (governor, per replica) and [`redis`] (one Lua GCRA script
+//! per decision, shared by every replica).
+
+pub mod memory;
+pub mod redis;

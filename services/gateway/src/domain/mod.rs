@@ -1,1 +1,7 @@
-//! Domain types of the gateway service: they validate on construction and do no I/O.
+//! Pure gateway logic, no I/O: the configuration format and its validation, route matching
+//! and rewriting, client-IP resolution, and GCRA arithmetic with the rate-limit headers.
+
+pub mod client_ip;
+pub mod config;
+pub mod gcra;
+pub mod routing;

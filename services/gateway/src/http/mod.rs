@@ -1,16 +1,271 @@
-//! HTTP API of the gateway service: one router per resource, merged here.
+//! The gateway's HTTP surface: every path not served by the kit (`/healthz`, `/readyz`,
+//! `/metrics`, `/openapi.json`) goes through [`gateway`]: route by longest prefix (404/405),
+//! authenticate by the route's policy (401/403), rate-limit (429/503), forward. Paths no route
+//! takes are the web UI's, except under `/api`, which are 404 problems.
+
+pub mod ui;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use http::{HeaderName, HeaderValue, Method, header};
+use storefront_kit::auth::{AuthError, Identity};
+use storefront_kit::context::{Credentials, REQUEST_ID, RequestContext, TRACEPARENT};
+use storefront_kit::problem::ApiError;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use utoipa::OpenApi;
 
-/// The service's OpenAPI document, served at `/openapi.json`.
-#[derive(utoipa::OpenApi)]
+use crate::domain::client_ip::{X_FORWARDED_FOR, forwarded_for};
+use crate::domain::config::{AuthPolicy, LimitKey};
+use crate::domain::routing::{has_dot_segments, rewrite_path};
+use crate::limits::{self, Outcome};
+use crate::proxy::{self, Outgoing};
+use crate::runtime::Shared;
+use crate::tokens::Tokens;
+use crate::upstream::HttpClient;
+
+/// Headers carrying the verified caller to upstreams; never taken from clients.
+pub const USER_ID: HeaderName = HeaderName::from_static("x-user-id");
+pub const USER_ROLES: HeaderName = HeaderName::from_static("x-user-roles");
+const FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+#[derive(OpenApi)]
 #[openapi(info(
-    title = "Storefront gateway API",
-    description = "Routing, JWT verification, rate limits and load balancing in front of every service."
+    title = "Storefront gateway",
+    description = "Routes `/api/...` to the services (see each service's own document), serves the web UI at `/`."
 ))]
 pub struct ApiDoc;
 
-/// The `/v1` routes.
-pub fn router() -> Router {
-    Router::new()
+/// What every request needs.
+#[derive(Clone)]
+pub struct AppState {
+    pub shared: Arc<Shared>,
+    pub tokens: Arc<Tokens>,
+    pub client: HttpClient,
+    pub max_body: usize,
+}
+
+/// The gateway's routes: everything, with CORS for the given origins.
+pub fn router(state: AppState, cors_origins: &[String]) -> Router {
+    let router = Router::new()
+        .route("/", any(gateway))
+        .route("/{*path}", any(gateway))
+        .with_state(state);
+    match cors(cors_origins) {
+        Some(layer) => router.layer(layer),
+        None => router,
+    }
+}
+
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::from(Any)
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok()),
+        )
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([
+                Method::GET,
+                Method::HEAD,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::IF_MATCH,
+                header::IF_NONE_MATCH,
+                REQUEST_ID,
+            ])
+            .expose_headers([
+                header::RETRY_AFTER,
+                header::ETAG,
+                header::LOCATION,
+                limits::RATELIMIT,
+                limits::RATELIMIT_POLICY,
+                REQUEST_ID,
+            ])
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
+fn unauthorized(err: AuthError) -> Response {
+    let mut response = ApiError::from(err).into_response();
+    if response.status() == http::StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"storefront\""),
+        );
+    }
+    response
+}
+
+fn bearer(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)
+        .cloned()
+        .map(Credentials::new)
+        .and_then(|c| c.bearer_token().map(str::to_owned))
+}
+
+fn count(route: &str, status: http::StatusCode) {
+    metrics::counter!(
+        "gateway_requests_total",
+        "route" => route.to_owned(),
+        "status" => status.as_u16().to_string()
+    )
+    .increment(1);
+}
+
+/// Every request the kit does not serve itself.
+async fn gateway(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ctx: RequestContext,
+    request: Request,
+) -> Response {
+    let runtime = state.shared.current.load_full();
+    let path = request.uri().path().to_owned();
+    if has_dot_segments(&path) {
+        return ApiError::BadRequest("The path may not hold `.` or `..` segments.".into())
+            .into_response();
+    }
+    let Some(route) = runtime.route(&path) else {
+        let is_api = path == "/api" || path.starts_with("/api/");
+        if !is_api && matches!(*request.method(), Method::GET | Method::HEAD) {
+            return ui::serve(&path, request.headers());
+        }
+        count("unmatched", http::StatusCode::NOT_FOUND);
+        return ApiError::NotFound(format!("No route for {path}.")).into_response();
+    };
+    if !route.allows(request.method()) {
+        count(&route.prefix, http::StatusCode::METHOD_NOT_ALLOWED);
+        let mut response = ApiError::MethodNotAllowed.into_response();
+        response
+            .headers_mut()
+            .insert(header::ALLOW, route.allow.clone());
+        return response;
+    }
+
+    // Who is calling.
+    let rule = runtime.limits.rule_for(&path, &route.service);
+    let token = bearer(request.headers());
+    let identity: Option<Identity> = match (route.auth, token) {
+        (AuthPolicy::Public, Some(token)) if rule.is_some_and(|r| r.key == LimitKey::User) => {
+            // Only to count a signed-in caller per user; the service decides on the token.
+            state.tokens.verify(&token).await.ok()
+        }
+        (AuthPolicy::Public, _) => None,
+        (_, None) => {
+            count(&route.prefix, http::StatusCode::UNAUTHORIZED);
+            return unauthorized(AuthError::Missing);
+        }
+        (_, Some(token)) => match state.tokens.verify(&token).await {
+            Ok(identity) => Some(identity),
+            Err(e) => {
+                tracing::debug!(error = %e, route = %route.prefix, "token refused");
+                let response = unauthorized(e);
+                count(&route.prefix, response.status());
+                return response;
+            }
+        },
+    };
+    if route.auth == AuthPolicy::Role
+        && let (Some(role), Some(identity)) = (route.role, identity.as_ref())
+        && let Err(e) = identity.require(role)
+    {
+        count(&route.prefix, http::StatusCode::FORBIDDEN);
+        return e.into_response();
+    }
+
+    // How often.
+    let client_ip = runtime.client_ip(peer.ip(), request.headers());
+    let mut extra = Vec::new();
+    if let Some(rule) = rule {
+        match limits::check(&runtime.limits, rule, client_ip, identity.as_ref()).await {
+            Outcome::Admit(headers) => extra = headers,
+            Outcome::Refuse(response) => {
+                count(&route.prefix, response.status());
+                return response;
+            }
+        }
+    }
+
+    // Forward.
+    let (parts, body) = request.into_parts();
+    let mut headers = parts.headers;
+    let original_host = headers.get(header::HOST).cloned();
+    proxy::strip_hop_by_hop(&mut headers);
+    headers.remove(header::HOST);
+    headers.remove(&USER_ID);
+    headers.remove(&USER_ROLES);
+    let xff = forwarded_for(peer.ip(), &headers, &runtime.trusted);
+    let peer_trusted = crate::domain::client_ip::is_trusted(peer.ip(), &runtime.trusted);
+    headers.remove(X_FORWARDED_FOR);
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(X_FORWARDED_FOR, v);
+    }
+    if !peer_trusted || !headers.contains_key(&FORWARDED_PROTO) {
+        headers.insert(FORWARDED_PROTO, HeaderValue::from_static("http"));
+    }
+    if !peer_trusted || !headers.contains_key(&FORWARDED_HOST) {
+        headers.remove(&FORWARDED_HOST);
+        if let Some(host) = original_host {
+            headers.insert(FORWARDED_HOST, host);
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
+        headers.insert(REQUEST_ID, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&ctx.trace.child().to_string()) {
+        headers.insert(TRACEPARENT, v);
+    }
+    if let Some(id) = &identity {
+        if let Ok(v) = HeaderValue::from_str(&id.subject) {
+            headers.insert(USER_ID, v);
+        }
+        let roles: Vec<&str> = id.roles.iter().map(|r| r.as_str()).collect();
+        if let Ok(v) = HeaderValue::from_str(&roles.join(",")) {
+            headers.insert(USER_ROLES, v);
+        }
+    }
+    let upstream_path = rewrite_path(&route.prefix, route.rewrite.as_deref(), &path);
+    let path_and_query = match parts.uri.query() {
+        Some(q) => format!("{upstream_path}?{q}"),
+        None => upstream_path,
+    };
+    let outgoing = Outgoing {
+        method: parts.method,
+        path_and_query,
+        headers,
+        body,
+    };
+    let mut response = proxy::forward(
+        &state.client,
+        route,
+        &runtime.outlier,
+        outgoing,
+        state.max_body,
+    )
+    .await;
+    count(&route.prefix, response.status());
+    response.headers_mut().extend(extra);
+    response
 }

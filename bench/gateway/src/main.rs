@@ -1,0 +1,490 @@
+//! `bench-gateway`: requests per second and p50/p99 latency, measured by `wrk`, of one small
+//! JSON endpoint reached (a) directly, (b) through nginx `proxy_pass` with keep-alive and
+//! `limit_req`, (c) through the gateway with no auth and no limits, and (d) through the
+//! gateway with JWT verification (cached) and a per-user rate limit on; then per-operation
+//! figures of the limiter and of token verification (cached and uncached), and of one Redis
+//! GCRA decision when `STOREFRONT_TEST_REDIS_URL` is set.
+//!
+//! Everything runs on this machine: the upstream and the gateway in this process, nginx and
+//! wrk as child processes (`apt-get install -y nginx wrk`). See `bench/gateway/README.md`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use axum::Router;
+use axum::routing::get;
+use clap::Parser;
+use jsonwebtoken::jwk::JwkSet;
+use storefront_gateway::adapters::memory::GovernorStore;
+use storefront_gateway::adapters::redis::RedisStore;
+use storefront_gateway::domain::gcra::Gcra;
+use storefront_gateway::ports::LimitStore;
+use storefront_gateway::tokens::Tokens;
+use storefront_gateway::{Application, Settings};
+use storefront_kit::auth::{Issuer, Role, Verifier};
+use storefront_kit::bus::MemoryBus;
+use storefront_kit::server::Platform;
+use storefront_kit::shutdown::Shutdown;
+
+#[derive(Debug, Parser)]
+#[command(about = "Upstream direct vs nginx vs the Storefront gateway, measured with wrk")]
+struct Args {
+    /// Seconds per measured wrk run.
+    #[arg(long, default_value_t = 5)]
+    duration: u64,
+    /// Open connections.
+    #[arg(long, default_value_t = 32)]
+    connections: u32,
+    /// wrk threads.
+    #[arg(long, default_value_t = 1)]
+    threads: u32,
+    /// nginx worker processes.
+    #[arg(long, default_value_t = 2)]
+    nginx_workers: u32,
+    /// Measure only these targets (1-based, e.g. `--only 3,4`); all by default.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<usize>,
+    /// Rounds over all targets; figures are medians.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Skip the per-operation figures.
+    #[arg(long)]
+    no_micro: bool,
+}
+
+const BODY: &str = r#"{"id":"0190a8f2-7c3e-7000-8000-000000000001","title":"Wireless headphones","price":{"minor":12900,"currency":"EUR"},"stock":7}"#;
+
+async fn serve_upstream() -> anyhow::Result<SocketAddr> {
+    let app = Router::new().route(
+        "/v1/bench/{*rest}",
+        get(|| async { ([("content-type", "application/json")], BODY) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(addr)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+struct Nginx {
+    child: tokio::process::Child,
+    port: u16,
+}
+
+impl Drop for Nginx {
+    /// SIGTERM to the master, which stops its workers too (SIGKILL would orphan them).
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
+        }
+    }
+}
+
+async fn start_nginx(dir: &Path, upstream: SocketAddr, workers: u32) -> anyhow::Result<Nginx> {
+    let port = free_port()?;
+    let d = dir.display();
+    let conf = format!(
+        r#"user root;
+worker_processes {workers};
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body;
+  proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
+  limit_req_zone $binary_remote_addr zone=perip:10m rate=1000000r/s;
+  upstream app {{
+    server {upstream};
+    keepalive 64;
+  }}
+  server {{
+    listen 127.0.0.1:{port};
+    location /api/bench/ {{
+      limit_req zone=perip burst=1000000 nodelay;
+      proxy_pass http://app/v1/bench/;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
+  }}
+}}
+"#
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf)?;
+    let child = tokio::process::Command::new("nginx")
+        .arg("-e")
+        .arg(dir.join("error.log"))
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("start nginx (apt-get install -y nginx)")?;
+    wait_for(&format!("http://127.0.0.1:{port}/api/bench/x")).await?;
+    Ok(Nginx { child, port })
+}
+
+async fn wait_for(url: &str) -> anyhow::Result<()> {
+    let addr = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(&addr).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("{url} never came up")
+}
+
+async fn start_gateway(
+    dir: &Path,
+    upstream: SocketAddr,
+    secured: bool,
+    verifier: Verifier,
+    platform: &Platform,
+) -> anyhow::Result<u16> {
+    let (auth, limits) = if secured {
+        (
+            "authenticated",
+            "rateLimit:\n  enabled: true\n  store: memory\n  defaults: {key: user, rate: 1000000, per: second, burst: 1000000}\n",
+        )
+    } else {
+        ("public", "rateLimit: {enabled: false}\n")
+    };
+    let config = format!(
+        "version: 1\nroutes:\n- {{pathPrefix: /api/bench, service: bench, upstream: \"http://{upstream}\", rewrite: /v1/bench, methods: [GET], auth: {auth}}}\n{limits}"
+    );
+    let path = dir.join(format!("gateway-{secured}.yaml"));
+    std::fs::write(&path, config)?;
+    let settings = Settings {
+        listen: "127.0.0.1:0".into(),
+        config_path: Some(path),
+        ..Settings::default()
+    };
+    let app = Application::build_with(&settings, platform, verifier).await?;
+    let port = app.port();
+    tokio::spawn(app.run_until_stopped(platform.clone()));
+    Ok(port)
+}
+
+fn median_of(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// The median of each figure over runs of one target.
+fn median(runs: &[Run]) -> Run {
+    Run {
+        name: runs[0].name,
+        rps: median_of(runs.iter().map(|r| r.rps).collect()),
+        p50_ms: median_of(runs.iter().map(|r| r.p50_ms).collect()),
+        p99_ms: median_of(runs.iter().map(|r| r.p99_ms).collect()),
+        non_2xx: runs.iter().map(|r| r.non_2xx).sum(),
+    }
+}
+
+/// One wrk result.
+struct Run {
+    name: &'static str,
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    non_2xx: u64,
+}
+
+fn parse_duration_ms(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let (num, factor) = if let Some(n) = s.strip_suffix("us") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1000.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60_000.0)
+    } else {
+        return None;
+    };
+    num.trim().parse::<f64>().ok().map(|v| v * factor)
+}
+
+fn parse_wrk(name: &'static str, out: &str) -> anyhow::Result<Run> {
+    let mut rps = None;
+    let mut p50 = None;
+    let mut p99 = None;
+    let mut non_2xx = 0;
+    for line in out.lines() {
+        let t = line.trim();
+        if let Some(v) = t.strip_prefix("Requests/sec:") {
+            rps = v.trim().parse::<f64>().ok();
+        } else if let Some(v) = t.strip_prefix("50%") {
+            p50 = parse_duration_ms(v);
+        } else if let Some(v) = t.strip_prefix("99%") {
+            p99 = parse_duration_ms(v);
+        } else if let Some(v) = t.strip_prefix("Non-2xx or 3xx responses:") {
+            non_2xx = v.trim().parse().unwrap_or(0);
+        }
+    }
+    match (rps, p50, p99) {
+        (Some(rps), Some(p50_ms), Some(p99_ms)) => Ok(Run {
+            name,
+            rps,
+            p50_ms,
+            p99_ms,
+            non_2xx,
+        }),
+        _ => bail!("cannot read wrk output:\n{out}"),
+    }
+}
+
+async fn wrk(
+    args: &Args,
+    name: &'static str,
+    url: &str,
+    token: Option<&str>,
+    seconds: u64,
+) -> anyhow::Result<Run> {
+    let mut cmd = tokio::process::Command::new("wrk");
+    cmd.arg(format!("-t{}", args.threads))
+        .arg(format!("-c{}", args.connections))
+        .arg(format!("-d{seconds}s"))
+        .arg("--latency");
+    if let Some(t) = token {
+        cmd.arg("-H").arg(format!("Authorization: Bearer {t}"));
+    }
+    let out = cmd
+        .arg(url)
+        .output()
+        .await
+        .context("run wrk (apt-get install -y wrk)")?;
+    if !out.status.success() {
+        bail!("wrk failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    parse_wrk(name, &String::from_utf8_lossy(&out.stdout))
+}
+
+/// Mean time of `op` over `n` runs.
+async fn per_op<F, Fut>(n: u32, mut op: F) -> Duration
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let started = Instant::now();
+    for i in 0..n {
+        op(i).await;
+    }
+    started.elapsed() / n
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let dir = tempfile::tempdir()?;
+    let upstream = serve_upstream().await?;
+    let platform = Platform {
+        data_dir: dir.path().to_path_buf(),
+        shutdown: Shutdown::new(Duration::from_secs(2)),
+        memory_bus: MemoryBus::new(),
+    };
+    let issuer = Issuer::generate("bench", "storefront", "storefront");
+    let verifier = || {
+        Verifier::new(
+            "storefront",
+            "storefront",
+            None,
+            JwkSet {
+                keys: vec![issuer.jwk()],
+            },
+        )
+    };
+    let token = issuer
+        .token("bench-user", &[Role::Customer], Duration::from_secs(3600))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let nginx = start_nginx(dir.path(), upstream, args.nginx_workers).await?;
+    let plain = start_gateway(dir.path(), upstream, false, verifier(), &platform).await?;
+    let secured = start_gateway(dir.path(), upstream, true, verifier(), &platform).await?;
+
+    let targets: [(&'static str, String, Option<&str>); 4] = [
+        (
+            "upstream direct",
+            format!("http://{upstream}/v1/bench/item"),
+            None,
+        ),
+        (
+            "nginx proxy_pass + limit_req",
+            format!("http://127.0.0.1:{}/api/bench/item", nginx.port),
+            None,
+        ),
+        (
+            "gateway, no auth, no limits",
+            format!("http://127.0.0.1:{plain}/api/bench/item"),
+            None,
+        ),
+        (
+            "gateway, JWT + rate limit",
+            format!("http://127.0.0.1:{secured}/api/bench/item"),
+            Some(token.as_str()),
+        ),
+    ];
+    // Rounds alternate the targets, so a burst of load elsewhere on the machine hits them
+    // alike; each figure is the median over the rounds.
+    let mut samples: Vec<Vec<Run>> = targets.iter().map(|_| Vec::new()).collect();
+    for round in 0..args.rounds.max(1) {
+        for (i, (name, url, auth)) in targets.iter().enumerate() {
+            if !args.only.is_empty() && !args.only.contains(&(i + 1)) {
+                continue;
+            }
+            // Warm up connections and caches, then measure.
+            wrk(&args, name, url, *auth, 1).await?;
+            let run = wrk(&args, name, url, *auth, args.duration).await?;
+            eprintln!("round {}: {name}: {:.0} req/s", round + 1, run.rps);
+            samples[i].push(run);
+        }
+    }
+    let runs: Vec<Run> = samples
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| median(&s))
+        .collect();
+    drop(nginx);
+
+    println!(
+        "\n## wrk: {} thread(s), {} connections, median of {} rounds of {} s per target (nginx: {} workers)\n",
+        args.threads, args.connections, args.rounds, args.duration, args.nginx_workers
+    );
+    println!("| target | req/s | p50 ms | p99 ms | req/s vs direct | non-2xx |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let direct = runs.first().map(|r| r.rps).unwrap_or(1.0);
+    for r in &runs {
+        println!(
+            "| {} | {:.0} | {:.3} | {:.3} | {:.2} | {} |",
+            r.name,
+            r.rps,
+            r.p50_ms,
+            r.p99_ms,
+            r.rps / direct,
+            r.non_2xx
+        );
+    }
+    if let (Some(nginx), Some(gw)) = (
+        runs.iter().find(|r| r.name.starts_with("nginx")),
+        runs.iter().find(|r| r.name.contains("JWT")),
+    ) {
+        println!(
+            "\ngateway (JWT + limits) / nginx: {:.2}x req/s, p99 {:.2}x",
+            gw.rps / nginx.rps,
+            gw.p99_ms / nginx.p99_ms
+        );
+    }
+
+    if args.no_micro {
+        platform.shutdown.trigger();
+        return Ok(());
+    }
+    // Per-operation figures.
+    let gcra = Gcra {
+        interval_us: 1,
+        burst: 1_000_000,
+    };
+    let store = GovernorStore::new(gcra);
+    let keys: Vec<String> = (0..1_000)
+        .map(|i| format!("default:ip:10.0.{}.{}", i / 256, i % 256))
+        .collect();
+    let limiter = per_op(200_000, |i| {
+        let store = &store;
+        let key = &keys[i as usize % keys.len()];
+        async move {
+            let _ = store.check(key, gcra).await;
+        }
+    })
+    .await;
+    let tokens = Tokens::new(verifier(), 10_000);
+    tokens
+        .verify(&token)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cached = per_op(100_000, |_| {
+        let (tokens, token) = (&tokens, &token);
+        async move {
+            let _ = tokens.verify(token).await;
+        }
+    })
+    .await;
+    let uncached = per_op(5_000, |_| {
+        let (tokens, token) = (&tokens, &token);
+        async move {
+            let _ = tokens.verify_uncached(token).await;
+        }
+    })
+    .await;
+    println!("\n## Per operation (mean, one task)\n");
+    println!("| operation | time |");
+    println!("|---|---:|");
+    println!(
+        "| in-memory limiter check (governor, 1000 keys) | {:.0} ns |",
+        limiter.as_nanos()
+    );
+    println!(
+        "| token verification, cached (SHA-256 + moka) | {:.0} ns |",
+        cached.as_nanos()
+    );
+    println!(
+        "| token verification, uncached (EdDSA) | {:.1} µs |",
+        uncached.as_nanos() as f64 / 1000.0
+    );
+    if let Ok(url) = std::env::var("STOREFRONT_TEST_REDIS_URL") {
+        let redis = RedisStore::new(&url, "bench-gateway", Duration::from_secs(1))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let g = Gcra {
+            interval_us: 1,
+            burst: 1_000_000,
+        };
+        redis
+            .check("warm", g)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let one = per_op(5_000, |i| {
+            let redis = &redis;
+            let key = format!("k{}", i % 100);
+            async move {
+                let _ = redis.check(&key, g).await;
+            }
+        })
+        .await;
+        println!(
+            "| Redis GCRA decision (EVALSHA round trip) | {:.1} µs |",
+            one.as_nanos() as f64 / 1000.0
+        );
+    }
+    println!("\nload average after the run: {}", load_average());
+    platform.shutdown.trigger();
+    Ok(())
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}

@@ -1,0 +1,131 @@
+//! Route matching: the longest path prefix that matches at a `/` boundary wins, and `rewrite`
+//! replaces the prefix in the forwarded path.
+
+/// Whether `path` lies under `prefix`: equal, or continuing with `/` after it.
+/// `/api/cart` matches `/api/cart`, `/api/cart/` and `/api/cart/items`, never `/api/cartography`.
+pub fn prefix_matches(prefix: &str, path: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    if prefix.is_empty() {
+        return path.starts_with('/');
+    }
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+/// Index of the route whose prefix is the longest match for `path`.
+pub fn longest_match<'a, I>(prefixes: I, path: &str) -> Option<usize>
+where
+    I: IntoIterator<Item = &'a str>,
+{
+    prefixes
+        .into_iter()
+        .enumerate()
+        .filter(|(_, p)| prefix_matches(p, path))
+        .max_by_key(|(_, p)| p.trim_end_matches('/').len())
+        .map(|(i, _)| i)
+}
+
+/// The forwarded path: `rewrite` in place of `prefix` (no rewrite keeps the path), with one
+/// `/` between the parts and never an empty path.
+pub fn rewrite_path(prefix: &str, rewrite: Option<&str>, path: &str) -> String {
+    let Some(rewrite) = rewrite else {
+        return path.to_string();
+    };
+    let rest = path
+        .strip_prefix(prefix.trim_end_matches('/'))
+        .unwrap_or(path);
+    let base = rewrite.trim_end_matches('/');
+    let out = if rest.is_empty() || rest == "/" {
+        if rest == "/" && !base.is_empty() {
+            format!("{base}/")
+        } else {
+            base.to_string()
+        }
+    } else {
+        format!("{base}{rest}")
+    };
+    if out.is_empty() { "/".to_string() } else { out }
+}
+
+/// Whether a path holds a `.` or `..` segment, literally or percent-encoded: such paths could
+/// leave the matched prefix once an upstream normalizes them, so the gateway refuses them.
+pub fn has_dot_segments(path: &str) -> bool {
+    path.split('/').any(|seg| {
+        let decoded = seg.to_ascii_lowercase().replace("%2e", ".");
+        decoded == "." || decoded == ".."
+    }) || path.to_ascii_lowercase().contains("%2f")
+        || path.contains('\\')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_match_at_segment_boundaries() {
+        assert!(prefix_matches("/api/cart", "/api/cart"));
+        assert!(prefix_matches("/api/cart", "/api/cart/"));
+        assert!(prefix_matches("/api/cart", "/api/cart/items/1"));
+        assert!(prefix_matches("/api/cart/", "/api/cart/items"));
+        assert!(!prefix_matches("/api/cart", "/api/cartography"));
+        assert!(!prefix_matches("/api/cart", "/api"));
+        assert!(prefix_matches("/", "/anything"));
+        assert!(prefix_matches(
+            "/.well-known/jwks.json",
+            "/.well-known/jwks.json"
+        ));
+    }
+
+    #[test]
+    fn the_longest_prefix_wins() {
+        let prefixes = ["/api/products", "/api/admin/products", "/api", "/api/admin"];
+        assert_eq!(longest_match(prefixes, "/api/admin/products/7"), Some(1));
+        assert_eq!(longest_match(prefixes, "/api/products"), Some(0));
+        assert_eq!(longest_match(prefixes, "/api/admin/users"), Some(3));
+        assert_eq!(longest_match(prefixes, "/api/other"), Some(2));
+        assert_eq!(longest_match(prefixes, "/other"), None);
+    }
+
+    #[test]
+    fn rewrite_replaces_the_prefix() {
+        assert_eq!(
+            rewrite_path("/api/cart", Some("/v1/cart"), "/api/cart"),
+            "/v1/cart"
+        );
+        assert_eq!(
+            rewrite_path("/api/cart", Some("/v1/cart"), "/api/cart/items/3"),
+            "/v1/cart/items/3"
+        );
+        assert_eq!(
+            rewrite_path("/api/cart", Some("/v1/cart"), "/api/cart/"),
+            "/v1/cart/"
+        );
+        assert_eq!(
+            rewrite_path("/api/cart/", Some("/v1/cart/"), "/api/cart/x"),
+            "/v1/cart/x"
+        );
+        assert_eq!(rewrite_path("/api/x", Some(""), "/api/x/y"), "/y");
+        assert_eq!(rewrite_path("/api/x", Some(""), "/api/x"), "/");
+        assert_eq!(rewrite_path("/api/x", None, "/api/x/y"), "/api/x/y");
+        assert_eq!(
+            rewrite_path(
+                "/.well-known/jwks.json",
+                Some("/.well-known/jwks.json"),
+                "/.well-known/jwks.json"
+            ),
+            "/.well-known/jwks.json"
+        );
+    }
+
+    #[test]
+    fn dot_segments_and_encoded_slashes_are_spotted() {
+        assert!(has_dot_segments("/api/products/../admin/products"));
+        assert!(has_dot_segments("/api/products/%2E%2E/admin"));
+        assert!(has_dot_segments("/api/./x"));
+        assert!(has_dot_segments("/api/products%2f..%2fadmin"));
+        assert!(!has_dot_segments("/api/products/a.b/c..d"));
+        assert!(!has_dot_segments("/.well-known/jwks.json"));
+    }
+}

@@ -1,0 +1,272 @@
+//! Rate limiting: the first rule matching a request (else the defaults) counts it in its bucket
+//! (per user, per client IP, or global) in the configured store. A refused request gets 429
+//! problem+json with `Retry-After`, `RateLimit` and `RateLimit-Policy`; a store that cannot
+//! answer within `storeTimeoutMs` admits the request (`failureMode: open`) or refuses it with
+//! 503 (`closed`).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderName, HeaderValue, header};
+use storefront_kit::auth::Identity;
+use storefront_kit::problem::ApiError;
+
+use crate::domain::config::{FailureMode, LimitKey};
+use crate::domain::gcra::{self, Decision, Gcra};
+use crate::domain::routing::prefix_matches;
+use crate::ports::LimitStore;
+
+pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+
+/// One compiled rule.
+pub struct Rule {
+    pub name: String,
+    pub path_prefix: Option<String>,
+    pub upstream: Option<String>,
+    pub key: LimitKey,
+    pub gcra: Gcra,
+    pub store: Arc<dyn LimitStore>,
+    pub memory: bool,
+    policy: HeaderValue,
+}
+
+impl Rule {
+    pub fn new(
+        name: &str,
+        path_prefix: Option<String>,
+        upstream: Option<String>,
+        key: LimitKey,
+        gcra: Gcra,
+        store: Arc<dyn LimitStore>,
+        memory: bool,
+    ) -> Self {
+        let policy = HeaderValue::from_str(&gcra::policy_header(name, &gcra))
+            .unwrap_or_else(|_| HeaderValue::from_static("\"rule\""));
+        Self {
+            name: name.to_string(),
+            path_prefix,
+            upstream,
+            key,
+            gcra,
+            store,
+            memory,
+            policy,
+        }
+    }
+
+    fn matches(&self, path: &str, service: &str) -> bool {
+        self.path_prefix
+            .as_deref()
+            .is_none_or(|p| prefix_matches(p, path))
+            && self.upstream.as_deref().is_none_or(|u| u == service)
+    }
+
+    /// The bucket of a request: `<rule>:u:<sub>`, `<rule>:ip:<addr>` or `<rule>:global`.
+    /// A per-user rule counts anonymous requests per client IP.
+    pub fn bucket(&self, client_ip: IpAddr, identity: Option<&Identity>) -> String {
+        match (self.key, identity) {
+            (LimitKey::User, Some(id)) => format!("{}:u:{}", self.name, id.subject),
+            (LimitKey::User | LimitKey::Ip, _) => format!("{}:ip:{client_ip}", self.name),
+            (LimitKey::Global, _) => format!("{}:global", self.name),
+        }
+    }
+}
+
+/// The compiled rate-limit section.
+pub struct Limits {
+    pub enabled: bool,
+    pub failure_mode: FailureMode,
+    pub store_timeout: Duration,
+    pub rules: Vec<Rule>,
+    pub default: Option<Rule>,
+}
+
+impl Limits {
+    pub fn disabled() -> Self {
+        Self {
+            enabled: false,
+            failure_mode: FailureMode::Open,
+            store_timeout: Duration::from_millis(100),
+            rules: Vec::new(),
+            default: None,
+        }
+    }
+
+    /// The rule a request falls under: the first matching rule, else the defaults.
+    pub fn rule_for(&self, path: &str, service: &str) -> Option<&Rule> {
+        if !self.enabled {
+            return None;
+        }
+        self.rules
+            .iter()
+            .find(|r| r.matches(path, service))
+            .or(self.default.as_ref())
+    }
+
+    /// Every rule, for maintenance.
+    pub fn all(&self) -> impl Iterator<Item = &Rule> {
+        self.rules.iter().chain(self.default.iter())
+    }
+}
+
+/// What to do with a request.
+pub enum Outcome {
+    /// Forward it, adding these headers to the response.
+    Admit(Vec<(HeaderName, HeaderValue)>),
+    /// Answer this instead.
+    Refuse(Response),
+}
+
+fn headers(rule: &Rule, decision: &Decision) -> Vec<(HeaderName, HeaderValue)> {
+    let mut out = vec![(RATELIMIT_POLICY, rule.policy.clone())];
+    if let Ok(v) = HeaderValue::from_str(&gcra::ratelimit_header(&rule.name, decision)) {
+        out.push((RATELIMIT, v));
+    }
+    out
+}
+
+/// Second of the last "store unavailable" warning: with Redis down every request fails over,
+/// and one line a second says so as well as a thousand would.
+static LAST_STORE_WARNING: AtomicU64 = AtomicU64::new(0);
+
+fn warn_now() -> bool {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    LAST_STORE_WARNING.swap(now, Ordering::Relaxed) != now
+}
+
+/// Counts the request against `rule` and decides.
+pub async fn check(
+    limits: &Limits,
+    rule: &Rule,
+    client_ip: IpAddr,
+    identity: Option<&Identity>,
+) -> Outcome {
+    let bucket = rule.bucket(client_ip, identity);
+    let result = match tokio::time::timeout(
+        limits.store_timeout,
+        rule.store.check(&bucket, rule.gcra),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(_) => Err(crate::ports::StoreError(format!(
+            "no answer within {:?}",
+            limits.store_timeout
+        ))),
+    };
+    match result {
+        Ok(decision) if decision.allowed => Outcome::Admit(headers(rule, &decision)),
+        Ok(decision) => {
+            metrics::counter!("gateway_rate_limited_total", "rule" => rule.name.clone())
+                .increment(1);
+            tracing::info!(rule = %rule.name, key = ?rule.key, client_ip = %client_ip, "request rate limited");
+            let retry_after = gcra::retry_after_secs(&decision);
+            let mut response = ApiError::TooManyRequests {
+                retry_after_secs: retry_after,
+            }
+            .into_response();
+            response.headers_mut().extend(headers(rule, &decision));
+            Outcome::Refuse(response)
+        }
+        Err(e) => {
+            metrics::counter!("gateway_rate_limit_store_errors_total", "rule" => rule.name.clone())
+                .increment(1);
+            match limits.failure_mode {
+                FailureMode::Open => {
+                    if warn_now() {
+                        tracing::warn!(rule = %rule.name, error = %e, "rate-limit store unavailable; admitting (failureMode: open)");
+                    }
+                    Outcome::Admit(Vec::new())
+                }
+                FailureMode::Closed => {
+                    if warn_now() {
+                        tracing::warn!(rule = %rule.name, error = %e, "rate-limit store unavailable; refusing (failureMode: closed)");
+                    }
+                    let mut response = ApiError::Unavailable(
+                        "Rate limiting is unavailable; try again shortly.".into(),
+                    )
+                    .into_response();
+                    response
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                    Outcome::Refuse(response)
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::memory::GovernorStore;
+
+    fn rule(name: &str, prefix: Option<&str>, upstream: Option<&str>, key: LimitKey) -> Rule {
+        let gcra = Gcra {
+            interval_us: 1_000_000,
+            burst: 1,
+        };
+        Rule::new(
+            name,
+            prefix.map(str::to_owned),
+            upstream.map(str::to_owned),
+            key,
+            gcra,
+            Arc::new(GovernorStore::new(gcra)),
+            true,
+        )
+    }
+
+    #[test]
+    fn the_first_matching_rule_wins_then_the_defaults() {
+        let limits = Limits {
+            enabled: true,
+            rules: vec![
+                rule("login", Some("/api/auth/login"), None, LimitKey::Ip),
+                rule("orders", None, Some("order"), LimitKey::User),
+                rule("both", Some("/api/x"), Some("x"), LimitKey::Ip),
+            ],
+            default: Some(rule("default", None, None, LimitKey::Ip)),
+            ..Limits::disabled()
+        };
+        let name = |p: &str, s: &str| limits.rule_for(p, s).map(|r| r.name.as_str());
+        assert_eq!(name("/api/auth/login", "auth"), Some("login"));
+        assert_eq!(name("/api/orders/1", "order"), Some("orders"));
+        assert_eq!(name("/api/x/1", "y"), Some("default"));
+        assert_eq!(name("/api/x/1", "x"), Some("both"));
+        let off = Limits {
+            enabled: false,
+            ..limits
+        };
+        assert!(off.rule_for("/api/auth/login", "auth").is_none());
+    }
+
+    #[test]
+    fn buckets_are_per_user_per_ip_or_global() {
+        let ip: IpAddr = "198.51.100.7".parse().expect("ip");
+        let id = Identity {
+            subject: "u-1".into(),
+            roles: vec![],
+            token_id: "j".into(),
+            expires_at: 0,
+        };
+        let user = rule("r", None, None, LimitKey::User);
+        assert_eq!(user.bucket(ip, Some(&id)), "r:u:u-1");
+        assert_eq!(user.bucket(ip, None), "r:ip:198.51.100.7");
+        assert_eq!(
+            rule("r", None, None, LimitKey::Ip).bucket(ip, Some(&id)),
+            "r:ip:198.51.100.7"
+        );
+        assert_eq!(
+            rule("r", None, None, LimitKey::Global).bucket(ip, None),
+            "r:global"
+        );
+    }
+}

@@ -1,0 +1,278 @@
+//! Forwarding one request to a route's pool: instance choice, per-try timeout, retries on
+//! another instance for idempotent methods only (connection failures, timeouts, 502/503/504),
+//! outlier accounting, streamed bodies both ways and the request size limit (413).
+
+use std::error::Error as StdError;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, Method, Request, StatusCode, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use storefront_kit::problem::{ApiError, Problem, problem_response};
+
+use crate::domain::config::OutlierConfig;
+use crate::runtime::Route;
+use crate::upstream::HttpClient;
+
+/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Removes hop-by-hop headers, including those the `Connection` header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+}
+
+/// Methods that may be sent twice (RFC 9110 §9.2.2).
+pub fn idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+fn problem(status: StatusCode, kind: &str, detail: &str) -> Response {
+    problem_response(&Problem {
+        problem_type: format!("https://storefront.dev/problems/{kind}"),
+        title: status.canonical_reason().unwrap_or("Error").to_string(),
+        status: status.as_u16(),
+        detail: Some(detail.to_string()),
+        instance: None,
+        errors: Vec::new(),
+    })
+}
+
+fn too_large(max: usize) -> Response {
+    ApiError::PayloadTooLarge(format!("The request body is larger than {max} bytes."))
+        .into_response()
+}
+
+fn is_length_limit(err: &(dyn StdError + 'static)) -> bool {
+    let mut current: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = current {
+        if e.downcast_ref::<LengthLimitError>().is_some()
+            || e.to_string().contains("length limit exceeded")
+        {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+/// What is forwarded: method, path and query for the upstream, headers already prepared.
+pub struct Outgoing {
+    pub method: Method,
+    pub path_and_query: String,
+    pub headers: HeaderMap,
+    pub body: Body,
+}
+
+/// Sends `outgoing` to `route`'s pool and answers with the upstream's response (streamed) or a
+/// problem: 413 (too large), 502 (no connection or a broken answer), 504 (timeout), 503 (no
+/// instance).
+pub async fn forward(
+    client: &HttpClient,
+    route: &Route,
+    outlier: &OutlierConfig,
+    outgoing: Outgoing,
+    max_body: usize,
+) -> Response {
+    let Outgoing {
+        method,
+        path_and_query,
+        headers,
+        body,
+    } = outgoing;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max_body as u64) {
+        return too_large(max_body);
+    }
+    let retryable = idempotent(&method);
+    // Idempotent requests are buffered (bounded) so a retry can send them again; the others
+    // stream through, bounded on the way.
+    let (buffered, mut streamed): (Option<Bytes>, Option<Body>) = if retryable {
+        match Limited::new(body, max_body).collect().await {
+            Ok(collected) => (Some(collected.to_bytes()), None),
+            Err(e) if is_length_limit(e.as_ref()) => return too_large(max_body),
+            Err(_) => {
+                return ApiError::BadRequest("The request body could not be read.".into())
+                    .into_response();
+            }
+        }
+    } else {
+        (None, Some(Body::new(Limited::new(body, max_body))))
+    };
+    let attempts = if retryable { 1 + route.retries } else { 1 };
+    let mut tried: Vec<usize> = Vec::new();
+    let mut last: Option<Response> = None;
+    for attempt in 0..attempts {
+        let (index, again) = match route.pool.pick(&tried) {
+            Some(i) => (i, false),
+            // Every instance tried: try the pool again (a single instance retries itself).
+            None => match route.pool.pick(&[]) {
+                Some(i) => (i, true),
+                None => break,
+            },
+        };
+        if again {
+            tokio::time::sleep(Duration::from_millis(25 * u64::from(attempt))).await;
+        }
+        if attempt > 0 {
+            metrics::counter!("gateway_upstream_retries_total", "service" => route.service.clone())
+                .increment(1);
+        }
+        tried.push(index);
+        let instance = &route.pool.instances[index];
+        let Ok(uri) = format!("{}{path_and_query}", instance.base).parse::<http::Uri>() else {
+            return ApiError::BadRequest("The request path is not valid.".into()).into_response();
+        };
+        let body = match (&buffered, streamed.take()) {
+            (Some(bytes), _) => Body::from(bytes.clone()),
+            (None, Some(body)) => body,
+            (None, None) => Body::empty(),
+        };
+        let mut request = Request::new(body);
+        *request.method_mut() = method.clone();
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers.clone();
+        let in_flight = instance.start();
+        let started = Instant::now();
+        let result = tokio::time::timeout(route.timeout, client.request(request)).await;
+        drop(in_flight);
+        metrics::histogram!("gateway_upstream_duration_seconds", "service" => route.service.clone())
+            .record(started.elapsed().as_secs_f64());
+        let more = attempt + 1 < attempts;
+        match result {
+            Ok(Ok(response)) => {
+                let status = response.status();
+                let gateway_error = matches!(
+                    status,
+                    StatusCode::BAD_GATEWAY
+                        | StatusCode::SERVICE_UNAVAILABLE
+                        | StatusCode::GATEWAY_TIMEOUT
+                );
+                if gateway_error {
+                    instance.failed(outlier);
+                    if more {
+                        tracing::debug!(instance = %instance.authority, %status, "retrying on another instance");
+                        continue;
+                    }
+                } else {
+                    instance.succeeded();
+                }
+                let mut response = response.map(Body::new);
+                strip_hop_by_hop(response.headers_mut());
+                return response;
+            }
+            Ok(Err(e)) => {
+                if is_length_limit(&e) {
+                    return too_large(max_body);
+                }
+                instance.failed(outlier);
+                tracing::warn!(
+                    service = %route.service,
+                    instance = %instance.authority,
+                    error = %storefront_kit::problem::cause_chain(&e),
+                    "upstream request failed"
+                );
+                last = Some(problem(
+                    StatusCode::BAD_GATEWAY,
+                    "bad-gateway",
+                    "The service behind this route did not answer.",
+                ));
+            }
+            Err(_) => {
+                instance.failed(outlier);
+                tracing::warn!(
+                    service = %route.service,
+                    instance = %instance.authority,
+                    timeout_ms = route.timeout.as_millis() as u64,
+                    "upstream request timed out"
+                );
+                last = Some(problem(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "gateway-timeout",
+                    "The service behind this route did not answer in time.",
+                ));
+            }
+        }
+        if !more {
+            break;
+        }
+    }
+    last.unwrap_or_else(|| {
+        problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "No instance of the service behind this route is available.",
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn hop_by_hop_headers_are_removed_with_those_connection_names() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret-hop"),
+        );
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer t"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key(header::AUTHORIZATION));
+    }
+
+    #[test]
+    fn only_idempotent_methods_are_retried() {
+        for m in [
+            Method::GET,
+            Method::HEAD,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+        ] {
+            assert!(idempotent(&m), "{m}");
+        }
+        for m in [Method::POST, Method::PATCH] {
+            assert!(!idempotent(&m), "{m}");
+        }
+    }
+}

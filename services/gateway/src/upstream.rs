@@ -1,0 +1,323 @@
+//! Upstream instances and pools: load balancing (round robin or power of two choices), active
+//! health checks (`GET /healthz`), passive outlier ejection, and the one pooled keep-alive
+//! HTTP client every request goes through.
+
+use std::sync::Arc;
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rand::Rng;
+
+use crate::domain::config::{LoadBalancing, OutlierConfig};
+
+/// The shared upstream client: keep-alive connections pooled per instance.
+pub type HttpClient = Client<HttpConnector, Body>;
+
+/// Builds the one upstream client.
+pub fn client(connect_timeout: Duration, max_idle_per_host: usize) -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(connect_timeout));
+    connector.set_nodelay(true);
+    connector.enforce_http(true);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(max_idle_per_host)
+        .build(connector)
+}
+
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+fn now_ms() -> u64 {
+    u64::try_from(EPOCH.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// One upstream instance and what the gateway knows of its health.
+#[derive(Debug)]
+pub struct Instance {
+    /// Base URL, `http://host:port`.
+    pub base: String,
+    /// `host:port`, a metric label.
+    pub authority: String,
+    service: String,
+    healthy: AtomicBool,
+    failures: AtomicU32,
+    ejections: AtomicU32,
+    ejected_until_ms: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+impl Instance {
+    pub fn new(service: &str, base: &str) -> Self {
+        let base = base.trim_end_matches('/').to_string();
+        let authority = base
+            .parse::<http::Uri>()
+            .ok()
+            .and_then(|u| u.authority().map(|a| a.to_string()))
+            .unwrap_or_else(|| base.clone());
+        Self {
+            base,
+            authority,
+            service: service.to_string(),
+            healthy: AtomicBool::new(true),
+            failures: AtomicU32::new(0),
+            ejections: AtomicU32::new(0),
+            ejected_until_ms: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    /// Healthy by the last active check and not ejected.
+    pub fn available(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+            && self.ejected_until_ms.load(Ordering::Relaxed) <= now_ms()
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    pub fn is_ejected(&self) -> bool {
+        self.ejected_until_ms.load(Ordering::Relaxed) > now_ms()
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Counts a request in flight until the guard drops.
+    pub fn start(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    /// A request answered normally.
+    pub fn succeeded(&self) {
+        self.failures.store(0, Ordering::Relaxed);
+    }
+
+    /// A request failed (connection, timeout, 502/503/504): eject after enough in a row.
+    pub fn failed(&self, outlier: &OutlierConfig) {
+        let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if outlier.consecutive_failures == 0 || n < outlier.consecutive_failures {
+            return;
+        }
+        self.failures.store(0, Ordering::Relaxed);
+        let times = self.ejections.fetch_add(1, Ordering::Relaxed) + 1;
+        let ms = outlier
+            .base_ejection_ms
+            .saturating_mul(u64::from(times))
+            .min(outlier.max_ejection_ms.max(outlier.base_ejection_ms));
+        self.ejected_until_ms
+            .store(now_ms() + ms, Ordering::Relaxed);
+        metrics::counter!(
+            "gateway_upstream_ejections_total",
+            "service" => self.service.clone(),
+            "instance" => self.authority.clone()
+        )
+        .increment(1);
+        tracing::warn!(
+            service = %self.service,
+            instance = %self.authority,
+            failures = n,
+            ejected_ms = ms,
+            "upstream instance ejected"
+        );
+    }
+
+    /// The result of an active health check.
+    pub fn set_health(&self, up: bool) {
+        let was = self.healthy.swap(up, Ordering::Relaxed);
+        if was != up {
+            if up {
+                tracing::info!(service = %self.service, instance = %self.authority, "upstream instance healthy again");
+                // A recovered instance starts with a clean slate.
+                self.ejections.store(0, Ordering::Relaxed);
+            } else {
+                tracing::warn!(service = %self.service, instance = %self.authority, "upstream instance failed its health check");
+            }
+        }
+        metrics::gauge!(
+            "gateway_upstream_healthy",
+            "service" => self.service.clone(),
+            "instance" => self.authority.clone()
+        )
+        .set(if up { 1.0 } else { 0.0 });
+    }
+}
+
+/// Decrements an instance's in-flight count on drop.
+pub struct InFlight(Arc<Instance>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The instances of one route and how to choose among them.
+#[derive(Debug)]
+pub struct Pool {
+    pub instances: Vec<Arc<Instance>>,
+    policy: LoadBalancing,
+    next: AtomicUsize,
+}
+
+impl Pool {
+    pub fn new(instances: Vec<Arc<Instance>>, policy: LoadBalancing) -> Self {
+        Self {
+            instances,
+            policy,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// An instance not in `tried`: an available one if there is any, else (every instance
+    /// down or ejected) any untried one, because trying beats refusing outright.
+    pub fn pick(&self, tried: &[usize]) -> Option<usize> {
+        let untried: Vec<usize> = (0..self.instances.len())
+            .filter(|i| !tried.contains(i))
+            .collect();
+        let available: Vec<usize> = untried
+            .iter()
+            .copied()
+            .filter(|&i| self.instances[i].available())
+            .collect();
+        let candidates = if available.is_empty() {
+            untried
+        } else {
+            available
+        };
+        choose(&candidates, self.policy, &self.next, |i| {
+            self.instances[i].in_flight()
+        })
+    }
+}
+
+/// Picks among `candidates` by `policy` (pure but for the counter and the dice).
+pub fn choose(
+    candidates: &[usize],
+    policy: LoadBalancing,
+    next: &AtomicUsize,
+    load: impl Fn(usize) -> usize,
+) -> Option<usize> {
+    match candidates.len() {
+        0 => None,
+        1 => Some(candidates[0]),
+        n => match policy {
+            LoadBalancing::RoundRobin => Some(candidates[next.fetch_add(1, Ordering::Relaxed) % n]),
+            LoadBalancing::PowerOfTwo => {
+                let mut rng = rand::rng();
+                let a = rng.random_range(0..n);
+                let mut b = rng.random_range(0..n - 1);
+                if b >= a {
+                    b += 1;
+                }
+                let (a, b) = (candidates[a], candidates[b]);
+                Some(if load(b) < load(a) { b } else { a })
+            }
+        },
+    }
+}
+
+/// One active health check: `GET <base><path>`, healthy on 2xx within `timeout`.
+pub async fn probe(
+    client: &HttpClient,
+    instance: &Instance,
+    path: &str,
+    timeout: Duration,
+) -> bool {
+    let Ok(uri) = format!("{}{path}", instance.base).parse::<http::Uri>() else {
+        return false;
+    };
+    let Ok(req) = http::Request::get(uri).body(Body::empty()) else {
+        return false;
+    };
+    matches!(
+        tokio::time::timeout(timeout, client.request(req)).await,
+        Ok(Ok(resp)) if resp.status().is_success()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(n: usize, policy: LoadBalancing) -> Pool {
+        Pool::new(
+            (0..n)
+                .map(|i| {
+                    Arc::new(Instance::new(
+                        "s",
+                        &format!("http://127.0.0.1:{}", 9000 + i),
+                    ))
+                })
+                .collect(),
+            policy,
+        )
+    }
+
+    #[test]
+    fn round_robin_takes_turns_and_skips_the_tried() {
+        let p = pool(3, LoadBalancing::RoundRobin);
+        let picks: Vec<usize> = (0..6).filter_map(|_| p.pick(&[])).collect();
+        assert_eq!(picks, vec![0, 1, 2, 0, 1, 2]);
+        let retry = p.pick(&[0]).expect("another");
+        assert_ne!(retry, 0);
+        assert_eq!(p.pick(&[0, 1, 2]), None);
+    }
+
+    #[test]
+    fn power_of_two_prefers_the_less_loaded() {
+        let p = pool(2, LoadBalancing::PowerOfTwo);
+        let _busy: Vec<InFlight> = (0..5).map(|_| p.instances[0].start()).collect();
+        for _ in 0..20 {
+            assert_eq!(p.pick(&[]), Some(1));
+        }
+    }
+
+    #[test]
+    fn ejected_and_unhealthy_instances_are_skipped_until_none_is_left() {
+        let p = pool(3, LoadBalancing::RoundRobin);
+        let outlier = OutlierConfig {
+            consecutive_failures: 2,
+            base_ejection_ms: 60_000,
+            max_ejection_ms: 60_000,
+        };
+        p.instances[0].failed(&outlier);
+        assert!(p.instances[0].available(), "one failure is not enough");
+        p.instances[0].failed(&outlier);
+        assert!(p.instances[0].is_ejected());
+        p.instances[1].set_health(false);
+        for _ in 0..5 {
+            assert_eq!(p.pick(&[]), Some(2));
+        }
+        // Everything down: still try something rather than fail outright.
+        assert!(p.pick(&[2]).is_some());
+    }
+
+    #[test]
+    fn ejections_grow_and_are_capped() {
+        let i = Instance::new("s", "http://127.0.0.1:1");
+        let outlier = OutlierConfig {
+            consecutive_failures: 1,
+            base_ejection_ms: 1_000,
+            max_ejection_ms: 2_500,
+        };
+        i.failed(&outlier);
+        let first = i.ejected_until_ms.load(Ordering::Relaxed) - now_ms();
+        i.failed(&outlier);
+        let second = i.ejected_until_ms.load(Ordering::Relaxed) - now_ms();
+        i.failed(&outlier);
+        let third = i.ejected_until_ms.load(Ordering::Relaxed) - now_ms();
+        assert!(
+            first <= 1_000 && second > 1_000 && second <= 2_000,
+            "{first} {second}"
+        );
+        assert!(third <= 2_500 && third > 2_000, "{third}");
+    }
+}

@@ -1,0 +1,262 @@
+//! Routing by longest prefix, rewriting, 404/405 problems, the body limit, the web UI, CORS.
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::helpers::{Options, Upstream, answer, config, route, spawn, spawn_with};
+
+const PROBLEM: &str = "application/problem+json";
+
+#[tokio::test]
+async fn the_longest_prefix_wins_and_rewrite_replaces_it() {
+    let search = Upstream::start("search");
+    let admin = Upstream::start("admin");
+    let gw = spawn(&config(
+        &[
+            route(
+                "/api/products",
+                "search",
+                &[&search],
+                "rewrite: /v1/products, methods: [GET, HEAD], auth: public",
+            ),
+            route(
+                "/api/products/special",
+                "admin",
+                &[&admin],
+                "rewrite: /v2/special, methods: [GET], auth: public",
+            ),
+            route(
+                "/.well-known/jwks.json",
+                "search",
+                &[&search],
+                "methods: [GET], auth: public",
+            ),
+        ],
+        "",
+    ))
+    .await;
+
+    let r = gw
+        .http
+        .get(gw.url("/api/products/42?q=red+shoes&page=2"))
+        .header("x-user-id", "spoofed-admin")
+        .header("x-forwarded-for", "1.2.3.4")
+        .send()
+        .await
+        .expect("GET");
+    let (status, _, body) = answer(r).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["instance"], "search");
+    assert_eq!(body["path"], "/v1/products/42?q=red+shoes&page=2");
+    assert!(
+        body["headers"].get("x-user-id").is_none(),
+        "client identity headers are dropped"
+    );
+    assert_eq!(
+        body["headers"]["x-forwarded-for"], "127.0.0.1",
+        "untrusted peer: no spoofed hops"
+    );
+    assert_eq!(body["headers"]["x-forwarded-proto"], "http");
+    assert!(body["headers"]["x-request-id"].is_string());
+    assert!(body["headers"]["traceparent"].is_string());
+
+    let (_, _, body) = answer(gw.get("/api/products/special/7").await).await;
+    assert_eq!(body["instance"], "admin");
+    assert_eq!(body["path"], "/v2/special/7");
+    let (_, _, body) = answer(gw.get("/api/products").await).await;
+    assert_eq!(body["path"], "/v1/products");
+    let (_, _, body) = answer(gw.get("/api/productsx").await).await;
+    assert_ne!(
+        body["instance"], "search",
+        "prefixes match whole segments only"
+    );
+    // No rewrite: the path is kept.
+    let (_, _, body) = answer(gw.get("/.well-known/jwks.json").await).await;
+    assert_eq!(body["path"], "/.well-known/jwks.json");
+}
+
+#[tokio::test]
+async fn no_route_is_404_and_a_wrong_method_405_as_problems() {
+    let up = Upstream::start("u");
+    let gw = spawn(&config(
+        &[route(
+            "/api/products",
+            "search",
+            &[&up],
+            "rewrite: /v1/products, methods: [GET, HEAD], auth: public",
+        )],
+        "",
+    ))
+    .await;
+    for path in ["/api/nothing-here", "/api", "/api/productsx"] {
+        let (status, ct, body) = answer(gw.get(path).await).await;
+        assert_eq!((status, ct.as_str()), (404, PROBLEM), "{path}");
+        assert_eq!(body["status"], 404);
+    }
+    let r = gw
+        .http
+        .delete(gw.url("/api/products/1"))
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(r.headers()["allow"], "GET, HEAD");
+    let (status, ct, body) = answer(r).await;
+    assert_eq!((status, ct.as_str()), (405, PROBLEM));
+    assert_eq!(body["status"], 405);
+    // Dot segments (which URL libraries normalize away, so sent raw) are refused.
+    for path in [
+        "/api/products/../admin",
+        "/api/products/%2e%2e/admin",
+        "/api/products%2f..%2fx",
+    ] {
+        let head = raw_get(&gw.base, path).await;
+        assert!(head.starts_with("HTTP/1.1 400"), "{path}: {head}");
+        assert!(head.contains("application/problem+json"), "{path}: {head}");
+    }
+    assert_eq!(
+        up.hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "nothing was forwarded"
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_413_and_a_small_one_streams_through() {
+    let up = Upstream::start("u");
+    let gw = spawn_with(
+        &config(
+            &[route(
+                "/api/cart",
+                "cart",
+                &[&up],
+                "rewrite: /v1/cart, methods: [GET, POST, PUT], auth: public",
+            )],
+            "",
+        ),
+        Options {
+            max_body_bytes: Some(64 * 1024),
+            ..Options::default()
+        },
+    )
+    .await;
+    let ok = gw
+        .http
+        .post(gw.url("/api/cart/items"))
+        .body(vec![b'x'; 60 * 1024])
+        .send()
+        .await
+        .expect("POST");
+    let (status, _, body) = answer(ok).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["body_len"], 60 * 1024);
+
+    for method in [reqwest::Method::POST, reqwest::Method::PUT] {
+        let big = gw
+            .http
+            .request(method.clone(), gw.url("/api/cart/items"))
+            .body(vec![b'x'; 65 * 1024])
+            .send()
+            .await
+            .expect("send");
+        let (status, ct, _) = answer(big).await;
+        assert_eq!((status, ct.as_str()), (413, PROBLEM), "{method}");
+    }
+    // Without a Content-Length (chunked), the limit holds while streaming.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..20).map(|_| Ok(vec![b'y'; 8 * 1024])).collect();
+    let streamed = gw
+        .http
+        .post(gw.url("/api/cart/items"))
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .expect("POST chunked");
+    assert_eq!(streamed.status().as_u16(), 413);
+}
+
+#[tokio::test]
+async fn the_ui_is_served_at_the_root_with_a_spa_fallback() {
+    let up = Upstream::start("u");
+    let gw = spawn_with(
+        &config(
+            &[route(
+                "/api/products",
+                "search",
+                &[&up],
+                "methods: [GET], auth: public",
+            )],
+            "",
+        ),
+        Options {
+            cors_origins: vec!["https://shop.example".into()],
+            ..Options::default()
+        },
+    )
+    .await;
+    let r = gw.get("/").await;
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .expect("ct")
+            .starts_with("text/html")
+    );
+    let etag = r.headers()["etag"].clone();
+    let index = r.text().await.expect("text");
+    assert!(index.contains("<title>Storefront</title>"), "{index}");
+    let deep = gw
+        .get("/account/orders/17")
+        .await
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(deep, index, "client-side routes get index.html");
+    let cached = gw
+        .http
+        .get(gw.url("/"))
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(cached.status().as_u16(), 304);
+
+    // CORS for the configured origin only.
+    let preflight = gw
+        .http
+        .request(reqwest::Method::OPTIONS, gw.url("/api/products"))
+        .header("origin", "https://shop.example")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "authorization")
+        .send()
+        .await
+        .expect("OPTIONS");
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "https://shop.example"
+    );
+    let other = gw
+        .http
+        .get(gw.url("/api/products"))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .expect("GET");
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    let body: Value = other.json().await.expect("json");
+    assert_eq!(body["instance"], "u");
+}
+
+/// A GET with the path sent exactly as given; returns the response head.
+async fn raw_get(base: &str, path: &str) -> String {
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).await.expect("read");
+    let text = String::from_utf8_lossy(&out).to_string();
+    text.split("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
