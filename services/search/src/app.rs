@@ -173,7 +173,7 @@ impl Application {
         platform.shutdown.spawn(service::relay(
             state.clone(),
             bus.clone(),
-            settings.catalog_topic.clone(),
+            settings.prefixed(&settings.catalog_topic),
             token.clone(),
         ));
         platform
@@ -270,12 +270,14 @@ async fn follow(
             None => return,
         }
     }
-    let topic = settings.catalog_topic.as_str();
+    let topic = settings.prefixed(&settings.catalog_topic);
+    let group = settings.prefixed(&settings.consumer_group);
+    let topic = topic.as_str();
     if let Err(e) = bus.ensure_topics(&[topic], 3).await {
         tracing::warn!(error = %e, topic, "could not create the catalog topic");
     }
     let subscription = loop {
-        match bus.subscribe(&settings.consumer_group, &[topic]) {
+        match bus.subscribe(&group, &[topic]) {
             Ok(s) => break s,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot subscribe to the catalog topic; retrying");

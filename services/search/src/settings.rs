@@ -31,6 +31,9 @@ pub struct Settings {
     pub cache_ttl_secs: u64,
     /// Entries kept by the in-memory cache.
     pub cache_capacity: usize,
+    /// Put before the topic name and the consumer group (`<prefix>catalog.v1`), so several
+    /// Storefronts can share one Kafka cluster; empty by default.
+    pub topic_prefix: String,
     /// Topic the catalog events go to.
     pub catalog_topic: String,
     /// Consumer group of the index follower.
@@ -55,6 +58,7 @@ impl Default for Settings {
             cache_prefix: "search".to_string(),
             cache_ttl_secs: 60,
             cache_capacity: crate::adapters::memory::DEFAULT_CAPACITY,
+            topic_prefix: String::new(),
             catalog_topic: storefront_kit::event::topics::CATALOG.to_string(),
             consumer_group: "search-indexer".to_string(),
             seed_demo: true,
@@ -65,6 +69,11 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// A topic or consumer group name with the prefix applied.
+    pub fn prefixed(&self, name: &str) -> String {
+        format!("{}{name}", self.topic_prefix)
+    }
+
     /// The catalog backend: the configured URL, or `sqlite://<data-dir>/catalog.db`.
     pub fn catalog(&self, data_dir: &Path) -> DocumentsUrl {
         self.catalog_url
@@ -97,5 +106,19 @@ impl Settings {
             ("cache", BackendUrl::clone(&self.cache(data_dir))),
             ("events", BackendUrl::clone(&self.events(data_dir))),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_prefix_from_the_environment_prefixes_topic_and_group() {
+        let env =
+            [("STOREFRONT_TOPIC_PREFIX", "shop.")].map(|(k, v)| (k.to_string(), v.to_string()));
+        let s: Settings = storefront_kit::settings::load_from(None, env).expect("load");
+        assert_eq!(s.prefixed(&s.catalog_topic), "shop.catalog.v1");
+        assert_eq!(s.prefixed(&s.consumer_group), "shop.search-indexer");
     }
 }
