@@ -70,10 +70,6 @@ pub const MONITORING_NAMESPACE_LABEL: &str = "storefront.dev/monitoring";
 pub const DATA_DIR: &str = "/var/lib/storefront";
 /// Where the JWT signing key Secret is mounted in the auth service.
 pub const JWT_DIR: &str = "/etc/storefront/jwt";
-/// Key of the PEM in the JWT Secret.
-pub const JWT_KEY: &str = "signing-key.pem";
-/// Key of the key id in the JWT Secret.
-pub const JWT_KID: &str = "kid";
 /// Non-root user the containers run as.
 const RUN_AS: i64 = 65532;
 
@@ -156,16 +152,17 @@ pub fn service_account(sf: &Storefront) -> ServiceAccount {
     }
 }
 
-/// The JWT signing-key Secret, around a freshly generated Ed25519 PKCS#8 PEM.
-/// The operator creates it once and never writes it again.
+/// The JWT signing-key Secret, around a freshly generated Ed25519 PKCS#8 PEM,
+/// stored under `<kid>.pem`: the auth service reads every `<kid>.pem` of the
+/// mounted directory, signs with the greatest kid and publishes all of them, so
+/// a platform engineer rotates by adding a key with a greater kid and removing
+/// the old one after the access-token lifetime. The operator creates the Secret
+/// once and never writes it again.
 pub fn jwt_secret(sf: &Storefront, pem: &str, kid: &str) -> Secret {
     Secret {
         metadata: meta(sf, jwt_secret_name(sf), labels(sf)),
         type_: Some("Opaque".to_owned()),
-        string_data: Some(BTreeMap::from([
-            (JWT_KEY.to_owned(), pem.to_owned()),
-            (JWT_KID.to_owned(), kid.to_owned()),
-        ])),
+        string_data: Some(BTreeMap::from([(format!("{kid}.pem"), pem.to_owned())])),
         ..Secret::default()
     }
 }
@@ -350,8 +347,41 @@ pub fn component_env(sf: &Storefront, c: Component) -> Vec<EnvVar> {
             url_env(&mut env, &setting(c, "index_url"), es);
         }
     }
+    // Auth signs with the mounted keys; every other service verifies tokens
+    // against auth's JWKS (the gateway too, before it routes).
+    if c == Component::Auth {
+        env.push(env_value(&setting(c, "signing_keys_dir"), JWT_DIR));
+    } else {
+        env.push(env_value(
+            &setting(c, "auth__jwks_url"),
+            format!(
+                "{}/.well-known/jwks.json",
+                gateway_config::upstream_url(&sf_name(sf), Component::Auth)
+            ),
+        ));
+    }
     if let (Component::Notification, Some(smtp)) = (c, &b.smtp) {
         smtp_env(&mut env, &setting(c, "mail_url"), smtp);
+        if let Some(from) = &smtp.from {
+            env.push(env_value(&setting(c, "from"), from.clone()));
+        }
+    }
+    // Typed REST clients reach the services they call by their Service names.
+    let upstream = |to: Component| gateway_config::upstream_url(&sf_name(sf), to);
+    match c {
+        Component::Cart => env.push(env_value(
+            &setting(c, "search_url"),
+            upstream(Component::Search),
+        )),
+        Component::Order => env.push(env_value(
+            &setting(c, "cart_url"),
+            upstream(Component::Cart),
+        )),
+        Component::Gateway => env.push(env_value(
+            &setting(c, "config_path"),
+            gateway_config::GATEWAY_CONFIG_PATH,
+        )),
+        _ => {}
     }
     for extra in &sf.spec.services.get(c).env {
         env.retain(|e| e.name != extra.name);
@@ -834,6 +864,38 @@ pub fn kafka_topic(sf: &Storefront, kafka: &KafkaBackend, base_topic: &str) -> V
     })
 }
 
+// ------------------------------------------------------------------ rendering
+
+/// Every child object the operator applies for a Storefront, in apply order, as
+/// it would send them (Kafka topics and the optional ServiceMonitor aside):
+/// what `storefront-operator render` prints and what bench/operator feeds to
+/// `kubectl apply --server-side` to compare against the operator.
+pub fn rendered_children(sf: &Storefront, jwt_pem: &str, jwt_kid: &str) -> Vec<Value> {
+    fn value(obj: impl serde::Serialize) -> Value {
+        serde_json::to_value(obj).expect("Kubernetes objects serialize")
+    }
+    let rendered = gateway_config::render(&gateway_config::gateway_config(sf));
+    let checksum = gateway_config::checksum(&rendered);
+    let mut out = vec![
+        value(service_account(sf)),
+        value(jwt_secret(sf, jwt_pem, jwt_kid)),
+        value(gateway_configmap(sf, &rendered)),
+    ];
+    for c in Component::ALL {
+        out.push(value(deployment(sf, c, &checksum)));
+        out.push(value(service(sf, c)));
+        out.push(value(pdb(sf, c)));
+        if let Some(h) = hpa(sf, c) {
+            out.push(value(h));
+        }
+    }
+    if let Some(i) = ingress(sf) {
+        out.push(value(i));
+    }
+    out.extend(network_policies(sf).into_iter().map(value));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -864,7 +926,7 @@ mod tests {
             "backends": {
                 "mysql": {"host": "mysql", "credentialsSecretRef": {"name": "mysql-creds"}},
                 "mongodb": {"urlSecretRef": {"name": "mongo", "key": "url"}},
-                "smtp": {"host": "mail", "port": 1025},
+                "smtp": {"host": "mail", "port": 1025, "from": "Shop <no-reply@shop.test>"},
                 "redis": {"url": "redis://redis:6379"},
                 "elasticsearch": {"urlSecretRef": {"name": "es", "key": "url"}},
                 "kafka": {"bootstrapServers": "k1:9092, k2:9092", "topicPrefix": "shop.",
@@ -1041,6 +1103,13 @@ mod tests {
             volume.secret.and_then(|s| s.secret_name).as_deref(),
             Some("shop-jwt")
         );
+        // The auth service reads the `<kid>.pem` files of the mounted directory.
+        let env = component_env(&full(), Component::Auth);
+        let dir = env
+            .iter()
+            .find(|e| e.name == "STOREFRONT_AUTH__SIGNING_KEYS_DIR")
+            .and_then(|e| e.value.as_deref());
+        assert_eq!(dir, Some(JWT_DIR));
     }
 
     #[test]
@@ -1114,6 +1183,10 @@ mod tests {
             value(&notification, "STOREFRONT_NOTIFICATION__MAIL_URL"),
             "smtp://mail:1025"
         );
+        assert_eq!(
+            value(&notification, "STOREFRONT_NOTIFICATION__FROM"),
+            "Shop <no-reply@shop.test>"
+        );
         let gateway = env_of(&sf, Component::Gateway);
         assert_eq!(
             value(&gateway, "STOREFRONT_GATEWAY__CACHE_URL"),
@@ -1123,24 +1196,43 @@ mod tests {
     }
 
     #[test]
-    fn env_without_backends_only_sets_listen_and_data_dir() {
+    fn env_without_backends_sets_only_listen_data_dir_and_token_wiring() {
         let sf = storefront(json!({}));
         for c in Component::ALL {
             let env = env_of(&sf, c);
-            assert_eq!(
-                env.keys().cloned().collect::<Vec<_>>(),
-                {
-                    let mut v = vec![
-                        "STOREFRONT_DATA_DIR".to_owned(),
-                        "STOREFRONT_TELEMETRY__LOG_FORMAT".to_owned(),
-                        setting(c, "listen"),
-                    ];
-                    v.sort();
-                    v
-                },
-                "{c}"
-            );
+            let mut expected = vec![
+                "STOREFRONT_DATA_DIR".to_owned(),
+                "STOREFRONT_TELEMETRY__LOG_FORMAT".to_owned(),
+                setting(c, "listen"),
+            ];
+            if c == Component::Auth {
+                expected.push(setting(c, "signing_keys_dir"));
+            } else {
+                expected.push(setting(c, "auth__jwks_url"));
+            }
+            match c {
+                Component::Cart => expected.push(setting(c, "search_url")),
+                Component::Order => expected.push(setting(c, "cart_url")),
+                Component::Gateway => expected.push(setting(c, "config_path")),
+                _ => {}
+            }
+            expected.sort();
+            assert_eq!(env.keys().cloned().collect::<Vec<_>>(), expected, "{c}");
         }
+        let cart = env_of(&sf, Component::Cart);
+        assert_eq!(
+            value(&cart, "STOREFRONT_CART__AUTH__JWKS_URL"),
+            "http://shop-auth:8081/.well-known/jwks.json"
+        );
+        assert_eq!(
+            value(&cart, "STOREFRONT_CART__SEARCH_URL"),
+            "http://shop-search:8082"
+        );
+        let gateway = env_of(&sf, Component::Gateway);
+        assert_eq!(
+            value(&gateway, "STOREFRONT_GATEWAY__CONFIG_PATH"),
+            "/etc/storefront/gateway/gateway.yaml"
+        );
     }
 
     #[test]
@@ -1228,11 +1320,36 @@ mod tests {
     }
 
     #[test]
+    fn rendered_children_are_complete_typed_objects() {
+        let sf = full();
+        let objects = rendered_children(&sf, "PEM", "k1");
+        let kinds: Vec<&str> = objects
+            .iter()
+            .map(|o| o["kind"].as_str().expect("kind"))
+            .collect();
+        for c in Component::ALL {
+            let name = component_name(&sf, c);
+            for kind in ["Deployment", "Service", "PodDisruptionBudget"] {
+                assert!(
+                    objects
+                        .iter()
+                        .any(|o| o["kind"] == kind && o["metadata"]["name"] == name.as_str()),
+                    "{kind} {name} missing"
+                );
+            }
+        }
+        assert_eq!(kinds[..3], ["ServiceAccount", "Secret", "ConfigMap"]);
+        assert!(kinds.contains(&"HorizontalPodAutoscaler"));
+        assert!(kinds.contains(&"NetworkPolicy"));
+        assert!(objects.iter().all(|o| o["apiVersion"].is_string()));
+    }
+
+    #[test]
     fn jwt_secret_holds_the_pem_and_kid() {
         let s = jwt_secret(&full(), "-----BEGIN PRIVATE KEY-----", "k1");
         let data = s.string_data.expect("data");
-        assert_eq!(data[JWT_KEY], "-----BEGIN PRIVATE KEY-----");
-        assert_eq!(data[JWT_KID], "k1");
+        assert_eq!(data.len(), 1);
+        assert_eq!(data["k1.pem"], "-----BEGIN PRIVATE KEY-----");
         assert_eq!(s.metadata.name.as_deref(), Some("shop-jwt"));
     }
 

@@ -294,10 +294,13 @@ async fn ensure_signing_key(ctx: &Context, sf: &Storefront) -> Result<()> {
     if api.get_metadata_opt(&name).await?.is_some() {
         return Ok(());
     }
+    // Time-ordered, so a key added later with a fresh kid sorts greater and signs.
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let kid = format!(
-        "{}-{}",
-        sf.name_any(),
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
+        "k{secs}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..6]
     );
     let issuer = storefront_kit::auth::Issuer::generate(&kid, "storefront", "storefront");
     let pem = issuer

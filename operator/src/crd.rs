@@ -477,7 +477,7 @@ pub struct RateLimitRule {
     )]
     pub name: String,
 
-    /// Requests whose path starts with this prefix match, e.g. `/api/auth/login`.
+    /// Requests whose path starts with this prefix match, e.g. `/api/sessions`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 256))]
     #[x_kube(validation = Rule::new("self.startsWith('/')").message("pathPrefix must start with '/'"))]
@@ -922,7 +922,7 @@ mod tests {
                 "rateLimit": {
                     "defaults": {"key": "ip", "requestsPerSecond": 20, "burst": 40},
                     "rules": [
-                        {"name": "login", "pathPrefix": "/api/auth/login", "requestsPerMinute": 10, "burst": 5},
+                        {"name": "login", "pathPrefix": "/api/sessions", "requestsPerMinute": 10, "burst": 5},
                         {"name": "search", "upstream": "search", "key": "user", "requestsPerSecond": 50}
                     ],
                     "clusterWide": true,

@@ -23,7 +23,7 @@
 //!   failureMode: open           # open | closed, when the store is unreachable
 //!   defaults: {key: ip, rate: 20, per: second, burst: 40}   # absent: unmatched requests unlimited
 //!   rules:                      # first match wins
-//!     - {name: login, match: {pathPrefix: /api/auth/login}, key: ip, rate: 10, per: minute, burst: 5}
+//!     - {name: login, match: {pathPrefix: /api/sessions}, key: ip, rate: 10, per: minute, burst: 5}
 //! trustedProxies: [10.244.0.0/16]
 //! ```
 
@@ -189,11 +189,27 @@ const ROUTES: &[RouteRow] = &[
         None,
     ),
     (
-        "/api/auth",
+        "/api/accounts",
         Component::Auth,
-        "/v1/auth",
-        &["GET", "POST"],
+        "/v1/accounts",
+        &["POST"],
         AuthPolicy::Public,
+        None,
+    ),
+    (
+        "/api/sessions",
+        Component::Auth,
+        "/v1/sessions",
+        &["POST", "DELETE"],
+        AuthPolicy::Public,
+        None,
+    ),
+    (
+        "/api/me",
+        Component::Auth,
+        "/v1/me",
+        READ,
+        AuthPolicy::Authenticated,
         None,
     ),
     (
@@ -253,6 +269,14 @@ const ROUTES: &[RouteRow] = &[
         None,
     ),
     (
+        "/api/admin/stock",
+        Component::Order,
+        "/v1/stock",
+        &["GET", "HEAD", "PUT"],
+        AuthPolicy::Role,
+        Some("admin"),
+    ),
+    (
         "/api/deliveries",
         Component::Delivery,
         "/v1/deliveries",
@@ -267,6 +291,30 @@ const ROUTES: &[RouteRow] = &[
         WRITE,
         AuthPolicy::Role,
         Some("partner"),
+    ),
+    (
+        "/api/partner",
+        Component::Delivery,
+        "/v1/partner",
+        READ,
+        AuthPolicy::Role,
+        Some("partner"),
+    ),
+    (
+        "/api/partner/availability",
+        Component::Delivery,
+        "/v1/partner/availability",
+        &["PUT"],
+        AuthPolicy::Role,
+        Some("partner"),
+    ),
+    (
+        "/api/admin/partners",
+        Component::Delivery,
+        "/v1/partners",
+        WRITE,
+        AuthPolicy::Role,
+        Some("admin"),
     ),
     (
         "/api/admin/notifications",
@@ -390,6 +438,51 @@ mod tests {
         .expect("valid storefront")
     }
 
+    /// `storefront up` runs the gateway on its built-in configuration: the same routes with
+    /// every service on loopback. Keep the two tables in step.
+    #[test]
+    fn the_gateways_built_in_routes_are_these_routes() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../services/gateway/src/domain/builtin.yaml"
+        );
+        let text = std::fs::read_to_string(path).expect("read the gateway's builtin.yaml");
+        let builtin: GatewayConfig = serde_yaml::from_str(&text).expect("parse builtin.yaml");
+        let key = |r: &Route| {
+            (
+                r.path_prefix.clone(),
+                r.service,
+                r.rewrite.clone(),
+                r.methods.clone(),
+                r.auth,
+                r.role.clone(),
+            )
+        };
+        let ours: Vec<_> = ROUTES
+            .iter()
+            .map(|(prefix, c, rewrite, methods, auth, role)| {
+                (
+                    (*prefix).to_owned(),
+                    *c,
+                    (*rewrite).to_owned(),
+                    methods.iter().map(|m| (*m).to_owned()).collect::<Vec<_>>(),
+                    *auth,
+                    role.map(str::to_owned),
+                )
+            })
+            .collect();
+        let theirs: Vec<_> = builtin.routes.iter().map(key).collect();
+        assert_eq!(theirs, ours);
+        for r in &builtin.routes {
+            assert_eq!(
+                r.upstream,
+                format!("http://127.0.0.1:{}", r.service.default_port()),
+                "{}",
+                r.path_prefix
+            );
+        }
+    }
+
     #[test]
     fn routes_point_at_each_backend_service_by_name_and_port() {
         let config = gateway_config(&storefront(json!({})));
@@ -432,7 +525,7 @@ mod tests {
             "gateway": {"rateLimit": {
                 "defaults": {"key": "ip", "requestsPerSecond": 20, "burst": 40},
                 "rules": [
-                    {"name": "login", "pathPrefix": "/api/auth/login", "requestsPerMinute": 10, "burst": 5},
+                    {"name": "login", "pathPrefix": "/api/sessions", "requestsPerMinute": 10, "burst": 5},
                     {"name": "checkout", "upstream": "order", "key": "user", "requestsPerMinute": 30}
                 ],
                 "clusterWide": true, "failureMode": "closed"
@@ -451,7 +544,7 @@ mod tests {
         assert_eq!(rl.rules[0].name, "login");
         assert_eq!(
             rl.rules[0].matches.path_prefix.as_deref(),
-            Some("/api/auth/login")
+            Some("/api/sessions")
         );
         assert_eq!(
             (

@@ -337,7 +337,7 @@ async fn storefront_children_topics_updates_and_restores() -> anyhow::Result<()>
         },
         "gateway": {
             "ingress": {"enabled": true, "host": "shop.test", "className": "nginx"},
-            "rateLimit": {"rules": [{"name": "login", "pathPrefix": "/api/auth/login", "requestsPerMinute": 10}]}
+            "rateLimit": {"rules": [{"name": "login", "pathPrefix": "/api/sessions", "requestsPerMinute": 10}]}
         },
         "backends": {"kafka": kafka_spec(&env, "retain")}
     });
@@ -412,7 +412,9 @@ async fn storefront_children_topics_updates_and_restores() -> anyhow::Result<()>
     let secret: Secret = wait_for(&env, "shop-jwt").await?;
     assert!(owned_by(&secret.metadata, &sf));
     let key_before = secret.data.clone().expect("jwt data");
-    let pem = String::from_utf8(key_before["signing-key.pem"].0.clone())?;
+    let (file, pem) = key_before.iter().next().expect("one key");
+    assert!(file.ends_with(".pem"), "{file}");
+    let pem = String::from_utf8(pem.0.clone())?;
     assert!(pem.contains("BEGIN PRIVATE KEY"), "{pem}");
 
     // Conditions: no kubelet, so nothing is ready: Progressing, not Ready, not Degraded.
