@@ -10,6 +10,8 @@ use storefront_kit::server::Platform;
 use storefront_kit::shutdown::Shutdown;
 use storefront_kit::telemetry::TelemetrySettings;
 
+pub mod demo;
+
 /// Every service this binary can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
 pub enum ServiceName {
@@ -54,6 +56,9 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// How long shutdown may take to drain in-flight requests and workers.
     pub drain_timeout_secs: u64,
+    /// Seed the demo accounts and delivery partners (`storefront up` turns it on; the demo
+    /// catalog is the search service's own `search.seed_demo`).
+    pub demo: bool,
     pub telemetry: TelemetrySettings,
     pub gateway: storefront_gateway::Settings,
     pub auth: storefront_auth::Settings,
@@ -69,6 +74,7 @@ impl Default for Settings {
         Self {
             data_dir: PathBuf::from("data"),
             drain_timeout_secs: 10,
+            demo: false,
             telemetry: TelemetrySettings::default(),
             gateway: Default::default(),
             auth: Default::default(),
@@ -105,36 +111,109 @@ struct Bound {
     run: BoxFuture<'static, std::io::Result<()>>,
 }
 
+fn start_error(service: &'static str) -> impl FnOnce(std::io::Error) -> RunError {
+    move |source| RunError::Start { service, source }
+}
+
+fn bound<F>(name: &'static str, port: u16, run: F) -> Bound
+where
+    F: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+{
+    Bound {
+        name,
+        url: format!("http://127.0.0.1:{port}"),
+        run: Box::pin(run),
+    }
+}
+
 macro_rules! bind {
     ($krate:ident, $settings:expr, $platform:expr) => {{
         let app = $krate::Application::build($settings, $platform)
             .await
-            .map_err(|source| RunError::Start {
-                service: $krate::NAME,
-                source,
-            })?;
-        let url = format!("http://127.0.0.1:{}", app.port());
-        let platform = $platform.clone();
-        Bound {
-            name: $krate::NAME,
-            url,
-            run: Box::pin(app.run_until_stopped(platform)),
-        }
+            .map_err(start_error($krate::NAME))?;
+        bound(
+            $krate::NAME,
+            app.port(),
+            app.run_until_stopped($platform.clone()),
+        )
     }};
+}
+
+/// The order services are bound in: each after the ones it calls, so their real addresses
+/// (which may be ephemeral ports) can be handed on.
+const BIND_ORDER: [ServiceName; 7] = [
+    ServiceName::Auth,
+    ServiceName::Search,
+    ServiceName::Cart,
+    ServiceName::Order,
+    ServiceName::Delivery,
+    ServiceName::Notification,
+    ServiceName::Gateway,
+];
+
+/// Points the settings of services not yet bound at a service just bound in this process.
+fn wire(settings: &mut Settings, service: ServiceName, url: &str) {
+    match service {
+        ServiceName::Auth => {
+            let jwks = format!("{url}/.well-known/jwks.json");
+            settings.gateway.auth.jwks_url.clone_from(&jwks);
+            settings.search.auth.jwks_url.clone_from(&jwks);
+            settings.cart.auth.jwks_url.clone_from(&jwks);
+            settings.order.auth.jwks_url.clone_from(&jwks);
+            settings.delivery.auth.jwks_url.clone_from(&jwks);
+            settings.notification.auth.jwks_url = jwks;
+        }
+        ServiceName::Search => settings.cart.search_url = url.to_string(),
+        ServiceName::Cart => settings.order.cart_url = url.to_string(),
+        _ => {}
+    }
+    settings
+        .gateway
+        .upstreams
+        .insert(service.as_str().to_string(), url.to_string());
 }
 
 async fn bind(
     service: ServiceName,
     settings: &Settings,
     platform: &Platform,
+    demo: &mut demo::Seeded,
 ) -> Result<Bound, RunError> {
     Ok(match service {
         ServiceName::Gateway => bind!(storefront_gateway, &settings.gateway, platform),
-        ServiceName::Auth => bind!(storefront_auth, &settings.auth, platform),
+        ServiceName::Auth => {
+            let app = storefront_auth::Application::build(&settings.auth, platform)
+                .await
+                .map_err(start_error(storefront_auth::NAME))?;
+            if settings.demo {
+                demo::accounts(&app, demo)
+                    .await
+                    .map_err(start_error(storefront_auth::NAME))?;
+            }
+            bound(
+                storefront_auth::NAME,
+                app.port(),
+                app.run_until_stopped(platform.clone()),
+            )
+        }
         ServiceName::Search => bind!(storefront_search, &settings.search, platform),
         ServiceName::Cart => bind!(storefront_cart, &settings.cart, platform),
         ServiceName::Order => bind!(storefront_order, &settings.order, platform),
-        ServiceName::Delivery => bind!(storefront_delivery, &settings.delivery, platform),
+        ServiceName::Delivery => {
+            let app = storefront_delivery::Application::build(&settings.delivery, platform)
+                .await
+                .map_err(start_error(storefront_delivery::NAME))?;
+            if settings.demo {
+                demo::partners(&app, demo)
+                    .await
+                    .map_err(start_error(storefront_delivery::NAME))?;
+            }
+            bound(
+                storefront_delivery::NAME,
+                app.port(),
+                app.run_until_stopped(platform.clone()),
+            )
+        }
         ServiceName::Notification => {
             bind!(storefront_notification, &settings.notification, platform)
         }
@@ -153,10 +232,18 @@ pub async fn run(
         shutdown: shutdown.clone(),
         memory_bus: storefront_kit::bus::MemoryBus::new(),
     };
+    let mut settings = settings.clone();
+    let mut demo = demo::Seeded::default();
     let mut bound = Vec::new();
-    for &service in services {
-        bound.push(bind(service, settings, &platform).await?);
+    for service in BIND_ORDER.into_iter().filter(|s| services.contains(s)) {
+        let b = bind(service, &settings, &platform, &mut demo).await?;
+        wire(&mut settings, service, &b.url);
+        bound.push(b);
     }
+    let shop_url = bound
+        .iter()
+        .find(|b| b.name == storefront_gateway::NAME)
+        .map(|b| b.url.clone());
     let (exited_tx, mut exited_rx) = tokio::sync::mpsc::unbounded_channel();
     for b in bound {
         println!("storefront: {} listening on {}", b.name, b.url);
@@ -176,6 +263,9 @@ pub async fn run(
         });
     }
     drop(exited_tx);
+    if settings.demo {
+        demo.print(shop_url.as_deref());
+    }
     let token = shutdown.token();
     let failure = tokio::select! {
         () = token.cancelled() => None,

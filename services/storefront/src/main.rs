@@ -55,6 +55,7 @@ fn main() -> ExitCode {
             if let Some(port) = port {
                 settings.gateway.listen = format!("127.0.0.1:{port}");
             }
+            settings.demo = true;
             ServiceName::ALL.to_vec()
         }
         Command::Run { mut services } => {

@@ -154,6 +154,56 @@ async fn up_serves_every_service_and_stops_on_ctrl_c_within_the_deadline() {
         "{report}"
     );
 
+    // `up` seeds the demo accounts and opens the shop: the gateway serves the UI and routes the
+    // API to services that listen on ephemeral ports (each was handed the others' addresses).
+    let mut said = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !said.iter().any(|l: &String| l.contains("shopper@storefront.test")) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        said.push(rx.recv_timeout(left).expect("up announces the shop"));
+    }
+    let gateway = &urls["gateway"];
+    assert!(
+        said.iter().any(|l| l.contains(&format!("the shop is open at {gateway}/"))),
+        "{said:?}"
+    );
+    assert!(
+        said.iter().any(|l| l.contains("shopper@storefront.test")),
+        "{said:?}"
+    );
+    let page = http.get(format!("{gateway}/")).send().await.expect("ui");
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.expect("html").contains("<html"));
+    let login: serde_json::Value = http
+        .post(format!("{gateway}/api/sessions"))
+        .json(&serde_json::json!({"email": "admin@storefront.test", "password": "storefront-demo"}))
+        .send()
+        .await
+        .expect("login")
+        .error_for_status()
+        .expect("the demo admin logs in through the gateway")
+        .json()
+        .await
+        .expect("tokens");
+    let token = login["access_token"].as_str().expect("access token");
+    let cart = http
+        .get(format!("{gateway}/api/cart"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("cart");
+    assert_eq!(cart.status(), 200, "the cart answers through the gateway");
+    let partner = http
+        .get(format!("{gateway}/api/admin/partners"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("partners")
+        .text()
+        .await
+        .expect("text");
+    assert!(partner.contains("partner@storefront.test"), "{partner}");
+
     let pid = child.id().to_string();
     let started = Instant::now();
     let killed = Command::new("kill")
