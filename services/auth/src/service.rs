@@ -59,7 +59,8 @@ impl From<Error> for ApiError {
                 retry_after_secs: secs,
             },
             Error::NoAccount => ApiError::NotFound("No such account.".into()),
-            e @ (Error::Backend(_) | Error::Hash(_) | Error::Sign(_)) => ApiError::internal(e),
+            Error::Backend(e) => ApiError::backend(e.unavailable, e),
+            e @ (Error::Hash(_) | Error::Sign(_)) => ApiError::internal(e),
         }
     }
 }

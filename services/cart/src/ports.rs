@@ -14,13 +14,17 @@ use crate::domain::Cart;
 pub struct BackendError {
     pub backend: &'static str,
     pub message: String,
+    /// The backend could not be reached (no connection in time, refused, broken): callers
+    /// get 503, not 500.
+    pub unavailable: bool,
 }
 
 impl BackendError {
-    pub fn new(backend: &'static str, err: impl std::fmt::Display) -> Self {
+    pub fn new(backend: &'static str, err: impl std::fmt::Display + 'static) -> Self {
         Self {
             backend,
             message: err.to_string(),
+            unavailable: storefront_kit::sql::is_unavailable_any(&err),
         }
     }
 }

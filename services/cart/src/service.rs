@@ -30,7 +30,7 @@ const MAX_USER_ID: usize = 255;
 
 impl From<BackendError> for ApiError {
     fn from(e: BackendError) -> Self {
-        ApiError::internal(e)
+        ApiError::backend(e.unavailable, e)
     }
 }
 

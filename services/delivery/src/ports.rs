@@ -21,6 +21,9 @@ pub struct BackendError {
     pub message: String,
     /// A deadlock or busy database: the same call may succeed when repeated.
     pub retryable: bool,
+    /// The backend could not be reached (no connection in time, refused, broken): callers
+    /// get 503, not 500.
+    pub unavailable: bool,
 }
 
 pub type Result<T, E = BackendError> = std::result::Result<T, E>;

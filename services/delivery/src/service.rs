@@ -22,7 +22,7 @@ pub type AppResult<T> = Result<T, ApiError>;
 
 impl From<BackendError> for ApiError {
     fn from(e: BackendError) -> Self {
-        ApiError::internal(e)
+        ApiError::backend(e.unavailable, e)
     }
 }
 

@@ -23,6 +23,10 @@ pub struct ClientSettings {
     pub request_timeout_ms: u64,
     /// Extra attempts after the first, for idempotent calls.
     pub max_retries: u32,
+    /// No retry starts once the call has taken this long: a slow failure (a dependency whose
+    /// own backend is down answers 503 only after its timeout) is passed on at once instead
+    /// of multiplying the caller's wait.
+    pub retry_budget_ms: u64,
     pub backoff_base_ms: u64,
     pub backoff_max_ms: u64,
 }
@@ -33,6 +37,7 @@ impl Default for ClientSettings {
             connect_timeout_ms: 1_000,
             request_timeout_ms: 5_000,
             max_retries: 2,
+            retry_budget_ms: 1_000,
             backoff_base_ms: 50,
             backoff_max_ms: 1_000,
         }
@@ -200,6 +205,8 @@ impl RestClient {
         } else {
             1
         };
+        let started = std::time::Instant::now();
+        let budget = Duration::from_millis(self.settings.retry_budget_ms);
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -215,7 +222,7 @@ impl RestClient {
                 Err(e) => Err(self.transport_error(e)),
             };
             match result {
-                Err(err) if attempt < attempts && err.retryable() => {
+                Err(err) if attempt < attempts && err.retryable() && started.elapsed() < budget => {
                     let delay = self.backoff(attempt);
                     tracing::debug!(service = self.service, attempt, ?delay, error = %err, "retrying");
                     tokio::time::sleep(delay).await;
@@ -358,6 +365,31 @@ mod tests {
             .await
             .expect("third try succeeds");
         assert_eq!(body["calls"], 3);
+    }
+
+    #[tokio::test]
+    async fn no_retry_once_the_budget_is_spent() {
+        let seen = Seen {
+            fail_first: 2,
+            ..Seen::default()
+        };
+        let base = spawn(seen.clone()).await;
+        // A budget of 0 ms is spent by the first attempt: its 503 goes back as it is.
+        let client = RestClient::new(
+            "echo",
+            &base,
+            ClientSettings {
+                retry_budget_ms: 0,
+                ..fast()
+            },
+        )
+        .expect("client");
+        let err = client
+            .get_json::<serde_json::Value>(&RequestContext::new_root(), "v1/echo")
+            .await
+            .expect_err("no retry");
+        assert_eq!(err.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
+        assert_eq!(seen.calls.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

@@ -21,4 +21,5 @@ pub mod problem;
 pub mod server;
 pub mod settings;
 pub mod shutdown;
+pub mod sql;
 pub mod telemetry;

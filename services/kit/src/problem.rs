@@ -85,6 +85,18 @@ impl ApiError {
         Self::Internal(err.into())
     }
 
+    /// A backend's failure: 503 when it could not be reached (`unavailable`; logged as a
+    /// warning, so callers retry instead of waiting), else an opaque 500 with the cause logged.
+    pub fn backend(unavailable: bool, err: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        if unavailable {
+            let err = err.into();
+            tracing::warn!(error = %err, "backend unavailable; answering 503");
+            Self::Unavailable("A backend is not answering; retry shortly.".into())
+        } else {
+            Self::internal(err)
+        }
+    }
+
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Validation(vec![FieldError::new(field, message)])
     }

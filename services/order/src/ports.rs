@@ -12,13 +12,17 @@ use crate::domain::{Actor, Order, OrderStatus, Partner};
 pub struct BackendError {
     pub backend: &'static str,
     pub message: String,
+    /// The backend could not be reached (no connection in time, refused, broken): callers
+    /// get 503, not 500.
+    pub unavailable: bool,
 }
 
 impl BackendError {
-    pub fn new(backend: &'static str, e: impl std::fmt::Display) -> Self {
+    pub fn new(backend: &'static str, e: impl std::fmt::Display + 'static) -> Self {
         Self {
             backend,
             message: e.to_string(),
+            unavailable: storefront_kit::sql::is_unavailable_any(&e),
         }
     }
 }

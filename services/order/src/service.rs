@@ -58,7 +58,7 @@ impl From<ApiError> for AppError {
 
 impl From<BackendError> for AppError {
     fn from(e: BackendError) -> Self {
-        Self::Api(ApiError::internal(e))
+        Self::Api(ApiError::backend(e.unavailable, e))
     }
 }
 
@@ -169,9 +169,18 @@ impl AppState {
         customer: Customer,
         shipping: Shipping,
     ) -> AppResult<Placed> {
-        // The cart read is a GET: ask it alongside the key lookup (a replay ignores it).
-        let (record, cart) = tokio::join!(self.repo.idempotency(user_id, key), self.cart.get(ctx));
-        if let Some(record) = record? {
+        // The cart read is a GET: ask it alongside the key lookup (a replay ignores it). A
+        // failed lookup answers at once, without waiting for the cart.
+        let (record, cart) = tokio::try_join!(
+            async {
+                self.repo
+                    .idempotency(user_id, key)
+                    .await
+                    .map_err(AppError::from)
+            },
+            async { Ok(self.cart.get(ctx).await) },
+        )?;
+        if let Some(record) = record {
             return replay(record, hash);
         }
         let cart = cart.map_err(cart_error)?;

@@ -158,13 +158,17 @@ async fn up_serves_every_service_and_stops_on_ctrl_c_within_the_deadline() {
     // API to services that listen on ephemeral ports (each was handed the others' addresses).
     let mut said = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !said.iter().any(|l: &String| l.contains("shopper@storefront.test")) {
+    while !said
+        .iter()
+        .any(|l: &String| l.contains("shopper@storefront.test"))
+    {
         let left = deadline.saturating_duration_since(Instant::now());
         said.push(rx.recv_timeout(left).expect("up announces the shop"));
     }
     let gateway = &urls["gateway"];
     assert!(
-        said.iter().any(|l| l.contains(&format!("the shop is open at {gateway}/"))),
+        said.iter()
+            .any(|l| l.contains(&format!("the shop is open at {gateway}/"))),
         "{said:?}"
     );
     assert!(

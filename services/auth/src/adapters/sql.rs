@@ -15,7 +15,7 @@ macro_rules! sql_account_repo {
             AccountRepo, BackendError, CreateError, NewRefreshToken, Result, Rotation,
         };
 
-        fn err(e: impl std::fmt::Display) -> BackendError {
+        fn err(e: impl std::fmt::Display + 'static) -> BackendError {
             BackendError::new($backend, e)
         }
 

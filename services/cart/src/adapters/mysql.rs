@@ -1,7 +1,5 @@
 //! Carts in MySQL/MariaDB (`mysql://`): what runs in Kubernetes, shared by all replicas.
 
-use std::time::Duration;
-
 use sqlx::MySqlPool;
 use sqlx::mysql::MySqlPoolOptions;
 
@@ -14,7 +12,7 @@ impl MysqlCarts {
     pub async fn connect(url: &str) -> Result<Self, BackendError> {
         let pool = MySqlPoolOptions::new()
             .max_connections(10)
-            .acquire_timeout(Duration::from_secs(5))
+            .acquire_timeout(storefront_kit::sql::ACQUIRE_TIMEOUT)
             .connect(url)
             .await
             .map_err(err)?;

@@ -18,7 +18,7 @@ macro_rules! sql_cart_repo {
         use crate::domain::{Cart, CartLine, Quantity};
         use crate::ports::{BackendError, CartRepo, Result, SaveError};
 
-        fn err(e: impl std::fmt::Display) -> BackendError {
+        fn err(e: impl std::fmt::Display + 'static) -> BackendError {
             BackendError::new($backend, e)
         }
 

@@ -14,7 +14,7 @@ impl MysqlDeliveries {
     pub async fn connect(url: &str, topic: &str) -> Result<Self, BackendError> {
         let pool = MySqlPoolOptions::new()
             .max_connections(10)
-            .acquire_timeout(std::time::Duration::from_secs(5))
+            .acquire_timeout(storefront_kit::sql::ACQUIRE_TIMEOUT)
             .connect(url)
             .await
             .map_err(sql)?;

@@ -34,6 +34,7 @@ pub(crate) fn classify(backend: &'static str, e: &sqlx::Error) -> BackendError {
         backend,
         message: e.to_string(),
         retryable,
+        unavailable: storefront_kit::sql::is_unavailable(e),
     }
 }
 
@@ -91,6 +92,7 @@ macro_rules! sql_delivery_repo {
                 backend: $backend,
                 message: e.to_string(),
                 retryable: false,
+                unavailable: false,
             }
         }
 

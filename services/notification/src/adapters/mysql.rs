@@ -12,7 +12,7 @@ impl MysqlStore {
     pub async fn connect(url: &str) -> Result<Self, BackendError> {
         let pool = MySqlPoolOptions::new()
             .max_connections(5)
-            .acquire_timeout(std::time::Duration::from_secs(5))
+            .acquire_timeout(storefront_kit::sql::ACQUIRE_TIMEOUT)
             .connect(url)
             .await
             .map_err(err)?;

@@ -20,7 +20,7 @@ macro_rules! sql_notification_store {
         use crate::domain::OrderSnapshot;
         use crate::ports::{BackendError, NotificationStore, Result, SendStatus, SentEntry};
 
-        fn err(e: impl std::fmt::Display) -> BackendError {
+        fn err(e: impl std::fmt::Display + 'static) -> BackendError {
             BackendError::new($backend, e)
         }
 

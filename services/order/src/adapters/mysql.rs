@@ -16,7 +16,7 @@ impl MysqlOrders {
     pub async fn connect(url: &str, topic: &str) -> Result<Self, BackendError> {
         let pool = MySqlPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(std::time::Duration::from_secs(10))
+            .acquire_timeout(storefront_kit::sql::ACQUIRE_TIMEOUT)
             .connect(url)
             .await
             .map_err(err)?;

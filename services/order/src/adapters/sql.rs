@@ -17,8 +17,10 @@ pub const MAX_ATTEMPTS: u32 = 8;
 
 /// Whether a transaction failed for a reason that a retry can fix.
 pub fn retryable(e: &sqlx::Error) -> bool {
+    // Not PoolTimedOut: an unreachable database answers 503 at once instead of holding the
+    // request through every attempt.
     let sqlx::Error::Database(db) = e else {
-        return matches!(e, sqlx::Error::PoolTimedOut);
+        return false;
     };
     if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
         return matches!(my.number(), 1213 | 1205);
@@ -72,7 +74,7 @@ macro_rules! sql_order_repo {
 
         type Conn = <$db as sqlx::Database>::Connection;
 
-        fn err(e: impl std::fmt::Display) -> BackendError {
+        fn err(e: impl std::fmt::Display + 'static) -> BackendError {
             BackendError::new($backend, e)
         }
 
