@@ -1,7 +1,8 @@
 //! The demo data `storefront up` seeds on every start, idempotently: an admin, a delivery
 //! partner and a shopper account, and the partner's delivery-partner record (on shift,
-//! serving every postal code). The demo catalog is the search service's own
-//! (`search.seed_demo`); stock follows it through the catalog events the order service reads.
+//! serving every postal code), and stock for the demo catalog. The demo catalog is the search
+//! service's own (`search.seed_demo`); its bulk import emits no catalog events, so the order
+//! service's stock rows for it are created here (each product's stock hint, once).
 
 use storefront_kit::auth::Role;
 
@@ -22,6 +23,8 @@ pub struct Seeded {
     pub accounts: Vec<(&'static str, String, &'static [Role])>,
     /// Whether the demo partner was created now (false: it already existed).
     pub partner_created: Option<bool>,
+    /// Stock rows created for the demo catalog in this start.
+    pub stock_rows: usize,
 }
 
 impl Seeded {
@@ -110,5 +113,53 @@ pub async fn partners(
     repo.create_partner(&partner).await.map_err(|e| other(&e))?;
     seeded.partner_created = Some(true);
     println!("storefront: seeded the demo delivery partner");
+    Ok(())
+}
+
+/// Gives every product of the demo catalog a stock row (its stock hint) unless it has one.
+/// Each row is created with a fixed event id (UUIDv5 of the product id), so the order
+/// service's dedupe makes this idempotent even across restarts; when the last demo product
+/// already has a row the whole catalog is skipped at once.
+pub async fn stock(
+    order: &storefront_order::Application,
+    search: &storefront_search::Settings,
+    seeded: &mut Seeded,
+) -> std::io::Result<()> {
+    if !search.seed_demo || search.demo_products == 0 {
+        return Ok(());
+    }
+    let products = storefront_search::demo::products(
+        storefront_search::demo::DEFAULT_SEED,
+        search.demo_products,
+    );
+    let repo = &order.state().repo;
+    let other = |e: &dyn std::fmt::Display| std::io::Error::other(format!("seed stock: {e}"));
+    if let Some(last) = products.last()
+        && repo
+            .stock(last.id.as_str())
+            .await
+            .map_err(|e| other(&e))?
+            .is_some()
+    {
+        return Ok(());
+    }
+    for p in &products {
+        let event = uuid::Uuid::new_v5(
+            &uuid::Uuid::NAMESPACE_URL,
+            format!("storefront-demo-stock:{}", p.id.as_str()).as_bytes(),
+        );
+        let available = i64::from(p.stock_hint.unwrap_or(100));
+        if repo
+            .init_stock(event, p.id.as_str(), available)
+            .await
+            .map_err(|e| other(&e))?
+        {
+            seeded.stock_rows += 1;
+        }
+    }
+    println!(
+        "storefront: seeded stock for {} demo products",
+        seeded.stock_rows
+    );
     Ok(())
 }

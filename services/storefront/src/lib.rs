@@ -11,6 +11,7 @@ use storefront_kit::shutdown::Shutdown;
 use storefront_kit::telemetry::TelemetrySettings;
 
 pub mod demo;
+pub mod load;
 
 /// Every service this binary can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
@@ -198,7 +199,21 @@ async fn bind(
         }
         ServiceName::Search => bind!(storefront_search, &settings.search, platform),
         ServiceName::Cart => bind!(storefront_cart, &settings.cart, platform),
-        ServiceName::Order => bind!(storefront_order, &settings.order, platform),
+        ServiceName::Order => {
+            let app = storefront_order::Application::build(&settings.order, platform)
+                .await
+                .map_err(start_error(storefront_order::NAME))?;
+            if settings.demo {
+                demo::stock(&app, &settings.search, demo)
+                    .await
+                    .map_err(start_error(storefront_order::NAME))?;
+            }
+            bound(
+                storefront_order::NAME,
+                app.port(),
+                app.run_until_stopped(platform.clone()),
+            )
+        }
         ServiceName::Delivery => {
             let app = storefront_delivery::Application::build(&settings.delivery, platform)
                 .await

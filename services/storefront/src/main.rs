@@ -36,10 +36,16 @@ enum Command {
         #[arg(required = true, value_enum)]
         services: Vec<ServiceName>,
     },
+    /// Drive shopper sessions against a running shop and print a summary of rates and latencies.
+    Load(storefront::load::LoadArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let command = match cli.command {
+        Command::Load(args) => return storefront::load::main(&args),
+        other => other,
+    };
     let mut settings: Settings = match storefront_kit::settings::load(cli.config.as_deref()) {
         Ok(s) => s,
         Err(e) => {
@@ -47,7 +53,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let services: Vec<ServiceName> = match cli.command {
+    let services: Vec<ServiceName> = match command {
         Command::Up { data_dir, port } => {
             if let Some(dir) = data_dir {
                 settings.data_dir = dir;
@@ -63,6 +69,7 @@ fn main() -> ExitCode {
             services.dedup();
             services
         }
+        Command::Load(_) => unreachable!("handled above"),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -207,6 +207,19 @@ async fn up_serves_every_service_and_stops_on_ctrl_c_within_the_deadline() {
         .await
         .expect("text");
     assert!(partner.contains("partner@storefront.test"), "{partner}");
+    // The demo catalog can be bought at once: its stock rows were seeded.
+    let stock: serde_json::Value = http
+        .get(format!("{gateway}/api/admin/stock/p-000001"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("stock")
+        .error_for_status()
+        .expect("the first demo product has stock")
+        .json()
+        .await
+        .expect("json");
+    assert!(stock["available"].as_i64().unwrap_or(0) > 0, "{stock}");
 
     let pid = child.id().to_string();
     let started = Instant::now();
