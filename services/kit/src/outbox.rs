@@ -437,6 +437,10 @@ pub fn backoff(failures: u32) -> Duration {
     Duration::from_millis((200u64 << failures.min(6)).min(10_000))
 }
 
+/// A relay lingers after a wake-up only when its previous round published at least this many
+/// rows; below that, commits are published as they come.
+pub const LINGER_MIN_ROWS: usize = 8;
+
 /// Publishes the outbox of one database to the bus until stopped.
 pub struct Relay<DB: OutboxDb> {
     pool: Pool<DB>,
@@ -464,7 +468,7 @@ impl<DB: OutboxDb> Clone for Relay<DB> {
 
 impl<DB: OutboxDb> Relay<DB> {
     /// A relay publishing `pool`'s outbox to `bus`: batches of 100, polling every 500 ms when
-    /// idle, at once when woken (after a 10 ms linger when busy).
+    /// idle, at once when woken (after a 10 ms linger under load).
     pub fn new(pool: Pool<DB>, bus: Bus) -> Self {
         Self {
             pool,
@@ -489,7 +493,7 @@ impl<DB: OutboxDb> Relay<DB> {
         self
     }
 
-    /// Under load (the previous batch was not empty), how long a wake-up waits for more
+    /// Under load (the previous round published at least [`LINGER_MIN_ROWS`]), how long a wake-up waits for more
     /// commits before publishing them together (default 10 ms); an idle relay publishes at
     /// once. Fewer, larger batches cost the database and the bus less.
     pub fn with_linger(mut self, linger: Duration) -> Self {
@@ -534,7 +538,9 @@ impl<DB: OutboxDb> Relay<DB> {
                     if n as i64 >= self.batch {
                         continue;
                     }
-                    busy = n > 0;
+                    // Linger only under real load: a round of a few rows (one order's
+                    // events) is not worth delaying the next one for.
+                    busy = n >= LINGER_MIN_ROWS;
                     self.poll
                 }
                 Err(e) => {

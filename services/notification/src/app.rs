@@ -163,6 +163,12 @@ impl Application {
         {
             tracing::warn!(error = %e, "could not create the notification topics");
         }
+        // Several consumers of one group split a Kafka topic's partitions between them; the
+        // in-process bus has no partitions, so it gets one.
+        let consumers = match &bus {
+            Bus::Kafka(_) => settings.consumers_per_topic.max(1),
+            Bus::Memory(_) => 1,
+        };
         for (consumer, topic) in [
             ("notification-orders", settings.orders_topic.clone()),
             ("notification-deliveries", settings.deliveries_topic.clone()),
@@ -172,14 +178,16 @@ impl Application {
                 settings.consumer_group,
                 consumer.trim_start_matches("notification-")
             );
-            platform.shutdown.spawn(follow(
-                consumer,
-                state.clone(),
-                bus.clone(),
-                group,
-                topic,
-                token.clone(),
-            ));
+            for _ in 0..consumers {
+                platform.shutdown.spawn(follow(
+                    consumer,
+                    state.clone(),
+                    bus.clone(),
+                    group.clone(),
+                    topic.clone(),
+                    token.clone(),
+                ));
+            }
         }
 
         let service = Service {

@@ -34,6 +34,9 @@ pub struct Settings {
     pub dlq_topic: String,
     /// Consumer group prefix (`<group>-orders`, `<group>-deliveries`).
     pub consumer_group: String,
+    /// Consumers per topic on Kafka, each taking its share of the partitions, so e-mails to
+    /// different partitions are sent concurrently (the in-process bus always uses one).
+    pub consumers_per_topic: u32,
     /// The From of every message.
     pub from: String,
     /// A directory whose `<template>.subject.txt`, `.txt` and `.html` files replace the
@@ -65,6 +68,7 @@ impl Default for Settings {
             deliveries_topic: topics::DELIVERIES.to_string(),
             dlq_topic: topics::NOTIFICATIONS_DLQ.to_string(),
             consumer_group: "notification".to_string(),
+            consumers_per_topic: 3,
             from: "Storefront <no-reply@storefront.local>".to_string(),
             templates_dir: None,
             max_attempts: 5,
