@@ -28,6 +28,28 @@ pub fn is_unavailable_any(e: &dyn std::any::Any) -> bool {
     e.downcast_ref::<sqlx::Error>().is_some_and(is_unavailable)
 }
 
+/// Opens an embedded SQLite database for `storefront up`: creates the file and its directory
+/// when missing, WAL journal, a 5 s busy timeout, a pool of 4. `tune` adjusts the options
+/// (e.g. a longer busy timeout); the caller applies its own migrations.
+pub async fn open_sqlite(
+    path: &std::path::Path,
+    tune: impl FnOnce(sqlx::sqlite::SqliteConnectOptions) -> sqlx::sqlite::SqliteConnectOptions,
+) -> Result<sqlx::SqlitePool, sqlx::Error> {
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        tokio::fs::create_dir_all(dir).await?;
+    }
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .busy_timeout(Duration::from_secs(5));
+    SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(tune(options))
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -42,5 +64,17 @@ mod tests {
         assert!(!is_unavailable(&sqlx::Error::ColumnNotFound("x".into())));
         assert!(is_unavailable_any(&sqlx::Error::PoolTimedOut));
         assert!(!is_unavailable_any(&"pool timed out"));
+    }
+
+    #[tokio::test]
+    async fn open_sqlite_creates_the_file_and_its_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("nested/x.db");
+        let pool = open_sqlite(&path, |o| o).await.expect("open");
+        sqlx::query("CREATE TABLE t (a INTEGER)")
+            .execute(&pool)
+            .await
+            .expect("create");
+        assert!(path.is_file());
     }
 }

@@ -1,11 +1,8 @@
 //! Partners and deliveries in SQLite (`sqlite://`), the embedded twin for `storefront up`.
 
 use std::path::Path;
-use std::str::FromStr;
-use std::time::Duration;
 
 use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 
 pub struct SqliteDeliveries {
     pool: SqlitePool,
@@ -15,18 +12,7 @@ pub struct SqliteDeliveries {
 impl SqliteDeliveries {
     /// Opens (creating when missing) the database file and applies the migrations.
     pub async fn open(path: &Path, topic: &str) -> Result<Self, BackendError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            tokio::fs::create_dir_all(dir).await.map_err(err)?;
-        }
-        let options = SqliteConnectOptions::from_str("sqlite://")
-            .map_err(sql)?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
+        let pool = storefront_kit::sql::open_sqlite(path, |o| o)
             .await
             .map_err(sql)?;
         sqlx::migrate!("./migrations/sqlite")

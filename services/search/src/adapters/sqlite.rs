@@ -2,12 +2,9 @@
 //! written in the same transaction as the change.
 
 use std::path::Path;
-use std::str::FromStr;
-use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{Row, SqlitePool};
 use storefront_kit::event::Envelope;
 
@@ -27,18 +24,7 @@ pub struct SqliteCatalog {
 impl SqliteCatalog {
     /// Opens (creating when missing) the catalog file and applies the migrations.
     pub async fn open(path: &Path) -> Result<Self, BackendError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            tokio::fs::create_dir_all(dir).await.map_err(err)?;
-        }
-        let options = SqliteConnectOptions::from_str("sqlite://")
-            .map_err(err)?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
+        let pool = storefront_kit::sql::open_sqlite(path, |o| o)
             .await
             .map_err(err)?;
         sqlx::migrate!("./migrations/sqlite")
