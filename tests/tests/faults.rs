@@ -246,6 +246,8 @@ async fn spawn_services(stack: &Stack) -> anyhow::Result<(Services, Namespaces)>
         events_url: Some(events_url.clone()),
         catalog_topic: catalog.name().to_string(),
         consumer_group: format!("{run}-indexer"),
+        orders_topic: orders.name().to_string(),
+        stock_consumer_group: format!("{run}-stock"),
         ..storefront_search::Settings::default()
     };
     let app =

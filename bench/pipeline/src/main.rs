@@ -702,6 +702,8 @@ async fn main() -> anyhow::Result<()> {
             events_url: Some(events.clone()),
             catalog_topic: catalog.name().to_string(),
             consumer_group: format!("{}-indexer", catalog.name()),
+            orders_topic: orders.name().to_string(),
+            stock_consumer_group: format!("{}-stock", orders.name()),
             ..storefront_search::Settings::default()
         },
         &platform,

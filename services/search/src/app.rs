@@ -1,5 +1,6 @@
 //! Builds and runs the search service: picks the adapters by URL scheme, spawns the outbox
-//! relay and the index follower as tracked workers, and serves the API.
+//! relay, the index follower (`catalog.v1`) and the stock follower (`orders.v1`) as tracked
+//! workers, and serves the API.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use storefront_kit::backend::Location;
 use storefront_kit::bus::{self, Bus};
 use storefront_kit::health::{HealthCheck, Readiness};
 use storefront_kit::server::{HttpServer, Platform, Service};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 
@@ -176,9 +177,22 @@ impl Application {
             settings.prefixed(&settings.catalog_topic),
             token.clone(),
         ));
-        platform
-            .shutdown
-            .spawn(follow(state.clone(), bus, settings.clone(), ensured, token));
+        let (index_ready, ready) = watch::channel(ensured.is_some());
+        platform.shutdown.spawn(follow_stock(
+            state.clone(),
+            bus.clone(),
+            settings.clone(),
+            ready,
+            token.clone(),
+        ));
+        platform.shutdown.spawn(follow(
+            state.clone(),
+            bus,
+            settings.clone(),
+            ensured,
+            index_ready,
+            token,
+        ));
 
         let service = Service {
             name: NAME,
@@ -231,6 +245,7 @@ async fn follow(
     bus: Bus,
     settings: Settings,
     ensured: Option<bool>,
+    index_ready: watch::Sender<bool>,
     stop: CancellationToken,
 ) {
     let created = match ensured {
@@ -240,6 +255,7 @@ async fn follow(
             None => return,
         },
     };
+    index_ready.send_replace(true);
     let Some(count) = retry("catalog count", &stop, || state.catalog.count()).await else {
         return;
     };
@@ -272,27 +288,123 @@ async fn follow(
     }
     let topic = settings.prefixed(&settings.catalog_topic);
     let group = settings.prefixed(&settings.consumer_group);
-    let topic = topic.as_str();
-    if let Err(e) = bus.ensure_topics(&[topic], 3).await {
-        tracing::warn!(error = %e, topic, "could not create the catalog topic");
-    }
-    let subscription = loop {
-        match bus.subscribe(&group, &[topic]) {
-            Ok(s) => break s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot subscribe to the catalog topic; retrying");
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
-        }
+    let Some(subscription) = subscribe(&bus, &group, &topic, &stop).await else {
+        return;
     };
     bus::consume("search-indexer", subscription, stop, |record| {
         let state = state.clone();
         async move { state.follow(record).await }
     })
     .await;
+}
+
+/// Creates `topic` when missing and subscribes `group` to it, retrying until `stop`.
+async fn subscribe(
+    bus: &Bus,
+    group: &str,
+    topic: &str,
+    stop: &CancellationToken,
+) -> Option<bus::Subscription> {
+    if let Err(e) = bus.ensure_topics(&[topic], 3).await {
+        tracing::warn!(error = %e, topic, "could not create the topic");
+    }
+    loop {
+        match bus.subscribe(group, &[topic]) {
+            Ok(s) => return Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, topic, "cannot subscribe; retrying");
+                tokio::select! {
+                    () = stop.cancelled() => return None,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Most `orders.v1` records applied at once (one catalog transaction, one index write).
+const STOCK_BATCH: usize = 500;
+
+/// Follows `orders.v1` until shutdown, applying `StockChanged` to the catalog and the index
+/// (once the index exists: a write before would create it without its mapping).
+///
+/// Records are taken in batches of what has arrived (a burst, such as the demo stock of
+/// `storefront up`, costs one index commit per batch rather than per record); a batch is
+/// retried whole until it applies, then committed, so a partition's order is kept and
+/// nothing is skipped.
+async fn follow_stock(
+    state: AppState,
+    bus: Bus,
+    settings: Settings,
+    mut index_ready: watch::Receiver<bool>,
+    stop: CancellationToken,
+) {
+    tokio::select! {
+        () = stop.cancelled() => return,
+        ready = index_ready.wait_for(|ready| *ready) => {
+            if ready.is_err() {
+                return;
+            }
+        }
+    }
+    let topic = settings.prefixed(&settings.orders_topic);
+    let group = settings.prefixed(&settings.stock_consumer_group);
+    let linger = Duration::from_millis(settings.stock_linger_ms);
+    let Some(mut subscription) = subscribe(&bus, &group, &topic, &stop).await else {
+        return;
+    };
+    loop {
+        let first = tokio::select! {
+            () = stop.cancelled() => return,
+            r = subscription.next() => r,
+        };
+        let first = match first {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "receive failed; retrying");
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                continue;
+            }
+        };
+        // Gather what arrives within the linger (cancelling `next` loses nothing): a stream of
+        // orders then costs one index write and one cache invalidation per period, not one
+        // per order.
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + linger;
+        while batch.len() < STOCK_BATCH {
+            match tokio::time::timeout_at(deadline, subscription.next()).await {
+                Ok(Ok(r)) => batch.push(r),
+                _ => break,
+            }
+        }
+        let mut delay = Duration::from_millis(100);
+        while let Err(e) = state.follow_stock(&batch).await {
+            tracing::warn!(error = %e, records = batch.len(), "stock batch failed; retrying in {delay:?}");
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+        // The last record of each partition marks everything before it as done.
+        let mut last: Vec<&bus::Received> = Vec::new();
+        for r in batch.iter().rev() {
+            if !last
+                .iter()
+                .any(|l| l.topic == r.topic && l.partition == r.partition)
+            {
+                last.push(r);
+            }
+        }
+        for r in last {
+            if let Err(e) = subscription.commit(r).await {
+                tracing::warn!(error = %e, "commit failed; records may be redelivered");
+            }
+        }
+    }
 }
 
 /// Reports the optional cache's health as a gauge and in the logs.

@@ -7,7 +7,8 @@ use futures::future::BoxFuture;
 use storefront_kit::event::Envelope;
 
 use crate::domain::{
-    CatalogEvent, Product, ProductId, SearchQuery, SearchResult, SuggestQuery, Suggestion,
+    CatalogEvent, Product, ProductId, SearchQuery, SearchResult, StockChanged, SuggestQuery,
+    Suggestion,
 };
 
 /// A backend failure; adapters keep the cause for the logs.
@@ -59,6 +60,10 @@ pub struct PendingEvent {
 
 /// The catalog: the source of truth. Every write stores its `catalog.v1` event atomically
 /// with the change (transactional outbox); the relay publishes and acknowledges them.
+///
+/// It also keeps the stock the order service reports, apart from the product documents (a
+/// report may arrive before the product and survives product writes); `get` and `page`
+/// return products with it.
 pub trait CatalogRepo: Send + Sync {
     /// Stores a new product and its `ProductUpserted` event.
     fn create<'a>(
@@ -84,6 +89,13 @@ pub trait CatalogRepo: Send + Sync {
 
     fn get<'a>(&'a self, id: &'a ProductId)
     -> BoxFuture<'a, Result<Option<Product>, BackendError>>;
+
+    /// Stores stock reports, in order, each unless the one held for its product is as new or
+    /// newer; how many were stored.
+    fn set_stock<'a>(
+        &'a self,
+        reports: &'a [StockChanged],
+    ) -> BoxFuture<'a, Result<usize, BackendError>>;
 
     /// Live products with an id greater than `after`, by id, at most `limit` (for reindexing).
     fn page<'a>(
@@ -121,6 +133,8 @@ pub enum Applied {
 }
 
 /// The search index. It follows the catalog through events; versions make replays harmless.
+/// Product versions and stock reports are ordered apart: an upsert keeps the stock the
+/// document has, a stock report keeps the product, whatever order they come in.
 pub trait SearchIndex: Send + Sync {
     /// Creates the index (and alias) when missing; true when it was created (so it is empty).
     fn ensure(&self) -> BoxFuture<'_, Result<bool, BackendError>>;
@@ -129,6 +143,14 @@ pub trait SearchIndex: Send + Sync {
     /// searches when this returns.
     fn apply<'a>(&'a self, event: &'a CatalogEvent)
     -> BoxFuture<'a, Result<Applied, BackendError>>;
+
+    /// Applies stock reports, in order, each only if newer than the one the index holds for its
+    /// product (whether or not the product is indexed yet: a later upsert keeps it), in one
+    /// write; visible when this returns. `Changed` when any was applied.
+    fn apply_stock<'a>(
+        &'a self,
+        reports: &'a [StockChanged],
+    ) -> BoxFuture<'a, Result<Applied, BackendError>>;
 
     fn search<'a>(
         &'a self,

@@ -1,5 +1,5 @@
 //! What the API does, over the ports: catalog writes with their events, cached reads, the
-//! outbox relay and the index follower.
+//! outbox relay, the index follower and the stock follower.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::domain::event::ProductDeleted;
 use crate::domain::{
-    CatalogEvent, Product, ProductId, ProductInput, SearchQuery, SearchResult, SuggestQuery,
-    Suggestion,
+    Availability, CatalogEvent, Product, ProductId, ProductInput, SearchQuery, SearchResult,
+    StockChanged, SuggestQuery, Suggestion,
 };
 use crate::ports::{Applied, BackendError, Cache, CatalogRepo, SearchIndex, WriteError};
 
@@ -268,8 +268,19 @@ impl AppState {
     pub async fn follow(&self, record: Received) -> Result<(), HandlerError> {
         let envelope = Envelope::from_json(&record.payload)
             .map_err(|e| HandlerError::Permanent(e.to_string()))?;
-        let event = CatalogEvent::from_envelope(envelope)
+        let mut event = CatalogEvent::from_envelope(envelope)
             .map_err(|e| HandlerError::Permanent(e.to_string()))?;
+        if let CatalogEvent::Upserted(p) = &mut event {
+            // The stock the catalog holds, in case the index missed it (a report that came
+            // before the product while a reindex was running); the index keeps the newer.
+            let held = self
+                .catalog
+                .get(&p.id)
+                .await
+                .map_err(|e| HandlerError::Transient(e.to_string()))?
+                .and_then(|c| c.availability);
+            p.availability = Availability::newest(held, p.availability.take());
+        }
         match self.index.apply(&event).await {
             Ok(Applied::Changed) => {
                 self.cache.bump().await;
@@ -279,6 +290,77 @@ impl AppState {
             Err(e) => Err(HandlerError::Transient(e.to_string())),
         }
     }
+}
+
+impl AppState {
+    /// Applies a batch of `orders.v1` records, in order: every `StockChanged` is stored in the
+    /// catalog and the index, each keeping a report only when it is newer than the one it
+    /// holds (so a redelivery or an older report changes nothing), then cached responses are
+    /// invalidated once. Other order events are skipped; a malformed record is logged and
+    /// skipped. An `Err` (a backend is down) means: retry the whole batch.
+    pub async fn follow_stock(&self, records: &[Received]) -> Result<(), BackendError> {
+        let mut reports = Vec::new();
+        for record in records {
+            let read = Envelope::from_json(&record.payload)
+                .map_err(|e| e.to_string())
+                .and_then(|e| StockChanged::from_envelope(&e).map_err(|e| e.to_string()));
+            let outcome = match read {
+                Ok(Some(report)) => {
+                    reports.push(report);
+                    "ok"
+                }
+                Ok(None) => "ok",
+                Err(reason) => {
+                    tracing::error!(topic = %record.topic, offset = record.offset, reason, "record rejected");
+                    "rejected"
+                }
+            };
+            metrics::counter!("events_consumed_total", "consumer" => "search-stock", "topic" => record.topic.clone(), "outcome" => outcome)
+                .increment(1);
+        }
+        self.apply_stock(&newest_per_product(reports)).await
+    }
+
+    /// Applies stock reports (see [`AppState::follow_stock`]).
+    pub async fn apply_stock(&self, reports: &[StockChanged]) -> Result<(), BackendError> {
+        if reports.is_empty() {
+            return Ok(());
+        }
+        let stored = self.catalog.set_stock(reports).await?;
+        // Applied to the index even when the catalog had them: a crash between the two writes
+        // redelivers the events, and the index has its own ordering.
+        let indexed = self.index.apply_stock(reports).await?;
+        if stored > 0 || indexed == Applied::Changed {
+            self.cache.bump().await;
+        }
+        metrics::counter!("search_stock_reports_total", "outcome" => "stored")
+            .increment(stored as u64);
+        metrics::counter!("search_stock_reports_total", "outcome" => "stale")
+            .increment(reports.len().saturating_sub(stored) as u64);
+        tracing::debug!(reports = reports.len(), stored, "stock reports applied");
+        Ok(())
+    }
+}
+
+/// The newest report per product, in first-seen order. Of equally new ones the later in the
+/// batch wins: records of one product share a partition, so the later one is the later event.
+pub fn newest_per_product(reports: Vec<StockChanged>) -> Vec<StockChanged> {
+    let mut out: Vec<StockChanged> = Vec::with_capacity(reports.len());
+    let mut at: std::collections::HashMap<ProductId, usize> = Default::default();
+    for report in reports {
+        match at.get(&report.product_id) {
+            Some(&i) => {
+                if !out[i].availability.supersedes(Some(&report.availability)) {
+                    out[i] = report;
+                }
+            }
+            None => {
+                at.insert(report.product_id.clone(), out.len());
+                out.push(report);
+            }
+        }
+    }
+    out
 }
 
 /// Publishes the outbox until `stop`: every pending event is published, then acknowledged
@@ -333,4 +415,34 @@ pub async fn relay_once(state: &AppState, bus: &Bus, topic: &str) -> Result<usiz
         published += 1;
     }
     Ok(published)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Duration, Utc};
+
+    fn report(id: &str, available: i64, at: chrono::DateTime<Utc>) -> StockChanged {
+        StockChanged {
+            product_id: ProductId::parse(id).expect("id"),
+            availability: Availability::new(available, at),
+        }
+    }
+
+    #[test]
+    fn a_batch_keeps_the_newest_report_per_product() {
+        let t = Utc::now();
+        let batch = vec![
+            report("a", 5, t),
+            report("b", 1, t),
+            report("a", 9, t - Duration::seconds(1)),
+            report("a", 4, t + Duration::seconds(1)),
+            report("a", 7, t + Duration::seconds(1)),
+        ];
+        let kept: Vec<(String, i64)> = newest_per_product(batch)
+            .into_iter()
+            .map(|r| (r.product_id.to_string(), r.availability.available))
+            .collect();
+        assert_eq!(kept, [("a".to_string(), 7), ("b".to_string(), 1)]);
+    }
 }

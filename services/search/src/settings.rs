@@ -38,6 +38,14 @@ pub struct Settings {
     pub catalog_topic: String,
     /// Consumer group of the index follower.
     pub consumer_group: String,
+    /// Topic the order service's events go to (search follows its `StockChanged`).
+    pub orders_topic: String,
+    /// Consumer group of the stock follower.
+    pub stock_consumer_group: String,
+    /// How long the stock follower gathers reports before applying them together: one index
+    /// write and one cache invalidation per period under a stream of orders, at the price of
+    /// availability lagging by up to this much.
+    pub stock_linger_ms: u64,
     /// Fill an empty catalog with the demo catalog at startup.
     pub seed_demo: bool,
     /// How many demo products.
@@ -61,6 +69,9 @@ impl Default for Settings {
             topic_prefix: String::new(),
             catalog_topic: storefront_kit::event::topics::CATALOG.to_string(),
             consumer_group: "search-indexer".to_string(),
+            orders_topic: storefront_kit::event::topics::ORDERS.to_string(),
+            stock_consumer_group: "search-stock".to_string(),
+            stock_linger_ms: 500,
             seed_demo: true,
             demo_products: 3_000,
             auth: VerifierSettings::default(),
@@ -120,5 +131,7 @@ mod tests {
         let s: Settings = storefront_kit::settings::load_from(None, env).expect("load");
         assert_eq!(s.prefixed(&s.catalog_topic), "shop.catalog.v1");
         assert_eq!(s.prefixed(&s.consumer_group), "shop.search-indexer");
+        assert_eq!(s.prefixed(&s.orders_topic), "shop.orders.v1");
+        assert_eq!(s.prefixed(&s.stock_consumer_group), "shop.search-stock");
     }
 }

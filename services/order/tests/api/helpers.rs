@@ -166,6 +166,8 @@ async fn try_spawn(options: Options) -> anyhow::Result<World> {
         events_url: Some(events_url.clone()),
         catalog_topic: catalog_topic.clone(),
         consumer_group: format!("{group}-indexer"),
+        orders_topic: orders_topic.clone(),
+        stock_consumer_group: format!("{group}-stock"),
         ..storefront_search::Settings::default()
     };
     let search =

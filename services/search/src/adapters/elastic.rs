@@ -3,8 +3,15 @@
 //!
 //! Searches and writes go through an alias (`<name>`) over one physical index
 //! (`<name>-<millis>`), so a full reindex builds a new index and swaps the alias atomically.
-//! Every write uses external versioning with the product version: a replayed or out-of-order
-//! event is rejected by the engine (409) and counts as already applied.
+//!
+//! A document holds two things ordered apart: the product (by its version) and the stock the
+//! order service reports (by its time, `stock_at`). Every write is one scripted upsert
+//! ([`WRITE_SCRIPT`]) that the engine applies atomically per document: the product part only
+//! replaces an older version and keeps the stock, the stock part only replaces an older
+//! report and keeps the product. A replayed or out-of-order event is a `noop` (already
+//! applied), in whatever order the two streams arrive. A delete leaves a tombstone
+//! (`live: false`) that keeps the deleted version; a report for a product not indexed yet
+//! leaves a stub (no `id`) that only holds the stock. Searches see neither.
 
 use std::time::Duration;
 
@@ -20,8 +27,8 @@ use tokio::sync::{Mutex, RwLock};
 
 use crate::domain::query::{FACET_ATTRIBUTES, FACET_BRANDS, FACET_CATEGORIES};
 use crate::domain::{
-    CatalogEvent, Facets, Highlights, Hit, Product, ProductId, SearchQuery, SearchResult, Sort,
-    SuggestQuery, Suggestion,
+    Availability, CatalogEvent, Facets, Highlights, Hit, Product, ProductId, SearchQuery,
+    SearchResult, Sort, StockChanged, SuggestQuery, Suggestion,
 };
 use crate::ports::{Applied, BackendError, CatalogRepo, SearchIndex};
 
@@ -32,6 +39,30 @@ const BULK_BATCH: u32 = 500;
 fn err(e: impl std::fmt::Display) -> BackendError {
     BackendError::new(NAME, e)
 }
+
+/// The fields of the stock part of a document.
+const STOCK_FIELDS: [&str; 3] = ["available", "in_stock", "stock_at"];
+
+/// Applies `params.doc` (the product part, with its `version`) and/or `params.stock` (the
+/// stock part, with its `stock_at`), each only when newer than what the document has; a
+/// `noop` when neither is.
+pub const WRITE_SCRIPT: &str = r#"
+def s = ctx._source;
+boolean changed = false;
+if (params.doc != null && (s.version == null || s.version < params.doc.version)) {
+  def kept = [:];
+  for (def k : params.stock_fields) { if (s.containsKey(k)) { kept.put(k, s.get(k)); } }
+  s.clear();
+  s.putAll(params.doc);
+  s.putAll(kept);
+  changed = true;
+}
+if (params.stock != null && (s.stock_at == null || s.stock_at < params.stock.stock_at)) {
+  s.putAll(params.stock);
+  changed = true;
+}
+if (!changed) { ctx.op = 'noop'; }
+"#;
 
 /// Settings and mappings of every physical index.
 pub fn index_definition() -> Value {
@@ -77,15 +108,25 @@ pub fn index_definition() -> Value {
                 "price_minor": { "type": "long" },
                 "currency": { "type": "keyword" },
                 "created_at": { "type": "date" },
-                "product": { "type": "object", "enabled": false }
+                "product": { "type": "object", "enabled": false },
+                "live": { "type": "boolean" },
+                "version": { "type": "long" },
+                "available": { "type": "long" },
+                "in_stock": { "type": "boolean" },
+                "stock_at": { "type": "long" }
             }
         }
     })
 }
 
-/// The indexed form of a product: searchable fields plus the product itself.
+/// The product part of a document: searchable fields plus the product itself (its stock is
+/// in the stock part, see [`stock_source`]).
 pub fn source(p: &Product) -> Value {
+    let mut product = serde_json::to_value(p).unwrap_or_default();
+    product["availability"] = Value::Null;
     json!({
+        "live": true,
+        "version": p.version,
         "id": p.id.as_str(),
         "sku": p.sku.as_str(),
         "title": p.title,
@@ -97,13 +138,57 @@ pub fn source(p: &Product) -> Value {
         "price_minor": p.price.minor,
         "currency": p.price.currency.as_str(),
         "created_at": p.created_at.to_rfc3339(),
-        "product": p,
+        "product": product,
     })
+}
+
+/// The stock part of a document.
+pub fn stock_source(a: &Availability) -> Value {
+    json!({
+        "available": a.available,
+        "in_stock": a.in_stock,
+        "stock_at": a.stamp(),
+    })
+}
+
+/// The body of a scripted upsert of a product part and/or a stock part.
+pub fn write_body(doc: Option<Value>, stock: Option<&Availability>) -> Value {
+    json!({
+        "scripted_upsert": true,
+        "upsert": {},
+        "script": {
+            "lang": "painless",
+            "source": WRITE_SCRIPT,
+            "params": {
+                "doc": doc,
+                "stock": stock.map(stock_source),
+                "stock_fields": STOCK_FIELDS,
+            }
+        }
+    })
+}
+
+/// The stock part of a document's source, when it has one.
+fn stock_of(source: &Value) -> Option<Availability> {
+    Some(Availability::from_stamp(
+        source["available"].as_i64()?,
+        source["stock_at"].as_i64()?,
+    ))
+}
+
+/// Products that are there: not tombstones (`live: false`), not stock-only stubs (no `id`).
+/// Documents indexed before `live` existed count as live, so searches keep answering while
+/// such an index is rebuilt.
+fn live_filter() -> Value {
+    json!({ "bool": {
+        "filter": { "exists": { "field": "id" } },
+        "must_not": { "term": { "live": false } }
+    }})
 }
 
 /// The search request body for `q`.
 pub fn search_body(q: &SearchQuery) -> Value {
-    let mut filter = Vec::new();
+    let mut filter = vec![live_filter()];
     if let Some(c) = &q.category {
         filter.push(json!({ "term": { "category_path": c.as_str() } }));
     }
@@ -122,6 +207,9 @@ pub fn search_body(q: &SearchQuery) -> Value {
     }
     for a in &q.attributes {
         filter.push(json!({ "term": { "attrs": a } }));
+    }
+    if q.in_stock {
+        filter.push(json!({ "term": { "in_stock": true } }));
     }
     let must = match &q.text {
         Some(text) => json!([{
@@ -154,7 +242,7 @@ pub fn search_body(q: &SearchQuery) -> Value {
         "track_scores": true,
         "query": { "bool": { "must": must, "filter": filter } },
         "sort": sort,
-        "_source": ["product"],
+        "_source": ["product", "available", "stock_at"],
         "aggs": {
             "brand": terms("brand", FACET_BRANDS),
             "category": terms("category_path", FACET_CATEGORIES),
@@ -189,8 +277,9 @@ pub fn parse_search(q: &SearchQuery, body: &Value) -> Result<SearchResult, Backe
         .ok_or_else(|| err(format!("search answer without hits.total: {body}")))?;
     let mut hits = Vec::new();
     for h in body["hits"]["hits"].as_array().into_iter().flatten() {
-        let product: Product =
+        let mut product: Product =
             serde_json::from_value(h["_source"]["product"].clone()).map_err(err)?;
+        product.availability = stock_of(&h["_source"]);
         let first = |field: &str| h["highlight"][field][0].as_str().map(str::to_string);
         let highlights = Highlights {
             title: first("title"),
@@ -321,60 +410,78 @@ impl ElasticIndex {
         Ok(name)
     }
 
-    async fn write(&self, index: &str, event: &CatalogEvent) -> Result<Applied, BackendError> {
-        let id = event.product_id().as_str();
+    /// One scripted upsert (see [`WRITE_SCRIPT`]), visible when it returns.
+    async fn write(
+        &self,
+        index: &str,
+        id: &ProductId,
+        body: Value,
+    ) -> Result<Applied, BackendError> {
         let query = [
-            ("version", event.version().to_string()),
-            ("version_type", "external".to_string()),
             ("refresh", "true".to_string()),
+            ("retry_on_conflict", "5".to_string()),
         ];
-        let (status, value) = match event {
-            CatalogEvent::Upserted(p) => {
-                self.call(
-                    Method::Put,
-                    &format!("/{index}/_doc/{id}"),
-                    &query,
-                    Some(source(p)),
-                )
-                .await?
-            }
-            CatalogEvent::Deleted(_) => {
-                self.call(Method::Delete, &format!("/{index}/_doc/{id}"), &query, None)
-                    .await?
-            }
-        };
-        match status {
-            s if s.is_success() => Ok(Applied::Changed),
-            StatusCode::CONFLICT => Ok(Applied::Stale),
-            // A delete of a product the index never had still records its version.
-            StatusCode::NOT_FOUND if matches!(event, CatalogEvent::Deleted(_)) => {
-                Ok(Applied::Changed)
-            }
-            s => Err(err(format!("write to {index} answered {s}: {value}"))),
+        let (status, value) = self
+            .call(
+                Method::Post,
+                &format!("/{index}/_update/{}", id.as_str()),
+                &query,
+                Some(body),
+            )
+            .await?;
+        if !status.is_success() {
+            return Err(err(format!("write to {index} answered {status}: {value}")));
         }
+        Ok(if value["result"] == "noop" {
+            Applied::Stale
+        } else {
+            Applied::Changed
+        })
     }
 
-    async fn bulk(&self, index: &str, products: &[Product]) -> Result<(), BackendError> {
-        let mut lines: Vec<JsonBody<Value>> = Vec::with_capacity(products.len() * 2);
-        for p in products {
+    /// Writes `body` through the alias and, during a reindex, to the index being built.
+    async fn write_everywhere(&self, id: &ProductId, body: Value) -> Result<Applied, BackendError> {
+        let building = self.building.read().await.clone();
+        let mut applied = self.write(&self.alias, id, body.clone()).await?;
+        if let Some(index) = building
+            && self.write(&index, id, body).await? == Applied::Changed
+        {
+            applied = Applied::Changed;
+        }
+        Ok(applied)
+    }
+
+    /// Scripted upserts (`(id, body)`, see [`write_body`]) in one request, in order; with
+    /// `refresh`, visible when it returns. `Changed` when any was not a `noop`.
+    async fn bulk(
+        &self,
+        index: &str,
+        writes: Vec<(&ProductId, Value)>,
+        refresh: bool,
+    ) -> Result<Applied, BackendError> {
+        if writes.is_empty() {
+            return Ok(Applied::Stale);
+        }
+        let mut lines: Vec<JsonBody<Value>> = Vec::with_capacity(writes.len() * 2);
+        for (id, body) in writes {
             lines.push(
-                json!({ "index": {
+                json!({ "update": {
                     "_index": index,
-                    "_id": p.id.as_str(),
-                    "version": p.version,
-                    "version_type": "external"
+                    "_id": id.as_str(),
+                    "retry_on_conflict": 5
                 }})
                 .into(),
             );
-            lines.push(source(p).into());
+            lines.push(body.into());
         }
+        let query = [("refresh", refresh.to_string())];
         let response = self
             .client
             .send(
                 Method::Post,
                 "/_bulk",
                 HeaderMap::new(),
-                Option::<&()>::None,
+                Some(&query),
                 Some(NdBody::new(lines)),
                 None,
             )
@@ -385,27 +492,49 @@ impl ElasticIndex {
         if !status.is_success() {
             return Err(err(format!("bulk answered {status}: {value}")));
         }
-        if value["errors"].as_bool() == Some(true) {
-            // Version conflicts mean the index already has a newer version: fine.
-            for item in value["items"].as_array().into_iter().flatten() {
-                let s = item["index"]["status"].as_u64().unwrap_or(0);
-                if s >= 300 && s != 409 {
-                    return Err(err(format!("bulk item failed: {item}")));
-                }
+        let mut applied = Applied::Stale;
+        for item in value["items"].as_array().into_iter().flatten() {
+            if item["update"]["status"].as_u64().unwrap_or(0) >= 300 {
+                return Err(err(format!("bulk item failed: {item}")));
+            }
+            if item["update"]["result"] != "noop" {
+                applied = Applied::Changed;
             }
         }
-        Ok(())
+        Ok(applied)
     }
 }
 
 impl SearchIndex for ElasticIndex {
     fn ensure(&self) -> BoxFuture<'_, Result<bool, BackendError>> {
         async move {
-            if !self.aliased().await?.is_empty() {
-                return Ok(false);
+            let aliased = self.aliased().await?;
+            if aliased.is_empty() {
+                self.create_index(true).await?;
+                return Ok(true);
             }
-            self.create_index(true).await?;
-            Ok(true)
+            // An index of an older mapping (before stock): add the new fields so writes work,
+            // and report it as new so the follower rebuilds it (its documents lack the version
+            // the writes compare).
+            let mut outdated = false;
+            let properties = index_definition()["mappings"]["properties"].clone();
+            for index in aliased {
+                let mapping = self
+                    .expect_ok(Method::Get, &format!("/{index}/_mapping"), &[], None)
+                    .await?;
+                if mapping[&index]["mappings"]["properties"]["live"].is_null() {
+                    tracing::info!(index, "index mapping predates stock; rebuilding the index");
+                    self.expect_ok(
+                        Method::Put,
+                        &format!("/{index}/_mapping"),
+                        &[],
+                        Some(json!({ "properties": properties })),
+                    )
+                    .await?;
+                    outdated = true;
+                }
+            }
+            Ok(outdated)
         }
         .boxed()
     }
@@ -415,10 +544,37 @@ impl SearchIndex for ElasticIndex {
         event: &'a CatalogEvent,
     ) -> BoxFuture<'a, Result<Applied, BackendError>> {
         async move {
+            let doc = match event {
+                CatalogEvent::Upserted(p) => source(p),
+                CatalogEvent::Deleted(d) => {
+                    json!({ "id": d.id.as_str(), "live": false, "version": d.version })
+                }
+            };
+            let stock = match event {
+                CatalogEvent::Upserted(p) => p.availability.as_ref(),
+                CatalogEvent::Deleted(_) => None,
+            };
+            self.write_everywhere(event.product_id(), write_body(Some(doc), stock))
+                .await
+        }
+        .boxed()
+    }
+
+    fn apply_stock<'a>(
+        &'a self,
+        reports: &'a [StockChanged],
+    ) -> BoxFuture<'a, Result<Applied, BackendError>> {
+        async move {
+            let writes = || {
+                reports
+                    .iter()
+                    .map(|r| (&r.product_id, write_body(None, Some(&r.availability))))
+                    .collect::<Vec<_>>()
+            };
             let building = self.building.read().await.clone();
-            let mut applied = self.write(&self.alias, event).await?;
+            let mut applied = self.bulk(&self.alias, writes(), true).await?;
             if let Some(index) = building
-                && self.write(&index, event).await? == Applied::Changed
+                && self.bulk(&index, writes(), true).await? == Applied::Changed
             {
                 applied = Applied::Changed;
             }
@@ -453,10 +609,13 @@ impl SearchIndex for ElasticIndex {
             let body = json!({
                 "size": query.limit * 4,
                 "_source": ["id", "title"],
-                "query": { "match": { "title.suggest": {
-                    "query": query.terms.join(" "),
-                    "operator": "and"
-                }}},
+                "query": { "bool": {
+                    "must": { "match": { "title.suggest": {
+                        "query": query.terms.join(" "),
+                        "operator": "and"
+                    }}},
+                    "filter": live_filter()
+                }},
                 "sort": ["_score", { "title.raw": "asc" }, { "id": "asc" }]
             });
             let value = self
@@ -505,7 +664,11 @@ impl SearchIndex for ElasticIndex {
                     let page = catalog.page(after.as_ref(), BULK_BATCH).await?;
                     let Some(last) = page.last() else { break };
                     after = Some(last.id.clone());
-                    self.bulk(&new, &page).await?;
+                    let writes = page
+                        .iter()
+                        .map(|p| (&p.id, write_body(Some(source(p)), p.availability.as_ref())))
+                        .collect();
+                    self.bulk(&new, writes, false).await?;
                     count += page.len() as u64;
                 }
                 self.expect_ok(Method::Post, &format!("/{new}/_refresh"), &[], None)

@@ -6,6 +6,10 @@
 //! `{ _id, product: {...}, version, deleted, has_pending, pending_events: [{id, envelope}] }`.
 //! A delete leaves a tombstone (`deleted: true`) until its event is published; the relay
 //! then removes it.
+//!
+//! The stock the order service reports is in collection `stock`:
+//! `{ _id: product id, available, as_of }` (`as_of` in microseconds); only a newer report
+//! replaces one, in a single conditional upsert.
 
 use futures::FutureExt;
 use futures::TryStreamExt;
@@ -16,7 +20,7 @@ use mongodb::options::ClientOptions;
 use mongodb::{Client, Collection, Database};
 use storefront_kit::event::Envelope;
 
-use crate::domain::{Product, ProductId};
+use crate::domain::{Availability, Product, ProductId, StockChanged};
 use crate::ports::{BackendError, CatalogRepo, PendingEvent, WriteError};
 
 const NAME: &str = "mongodb";
@@ -30,6 +34,7 @@ fn err(e: impl std::fmt::Display) -> BackendError {
 pub struct MongoCatalog {
     db: Database,
     products: Collection<Document>,
+    stock: Collection<Document>,
     /// Serializes this process's writes to product documents. MongoDB updates one document
     /// atomically, but FerretDB 1.x (SQLite backend) applies an update by reading the document,
     /// changing it in memory and writing it back whole, so two concurrent updates of one
@@ -77,9 +82,11 @@ impl MongoCatalog {
         let client = Client::with_options(options).map_err(err)?;
         let db = client.database(&name);
         let products = db.collection::<Document>("products");
+        let stock = db.collection::<Document>("stock");
         Ok(Self {
             db,
             products,
+            stock,
             writes: tokio::sync::Mutex::new(()),
         })
     }
@@ -91,6 +98,36 @@ impl MongoCatalog {
             .build();
         self.products.create_index(index).await.map_err(err)?;
         Ok(())
+    }
+
+    /// `products` with the stock held for them.
+    async fn with_stock(&self, mut products: Vec<Product>) -> Result<Vec<Product>, BackendError> {
+        if products.is_empty() {
+            return Ok(products);
+        }
+        let ids: Vec<&str> = products.iter().map(|p| p.id.as_str()).collect();
+        let rows: Vec<Document> = self
+            .stock
+            .find(doc! { "_id": { "$in": ids } })
+            .await
+            .map_err(err)?
+            .try_collect()
+            .await
+            .map_err(err)?;
+        let mut held = std::collections::HashMap::new();
+        for row in &rows {
+            if let (Ok(id), Ok(available), Ok(as_of)) = (
+                row.get_str("_id"),
+                row.get_i64("available"),
+                row.get_i64("as_of"),
+            ) {
+                held.insert(id.to_string(), Availability::from_stamp(available, as_of));
+            }
+        }
+        for p in &mut products {
+            p.availability = held.remove(p.id.as_str());
+        }
+        Ok(products)
     }
 
     async fn mismatch(&self, id: &ProductId, expected: u64) -> WriteError {
@@ -218,7 +255,100 @@ impl CatalogRepo for MongoCatalog {
                 .find_one(doc! { "_id": id.as_str(), "deleted": false })
                 .await
                 .map_err(err)?;
-            found.as_ref().map(product_from).transpose()
+            let Some(product) = found.as_ref().map(product_from).transpose()? else {
+                return Ok(None);
+            };
+            Ok(self.with_stock(vec![product]).await?.pop())
+        }
+        .boxed()
+    }
+
+    fn set_stock<'a>(
+        &'a self,
+        reports: &'a [StockChanged],
+    ) -> BoxFuture<'a, Result<usize, BackendError>> {
+        async move {
+            // One read for the whole batch; then the products with no row yet get theirs in
+            // one insert, and the others one conditional update each.
+            let ids: Vec<&str> = reports.iter().map(|r| r.product_id.as_str()).collect();
+            let held: std::collections::HashMap<String, i64> = self
+                .stock
+                .find(doc! { "_id": { "$in": ids } })
+                .await
+                .map_err(err)?
+                .try_collect::<Vec<Document>>()
+                .await
+                .map_err(err)?
+                .iter()
+                .filter_map(|d| {
+                    Some((d.get_str("_id").ok()?.to_string(), d.get_i64("as_of").ok()?))
+                })
+                .collect();
+            let mut fresh: Vec<&StockChanged> = Vec::new();
+            let mut updates: Vec<&StockChanged> = Vec::new();
+            for report in reports {
+                let id = report.product_id.as_str();
+                match held.get(id) {
+                    Some(&at) if at >= report.availability.stamp() => {}
+                    Some(_) => updates.push(report),
+                    None => match fresh.iter().position(|f| f.product_id == report.product_id) {
+                        // Twice in one batch: the first one goes in, the other is an update.
+                        Some(_) => updates.push(report),
+                        None => fresh.push(report),
+                    },
+                }
+            }
+            let mut stored = 0;
+            if !fresh.is_empty() {
+                let docs: Vec<Document> = fresh
+                    .iter()
+                    .map(|r| {
+                        doc! {
+                            "_id": r.product_id.as_str(),
+                            "available": r.availability.available,
+                            "as_of": r.availability.stamp(),
+                        }
+                    })
+                    .collect();
+                match self.stock.insert_many(docs).ordered(false).await {
+                    Ok(r) => stored += r.inserted_ids.len(),
+                    // Some rows appeared meanwhile: those go the conditional way.
+                    Err(e) if is_duplicate(&e) => {
+                        let failed: Vec<usize> = match e.kind.as_ref() {
+                            ErrorKind::InsertMany(m) => {
+                                m.write_errors.iter().flatten().map(|w| w.index).collect()
+                            }
+                            _ => (0..fresh.len()).collect(),
+                        };
+                        stored += fresh.len().saturating_sub(failed.len());
+                        updates.extend(failed.iter().filter_map(|&i| fresh.get(i)).copied());
+                    }
+                    Err(e) => return Err(err(e)),
+                }
+            }
+            for report in updates {
+                let stamp = report.availability.stamp();
+                // Matches only an older row; with none, the upsert inserts one. A row as new
+                // or newer makes the upsert's insert collide with its `_id`: not stored.
+                let result = self
+                    .stock
+                    .update_one(
+                        doc! { "_id": report.product_id.as_str(), "as_of": { "$lt": stamp } },
+                        doc! { "$set": {
+                            "available": report.availability.available,
+                            "as_of": stamp,
+                        } },
+                    )
+                    .upsert(true)
+                    .await;
+                match result {
+                    Ok(r) if r.matched_count > 0 || r.upserted_id.is_some() => stored += 1,
+                    Ok(_) => {}
+                    Err(e) if is_duplicate(&e) => {}
+                    Err(e) => return Err(err(e)),
+                }
+            }
+            Ok(stored)
         }
         .boxed()
     }
@@ -243,7 +373,11 @@ impl CatalogRepo for MongoCatalog {
                 .try_collect()
                 .await
                 .map_err(err)?;
-            docs.iter().map(product_from).collect()
+            let products = docs
+                .iter()
+                .map(product_from)
+                .collect::<Result<Vec<_>, _>>()?;
+            self.with_stock(products).await
         }
         .boxed()
     }

@@ -1,5 +1,5 @@
-//! The catalog in SQLite for `storefront up`: products as JSON documents, and the outbox table
-//! written in the same transaction as the change.
+//! The catalog in SQLite for `storefront up`: products as JSON documents, the outbox table
+//! written in the same transaction as the change, and the reported stock (joined on reads).
 
 use std::path::Path;
 
@@ -8,7 +8,7 @@ use futures::future::BoxFuture;
 use sqlx::{Row, SqlitePool};
 use storefront_kit::event::Envelope;
 
-use crate::domain::{Product, ProductId};
+use crate::domain::{Availability, Product, ProductId, StockChanged};
 use crate::ports::{BackendError, CatalogRepo, PendingEvent, WriteError};
 
 const NAME: &str = "sqlite";
@@ -60,8 +60,24 @@ fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-fn decode(doc: &str) -> Result<Product, BackendError> {
-    serde_json::from_str(doc).map_err(err)
+/// Products are read as `doc, available, as_of` (the stock columns of a `LEFT JOIN stock`).
+macro_rules! select_products {
+    ($tail:literal) => {
+        concat!(
+            "SELECT p.doc, s.available, s.as_of FROM products p ",
+            "LEFT JOIN stock s ON s.product_id = p.id ",
+            $tail
+        )
+    };
+}
+
+fn decode(row: &sqlx::sqlite::SqliteRow) -> Result<Product, BackendError> {
+    let mut product: Product = serde_json::from_str(row.get::<&str, _>(0)).map_err(err)?;
+    product.availability = match (row.get::<Option<i64>, _>(1), row.get::<Option<i64>, _>(2)) {
+        (Some(available), Some(as_of)) => Some(Availability::from_stamp(available, as_of)),
+        _ => None,
+    };
+    Ok(product)
 }
 
 impl CatalogRepo for SqliteCatalog {
@@ -173,12 +189,40 @@ impl CatalogRepo for SqliteCatalog {
         id: &'a ProductId,
     ) -> BoxFuture<'a, Result<Option<Product>, BackendError>> {
         async move {
-            let row = sqlx::query("SELECT doc FROM products WHERE id = ?")
+            let row = sqlx::query(select_products!("WHERE p.id = ?"))
                 .bind(id.as_str())
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(err)?;
-            row.map(|r| decode(r.get::<&str, _>(0))).transpose()
+            row.as_ref().map(decode).transpose()
+        }
+        .boxed()
+    }
+
+    fn set_stock<'a>(
+        &'a self,
+        reports: &'a [StockChanged],
+    ) -> BoxFuture<'a, Result<usize, BackendError>> {
+        async move {
+            let mut tx = self.pool.begin().await.map_err(err)?;
+            let mut stored = 0;
+            for report in reports {
+                stored += sqlx::query(
+                    "INSERT INTO stock (product_id, available, as_of) VALUES (?, ?, ?) \
+                 ON CONFLICT(product_id) DO UPDATE \
+                 SET available = excluded.available, as_of = excluded.as_of \
+                 WHERE excluded.as_of > stock.as_of",
+                )
+                .bind(report.product_id.as_str())
+                .bind(report.availability.available)
+                .bind(report.availability.stamp())
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?
+                .rows_affected();
+            }
+            tx.commit().await.map_err(err)?;
+            Ok(usize::try_from(stored).unwrap_or(usize::MAX))
         }
         .boxed()
     }
@@ -189,13 +233,13 @@ impl CatalogRepo for SqliteCatalog {
         limit: u32,
     ) -> BoxFuture<'a, Result<Vec<Product>, BackendError>> {
         async move {
-            let rows = sqlx::query("SELECT doc FROM products WHERE id > ? ORDER BY id LIMIT ?")
+            let rows = sqlx::query(select_products!("WHERE p.id > ? ORDER BY p.id LIMIT ?"))
                 .bind(after.map_or("", ProductId::as_str))
                 .bind(i64::from(limit))
                 .fetch_all(&self.pool)
                 .await
                 .map_err(err)?;
-            rows.iter().map(|r| decode(r.get::<&str, _>(0))).collect()
+            rows.iter().map(decode).collect()
         }
         .boxed()
     }

@@ -6,6 +6,10 @@
 //! indexed version is ignored, and deletes leave a tombstone document (`live = 0`) that keeps
 //! the deleted version, so replays are harmless across restarts too.
 //! A reindex replaces every document in one commit: searches see the old index until then.
+//!
+//! The reported stock is ordered by its own time, apart from the product version: a stock
+//! report rewrites the product's document with the new stock (or, before the product is
+//! indexed, a stub document `live = 0` that only holds it), and an upsert keeps the stock.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
@@ -29,8 +33,8 @@ use crate::domain::query::{
 };
 use crate::domain::text::{self, auto_fuzziness};
 use crate::domain::{
-    CatalogEvent, Facets, Highlights, Hit, Product, ProductId, SearchQuery, SearchResult, Sort,
-    SuggestQuery, Suggestion,
+    Availability, CatalogEvent, Facets, Highlights, Hit, Product, ProductId, SearchQuery,
+    SearchResult, Sort, StockChanged, SuggestQuery, Suggestion,
 };
 use crate::ports::{Applied, BackendError, CatalogRepo, SearchIndex};
 
@@ -57,6 +61,9 @@ struct Fields {
     created: Field,
     suggest: Field,
     product: Field,
+    available: Field,
+    in_stock: Field,
+    stock_at: Field,
 }
 
 fn schema() -> (Schema, Fields) {
@@ -75,6 +82,9 @@ fn schema() -> (Schema, Fields) {
         created: b.add_i64_field("created", INDEXED | FAST),
         suggest: b.add_text_field("suggest", STRING),
         product: b.add_text_field("product", STORED),
+        available: b.add_i64_field("available", STORED),
+        in_stock: b.add_u64_field("in_stock", INDEXED),
+        stock_at: b.add_i64_field("stock_at", STORED),
     };
     (b.build(), fields)
 }
@@ -93,10 +103,19 @@ fn prefixes(title: &str) -> Vec<String> {
     out
 }
 
+/// What the index holds for one product id.
+#[derive(Clone, Debug, Default)]
+struct Held {
+    /// The product version (of the tombstone after a delete; 0 for a stock-only stub).
+    version: u64,
+    live: bool,
+    stock: Option<Availability>,
+}
+
 struct Writer {
     writer: IndexWriter,
-    /// Indexed version per product id, tombstones included.
-    versions: HashMap<String, (u64, bool)>,
+    /// Per product id, tombstones and stubs included.
+    held: HashMap<String, Held>,
 }
 
 struct Inner {
@@ -112,9 +131,20 @@ pub struct TantivyIndex {
 }
 
 impl Inner {
+    fn add_stock(&self, doc: &mut TantivyDocument, stock: Option<&Availability>) {
+        let f = self.fields;
+        doc.add_u64(f.in_stock, u64::from(stock.is_some_and(|a| a.in_stock)));
+        if let Some(a) = stock {
+            doc.add_i64(f.available, a.available);
+            doc.add_i64(f.stock_at, a.stamp());
+        }
+    }
+
+    /// The document of `p`, with `p.availability` as its stock.
     fn product_doc(&self, p: &Product) -> Result<TantivyDocument, BackendError> {
         let f = self.fields;
         let mut doc = TantivyDocument::default();
+        self.add_stock(&mut doc, p.availability.as_ref());
         doc.add_text(f.id, p.id.as_str());
         doc.add_u64(f.live, 1);
         doc.add_u64(f.version, p.version);
@@ -137,12 +167,35 @@ impl Inner {
         Ok(doc)
     }
 
-    fn tombstone(&self, id: &str, version: u64) -> TantivyDocument {
+    /// A deleted (or not yet indexed) product: its version and stock, nothing searchable.
+    fn tombstone(&self, id: &str, held: &Held) -> TantivyDocument {
         let mut doc = TantivyDocument::default();
         doc.add_text(self.fields.id, id);
         doc.add_u64(self.fields.live, 0);
-        doc.add_u64(self.fields.version, version);
+        doc.add_u64(self.fields.version, held.version);
+        self.add_stock(&mut doc, held.stock.as_ref());
         doc
+    }
+
+    /// The indexed product `id` (the reader is current: writers reload before unlocking).
+    fn find_product(&self, id: &str) -> Result<Option<Product>, BackendError> {
+        let searcher = self.reader.searcher();
+        let query = BooleanQuery::new(vec![
+            (
+                Occur::Must,
+                Box::new(TermQuery::new(
+                    Term::from_field_text(self.fields.id, id),
+                    IndexRecordOption::Basic,
+                )) as Box<dyn Query>,
+            ),
+            (Occur::Must, self.live()),
+        ]);
+        let top = searcher
+            .search(&query, &TopDocs::with_limit(1))
+            .map_err(err)?;
+        top.first()
+            .map(|(_, addr)| self.load_product(&searcher, *addr))
+            .transpose()
     }
 
     fn load_product(
@@ -215,6 +268,15 @@ impl Inner {
         }
         for a in &q.attributes {
             must.push((Occur::Must, term(f.attrs, a)));
+        }
+        if q.in_stock {
+            must.push((
+                Occur::Must,
+                Box::new(TermQuery::new(
+                    Term::from_field_u64(f.in_stock, 1),
+                    IndexRecordOption::Basic,
+                )),
+            ));
         }
         must
     }
@@ -344,25 +406,105 @@ impl Inner {
         Ok(out)
     }
 
+    /// Replaces the document of `id` by `doc` and makes it visible (before the writer is
+    /// released, so the next writer reads the current index).
+    fn replace(
+        &self,
+        w: &mut Writer,
+        id: &str,
+        doc: TantivyDocument,
+        held: Held,
+    ) -> Result<Applied, BackendError> {
+        w.writer
+            .delete_term(Term::from_field_text(self.fields.id, id));
+        w.writer.add_document(doc).map_err(err)?;
+        w.writer.commit().map_err(err)?;
+        w.held.insert(id.to_string(), held);
+        self.reader.reload().map_err(err)?;
+        Ok(Applied::Changed)
+    }
+
     fn apply(&self, event: &CatalogEvent) -> Result<Applied, BackendError> {
         let mut w = self.writer.blocking_lock();
         let id = event.product_id().as_str();
-        if w.versions
-            .get(id)
-            .is_some_and(|(v, _)| *v >= event.version())
-        {
+        let before = w.held.get(id).cloned().unwrap_or_default();
+        if before.version >= event.version() {
             return Ok(Applied::Stale);
         }
-        w.writer
-            .delete_term(Term::from_field_text(self.fields.id, id));
-        let (doc, live) = match event {
-            CatalogEvent::Upserted(p) => (self.product_doc(p)?, true),
-            CatalogEvent::Deleted(d) => (self.tombstone(id, d.version), false),
+        let (doc, held) = match event {
+            CatalogEvent::Upserted(p) => {
+                let mut p = p.as_ref().clone();
+                p.availability = Availability::newest(before.stock, p.availability.take());
+                let held = Held {
+                    version: p.version,
+                    live: true,
+                    stock: p.availability.clone(),
+                };
+                (self.product_doc(&p)?, held)
+            }
+            CatalogEvent::Deleted(d) => {
+                let held = Held {
+                    version: d.version,
+                    live: false,
+                    stock: before.stock,
+                };
+                (self.tombstone(id, &held), held)
+            }
         };
-        w.writer.add_document(doc).map_err(err)?;
-        w.writer.commit().map_err(err)?;
-        w.versions.insert(id.to_string(), (event.version(), live));
-        drop(w);
+        self.replace(&mut w, id, doc, held)
+    }
+
+    /// Applies stock reports in one commit (see [`SearchIndex::apply_stock`]).
+    fn apply_stock(&self, reports: &[StockChanged]) -> Result<Applied, BackendError> {
+        let mut w = self.writer.blocking_lock();
+        // What this batch changed, applied to `held` once committed.
+        let mut staged: HashMap<String, Held> = HashMap::new();
+        let outcome = (|| {
+            for report in reports {
+                let id = report.product_id.as_str();
+                let before = staged
+                    .get(id)
+                    .or_else(|| w.held.get(id))
+                    .cloned()
+                    .unwrap_or_default();
+                if !report.availability.supersedes(before.stock.as_ref()) {
+                    continue;
+                }
+                let product = if before.live {
+                    self.find_product(id)?
+                } else {
+                    None
+                };
+                let held = Held {
+                    stock: Some(report.availability.clone()),
+                    live: product.is_some(),
+                    ..before
+                };
+                let doc = match product {
+                    Some(mut p) => {
+                        p.availability = held.stock.clone();
+                        self.product_doc(&p)?
+                    }
+                    None => self.tombstone(id, &held),
+                };
+                w.writer
+                    .delete_term(Term::from_field_text(self.fields.id, id));
+                w.writer.add_document(doc).map_err(err)?;
+                staged.insert(id.to_string(), held);
+            }
+            if !staged.is_empty() {
+                w.writer.commit().map_err(err)?;
+            }
+            Ok::<_, BackendError>(())
+        })();
+        if let Err(e) = outcome {
+            let _ = w.writer.rollback();
+            return Err(e);
+        }
+        if staged.is_empty() {
+            return Ok(Applied::Stale);
+        }
+        w.held.extend(staged);
         self.reader.reload().map_err(err)?;
         Ok(Applied::Changed)
     }
@@ -380,7 +522,21 @@ impl TantivyIndex {
     fn open_blocking(dir: &Path) -> Result<Self, BackendError> {
         std::fs::create_dir_all(dir).map_err(err)?;
         let (schema, fields) = schema();
-        let exists = dir.join("meta.json").exists();
+        let mut exists = dir.join("meta.json").exists();
+        if exists
+            && Index::open_in_dir(dir)
+                .map_err(err)?
+                .schema()
+                .get_field("stock_at")
+                .is_err()
+        {
+            // An index of an older schema (without stock): start afresh; the follower rebuilds
+            // it from the catalog.
+            tracing::info!(path = %dir.display(), "index schema changed; rebuilding the index");
+            std::fs::remove_dir_all(dir).map_err(err)?;
+            std::fs::create_dir_all(dir).map_err(err)?;
+            exists = false;
+        }
         let index = if exists {
             Index::open_in_dir(dir).map_err(err)?
         } else {
@@ -398,11 +554,11 @@ impl TantivyIndex {
             reader,
             writer: Arc::new(Mutex::new(Writer {
                 writer,
-                versions: HashMap::new(),
+                held: HashMap::new(),
             })),
             created: !exists,
         };
-        // Load the indexed versions (tombstones included).
+        // Load what is held per product (tombstones and stubs included).
         let searcher = inner.reader.searcher();
         let all = searcher
             .search(
@@ -410,17 +566,31 @@ impl TantivyIndex {
                 &TopDocs::with_limit(searcher.num_docs().max(1) as usize),
             )
             .map_err(err)?;
-        let mut versions = HashMap::new();
+        let mut held = HashMap::new();
         for (_, addr) in all {
             let doc: TantivyDocument = searcher.doc(addr).map_err(err)?;
             let id = doc.get_first(fields.id).and_then(|v| v.as_str());
             let version = doc.get_first(fields.version).and_then(|v| v.as_u64());
             let live = doc.get_first(fields.product).is_some();
+            let stock = match (
+                doc.get_first(fields.available).and_then(|v| v.as_i64()),
+                doc.get_first(fields.stock_at).and_then(|v| v.as_i64()),
+            ) {
+                (Some(available), Some(at)) => Some(Availability::from_stamp(available, at)),
+                _ => None,
+            };
             if let (Some(id), Some(version)) = (id, version) {
-                versions.insert(id.to_string(), (version, live));
+                held.insert(
+                    id.to_string(),
+                    Held {
+                        version,
+                        live,
+                        stock,
+                    },
+                );
             }
         }
-        inner.writer.blocking_lock().versions = versions;
+        inner.writer.blocking_lock().held = held;
         Ok(Self {
             inner: Arc::new(inner),
         })
@@ -490,23 +660,32 @@ impl SearchIndex for TantivyIndex {
             let inner = self.inner.clone();
             let count = products.len() as u64;
             tokio::task::spawn_blocking(move || -> Result<(), BackendError> {
-                let mut versions: HashMap<String, (u64, bool)> = w
-                    .versions
+                // Tombstones and stubs stay; the stock is the newer of the index's and the
+                // catalog's.
+                let mut held: HashMap<String, Held> = w
+                    .held
                     .iter()
-                    .filter(|(_, (_, live))| !live)
-                    .map(|(k, v)| (k.clone(), *v))
+                    .filter(|(_, h)| !h.live)
+                    .map(|(k, h)| (k.clone(), h.clone()))
                     .collect();
                 let rebuilt = (|| {
                     w.writer.delete_all_documents().map_err(err)?;
-                    for p in &products {
-                        w.writer.add_document(inner.product_doc(p)?).map_err(err)?;
-                        versions.insert(p.id.as_str().to_string(), (p.version, true));
+                    for mut p in products {
+                        let before = w.held.get(p.id.as_str()).and_then(|h| h.stock.clone());
+                        p.availability = Availability::newest(before, p.availability.take());
+                        w.writer.add_document(inner.product_doc(&p)?).map_err(err)?;
+                        held.insert(
+                            p.id.as_str().to_string(),
+                            Held {
+                                version: p.version,
+                                live: true,
+                                stock: p.availability,
+                            },
+                        );
                     }
-                    for (id, (version, live)) in &versions {
-                        if !live {
-                            w.writer
-                                .add_document(inner.tombstone(id, *version))
-                                .map_err(err)?;
+                    for (id, h) in &held {
+                        if !h.live {
+                            w.writer.add_document(inner.tombstone(id, h)).map_err(err)?;
                         }
                     }
                     w.writer.commit().map_err(err)?;
@@ -516,13 +695,25 @@ impl SearchIndex for TantivyIndex {
                     let _ = w.writer.rollback();
                     return Err(e);
                 }
-                w.versions = versions;
-                Ok(())
+                w.held = held;
+                // Visible before the writer is released (the next writer reads the index).
+                inner.reader.reload().map_err(err)
             })
             .await
             .map_err(err)??;
-            self.inner.reader.reload().map_err(err)?;
             Ok(count)
+        }
+        .boxed()
+    }
+
+    fn apply_stock<'a>(
+        &'a self,
+        reports: &'a [StockChanged],
+    ) -> BoxFuture<'a, Result<Applied, BackendError>> {
+        let reports = reports.to_vec();
+        async move {
+            self.blocking(move |inner| inner.apply_stock(&reports))
+                .await
         }
         .boxed()
     }

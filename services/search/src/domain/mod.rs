@@ -5,9 +5,10 @@ pub mod product;
 pub mod query;
 pub mod text;
 
-pub use event::CatalogEvent;
+pub use event::{CatalogEvent, StockChanged};
 pub use product::{
-    Attributes, CategoryPath, Currency, Money, Product, ProductDraft, ProductId, ProductInput, Sku,
+    Attributes, Availability, CategoryPath, Currency, Money, Product, ProductDraft, ProductId,
+    ProductInput, Sku,
 };
 pub use query::{
     FacetCount, Facets, Highlights, Hit, SearchParams, SearchQuery, SearchResult, Sort,

@@ -301,6 +301,61 @@ impl From<Attributes> for BTreeMap<String, String> {
     }
 }
 
+/// A product's stock as the order service last reported it (`StockChanged` on `orders.v1`).
+/// The order service owns the stock; search only shows it. A report replaces the one held
+/// only when it is newer (`as_of`), so replays and out-of-order deliveries change nothing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Availability {
+    /// Units that can be ordered now.
+    pub available: i64,
+    /// `available > 0`.
+    pub in_stock: bool,
+    /// When the order service changed the stock (the event time, microsecond precision).
+    pub as_of: DateTime<Utc>,
+}
+
+impl Availability {
+    /// `available` units as of `as_of` (truncated to microseconds, the precision every store
+    /// keeps).
+    pub fn new(available: i64, as_of: DateTime<Utc>) -> Self {
+        let as_of = DateTime::from_timestamp_micros(as_of.timestamp_micros()).unwrap_or(as_of);
+        Self {
+            available,
+            in_stock: available > 0,
+            as_of,
+        }
+    }
+
+    /// The ordering key: microseconds since the epoch of `as_of`.
+    pub fn stamp(&self) -> i64 {
+        self.as_of.timestamp_micros()
+    }
+
+    /// From a stored count and stamp.
+    pub fn from_stamp(available: i64, stamp: i64) -> Self {
+        Self::new(
+            available,
+            DateTime::from_timestamp_micros(stamp).unwrap_or_default(),
+        )
+    }
+
+    /// True when this report should replace `held`: there is none, or this one is strictly
+    /// newer. A redelivered report (same time) or an older one is not.
+    pub fn supersedes(&self, held: Option<&Self>) -> bool {
+        held.is_none_or(|h| self.stamp() > h.stamp())
+    }
+
+    /// The newer of two reports (the held one on a tie).
+    pub fn newest(held: Option<Self>, other: Option<Self>) -> Option<Self> {
+        match (held, other) {
+            (Some(h), Some(o)) if o.supersedes(Some(&h)) => Some(o),
+            (Some(h), _) => Some(h),
+            (None, o) => o,
+        }
+    }
+}
+
 /// A catalog product as stored and served.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -318,6 +373,9 @@ pub struct Product {
     /// Roughly how many are in stock; the order service holds the real stock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stock_hint: Option<u32>,
+    /// The stock the order service last reported; `null` until it reported one.
+    #[serde(default)]
+    pub availability: Option<Availability>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// Starts at 1 and grows by one with every change; the `ETag` of the product.
@@ -338,16 +396,18 @@ impl Product {
             attributes: draft.attributes,
             images: draft.images,
             stock_hint: draft.stock_hint,
+            availability: None,
             created_at: now,
             updated_at: now,
             version: 1,
         }
     }
 
-    /// This product replaced by `draft`, one version later.
+    /// This product replaced by `draft`, one version later (the stock stays).
     pub fn replaced(&self, draft: ProductDraft, now: DateTime<Utc>) -> Self {
         let mut next = Self::create(self.id.clone(), draft, now);
         next.created_at = self.created_at;
+        next.availability.clone_from(&self.availability);
         next.version = self.version + 1;
         next
     }
@@ -587,5 +647,39 @@ mod tests {
         assert_eq!(next.version, 2);
         assert_eq!(next.created_at, t0);
         assert_eq!(next.etag(), "\"2\"");
+    }
+
+    #[test]
+    fn only_a_newer_stock_report_supersedes() {
+        let t0 = Utc::now();
+        let held = Availability::new(5, t0);
+        assert!(held.supersedes(None));
+        let later = Availability::new(4, t0 + chrono::Duration::milliseconds(1));
+        assert!(later.supersedes(Some(&held)));
+        assert!(!held.supersedes(Some(&later)), "an older report is ignored");
+        assert!(
+            !Availability::new(5, t0).supersedes(Some(&held)),
+            "a redelivered report changes nothing"
+        );
+        assert_eq!(
+            Availability::newest(Some(later.clone()), Some(held.clone())),
+            Some(later.clone())
+        );
+        assert_eq!(Availability::newest(None, Some(held.clone())), Some(held));
+    }
+
+    #[test]
+    fn availability_keeps_microseconds_and_derives_in_stock() {
+        let t = DateTime::parse_from_rfc3339("2026-11-28T05:00:00.123456789Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        let a = Availability::new(0, t);
+        assert!(!a.in_stock);
+        assert_eq!(a.as_of.timestamp_subsec_nanos(), 123_456_000);
+        assert_eq!(Availability::from_stamp(0, a.stamp()), a);
+        assert!(Availability::new(1, t).in_stock);
+        let json = serde_json::to_value(Availability::new(3, t)).expect("json");
+        assert_eq!(json["available"], 3);
+        assert_eq!(json["in_stock"], true);
     }
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use storefront_kit::problem::FieldError;
 use utoipa::{IntoParams, ToSchema};
 
-use super::product::{CategoryPath, Money, Product, ProductId, Sku};
+use super::product::{Availability, CategoryPath, Money, Product, ProductId, Sku};
 use super::text;
 
 pub const MAX_Q_CHARS: usize = 200;
@@ -34,6 +34,8 @@ pub struct SearchParams {
     pub price_max: Option<i64>,
     /// Attribute filters `key:value`, comma-separated (all of them), e.g. `colour:black,size:m`.
     pub attr: Option<String>,
+    /// `true`: only products the order service reports in stock; `false` or absent: all.
+    pub in_stock: Option<bool>,
     /// `relevance` (default), `price_asc`, `price_desc` or `newest`.
     pub sort: Option<String>,
     /// Page number, from 1.
@@ -88,6 +90,8 @@ pub struct SearchQuery {
     pub price_max: Option<i64>,
     /// `key=value` terms; a product must have all.
     pub attributes: Vec<String>,
+    /// Only products in stock.
+    pub in_stock: bool,
     pub sort: Sort,
     pub page: u32,
     pub page_size: u32,
@@ -102,6 +106,7 @@ impl Default for SearchQuery {
             price_min: None,
             price_max: None,
             attributes: Vec::new(),
+            in_stock: false,
             sort: Sort::Relevance,
             page: 1,
             page_size: DEFAULT_PAGE_SIZE,
@@ -217,6 +222,7 @@ impl SearchParams {
                 price_min: self.price_min,
                 price_max: self.price_max,
                 attributes,
+                in_stock: self.in_stock.unwrap_or(false),
                 sort,
                 page,
                 page_size,
@@ -251,6 +257,7 @@ impl SearchQuery {
             self.price_min,
             self.price_max,
             attributes,
+            self.in_stock,
             self.sort.as_str(),
             self.page,
             self.page_size,
@@ -404,6 +411,8 @@ pub struct Hit {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     pub version: u64,
+    /// The stock the order service last reported; `null` until it reported one.
+    pub availability: Option<Availability>,
     /// Relevance score when sorted by relevance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score: Option<f32>,
@@ -422,6 +431,7 @@ impl Hit {
             attributes: p.attributes.into(),
             image: p.images.into_iter().next(),
             version: p.version,
+            availability: p.availability,
             score,
             highlights,
         }
@@ -532,6 +542,27 @@ mod tests {
         .expect("valid");
         assert_eq!(a.canonical(), b.canonical());
         assert_eq!(a.attributes, ["size=m", "colour=black"]);
+    }
+
+    #[test]
+    fn in_stock_filter_is_part_of_the_cache_key() {
+        let all = SearchParams::default().validate().expect("valid");
+        assert!(!all.in_stock);
+        let stocked = SearchParams {
+            in_stock: Some(true),
+            ..Default::default()
+        }
+        .validate()
+        .expect("valid");
+        assert!(stocked.in_stock);
+        assert_ne!(all.canonical(), stocked.canonical());
+        let explicit_false = SearchParams {
+            in_stock: Some(false),
+            ..Default::default()
+        }
+        .validate()
+        .expect("valid");
+        assert_eq!(all.canonical(), explicit_false.canonical());
     }
 
     #[test]

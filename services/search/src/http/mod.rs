@@ -9,8 +9,8 @@ use storefront_kit::problem::{FieldError, Problem};
 
 use crate::domain::product::PriceInput;
 use crate::domain::{
-    Attributes, CategoryPath, Currency, FacetCount, Facets, Highlights, Hit, Money, Product,
-    ProductId, ProductInput, SearchResult, Sku, Sort, Suggestion,
+    Attributes, Availability, CategoryPath, Currency, FacetCount, Facets, Highlights, Hit, Money,
+    Product, ProductId, ProductInput, SearchResult, Sku, Sort, Suggestion,
 };
 use crate::service::AppState;
 
@@ -31,7 +31,7 @@ use crate::service::AppState;
         admin::reindex,
     ),
     components(schemas(
-        Product, ProductInput, PriceInput, ProductId, Sku, Money, Currency, CategoryPath,
+        Product, ProductInput, PriceInput, ProductId, Sku, Money, Currency, CategoryPath, Availability,
         Attributes, SearchResult, Hit, Highlights, Facets, FacetCount, Sort, Suggestion,
         search::Suggestions, admin::Reindexed, Problem, FieldError,
     )),

@@ -465,3 +465,124 @@ pub async fn suggestions_complete_prefixes(backends: Backends) {
         );
     }
 }
+
+fn stock_changed(
+    product_id: &str,
+    available: i64,
+    at: chrono::DateTime<chrono::Utc>,
+) -> storefront_kit::event::Envelope {
+    let mut event = storefront_kit::event::Envelope::new(
+        "StockChanged",
+        "order",
+        product_id,
+        json!({ "product_id": product_id, "available": available }),
+    );
+    event.time = at;
+    event
+}
+
+/// `StockChanged` events on `orders.v1` (a real Kafka topic on the real stack, the in-process
+/// bus on the embedded one) show as the products' availability, in the product response and
+/// in search hits, with an `in_stock` filter; older and redelivered reports change nothing.
+pub async fn stock_reports_show_availability_in_order(backends: Backends) {
+    let mut options = Options::new(backends);
+    options.kafka = backends == Backends::Real;
+    let app = spawn(options).await;
+    let a = app.create(&product_body("Stocked Theremin", 9_900)).await;
+    let b = app.create(&product_body("Restocked Theremin", 8_900)).await;
+    assert!(a["availability"].is_null(), "unknown until reported: {a}");
+    let (a, b) = (
+        a["id"].as_str().expect("id").to_string(),
+        b["id"].as_str().expect("id").to_string(),
+    );
+    let body = app
+        .wait_for_search("/v1/search?q=theremin", |r| r["total"] == 2)
+        .await;
+    assert!(body["hits"][0]["availability"].is_null());
+    // Cached now: the report must invalidate it (the wait is shorter than the cache TTL).
+    let product = app.get_json(&format!("/v1/products/{a}")).await;
+    assert!(product["availability"].is_null());
+
+    let t0 = chrono::Utc::now();
+    let first = stock_changed(&a, 5, t0);
+    app.publish_order_event(&first).await;
+    let product = app
+        .wait_for_json(&format!("/v1/products/{a}"), |p| {
+            p["availability"]["available"] == 5
+        })
+        .await;
+    assert_eq!(product["availability"]["in_stock"], true);
+    let as_of: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(product["availability"]["as_of"].clone()).expect("as_of");
+    assert_eq!(as_of.timestamp_micros(), t0.timestamp_micros());
+    let body = app
+        .wait_for_search("/v1/search?q=theremin&in_stock=true", |r| r["total"] == 1)
+        .await;
+    assert_eq!(body["hits"][0]["id"], a.as_str());
+    assert_eq!(body["hits"][0]["availability"]["available"], 5);
+
+    // Another order event is skipped; an older report and a redelivery change nothing. The
+    // topic keeps its order (one partition, or the in-process log), so once the report for
+    // `b` that follows them shows, they were all handled.
+    app.publish_order_event(&storefront_kit::event::Envelope::new(
+        "OrderCancelled",
+        "order",
+        "order-1",
+        json!({ "order_id": "order-1" }),
+    ))
+    .await;
+    app.publish_order_event(&first).await;
+    app.publish_order_event(&stock_changed(&a, 99, t0 - chrono::Duration::seconds(1)))
+        .await;
+    app.publish_order_event(&stock_changed(&b, 0, t0)).await;
+    let other = app
+        .wait_for_json(&format!("/v1/products/{b}"), |p| {
+            p["availability"]["available"] == 0
+        })
+        .await;
+    assert_eq!(other["availability"]["in_stock"], false);
+    let product = app.get_json(&format!("/v1/products/{a}")).await;
+    assert_eq!(product["availability"]["available"], 5, "{product}");
+    let body = app.get_json("/v1/search?q=theremin&in_stock=true").await;
+    assert_eq!(body["total"], 1);
+    assert_eq!(body["hits"][0]["availability"]["available"], 5);
+
+    // Sold out: gone from the in-stock results, still found without the filter.
+    app.publish_order_event(&stock_changed(&a, 0, t0 + chrono::Duration::seconds(1)))
+        .await;
+    app.wait_for_search("/v1/search?q=theremin&in_stock=true", |r| r["total"] == 0)
+        .await;
+    let body = app.get_json("/v1/search?q=theremin").await;
+    assert_eq!(body["total"], 2);
+    for hit in body["hits"].as_array().expect("hits") {
+        assert_eq!(hit["availability"]["in_stock"], false, "{hit}");
+    }
+
+    // A product write keeps the stock, in the catalog and in the index.
+    let mut update = product_body("Stocked Theremin", 10_900);
+    update["version"] = json!(1);
+    let r = app
+        .send(
+            Method::PUT,
+            &format!("/v1/products/{a}"),
+            Some(&app.admin()),
+            None,
+            Some(&update),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let updated: Value = r.json().await.expect("json");
+    assert_eq!(updated["availability"]["available"], 0);
+    let body = app
+        .wait_for_search("/v1/search?q=stocked+theremin&sort=price_desc", |r| {
+            r["hits"][0]["price"]["minor"] == 10_900
+        })
+        .await;
+    assert_eq!(body["hits"][0]["availability"]["available"], 0);
+    let product = app.get_json(&format!("/v1/products/{a}")).await;
+    assert_eq!(product["availability"]["available"], 0);
+
+    // A malformed filter value is a problem naming it.
+    let r = app.get("/v1/search?in_stock=maybe").await;
+    assert_problem(r, 422, Some("in_stock")).await;
+}

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{Duration as TimeDelta, Utc};
 use storefront_search::adapters::elastic::{self, ElasticIndex};
 use storefront_search::adapters::memory::MemoryCache;
 use storefront_search::adapters::mongo::MongoCatalog;
@@ -13,9 +13,18 @@ use storefront_search::adapters::sqlite::SqliteCatalog;
 use storefront_search::adapters::tantivy::TantivyIndex;
 use storefront_search::demo;
 use storefront_search::domain::event::ProductDeleted;
-use storefront_search::domain::{CatalogEvent, Currency, Money, Product, SearchParams};
+use storefront_search::domain::{
+    Availability, CatalogEvent, Currency, Money, Product, ProductId, SearchParams, StockChanged,
+};
 use storefront_search::ports::{Applied, Cache, CatalogRepo, SearchIndex, WriteError};
 use storefront_tests::Stack;
+
+fn report(id: &ProductId, availability: &Availability) -> [StockChanged; 1] {
+    [StockChanged {
+        product_id: id.clone(),
+        availability: availability.clone(),
+    }]
+}
 
 fn sample(n: usize) -> Vec<Product> {
     demo::products(42, n)
@@ -35,6 +44,27 @@ async fn catalog_contract(repo: Arc<dyn CatalogRepo>) {
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].envelope.id, upsert.id);
 
+    // Stock reports: only a newer one is stored; reads carry it.
+    let t = Utc::now();
+    let five = Availability::new(5, t);
+    assert_eq!(
+        repo.set_stock(&report(&p.id, &five)).await.expect("stock"),
+        1
+    );
+    assert_eq!(
+        repo.set_stock(&report(&p.id, &five)).await.expect("stock"),
+        0,
+        "a redelivered report is not stored again"
+    );
+    let older = Availability::new(99, t - TimeDelta::seconds(1));
+    assert_eq!(
+        repo.set_stock(&report(&p.id, &older)).await.expect("stock"),
+        0,
+        "an older report is ignored"
+    );
+    let got = repo.get(&p.id).await.expect("get").expect("product");
+    assert_eq!(got.availability, Some(five.clone()));
+
     // Optimistic concurrency: only the next version of the current one is accepted.
     let mut next = p.clone();
     next.price = Money::new(777, Currency::parse("EUR").expect("eur")).expect("money");
@@ -42,6 +72,15 @@ async fn catalog_contract(repo: Arc<dyn CatalogRepo>) {
     next.updated_at = Utc::now();
     let e2 = CatalogEvent::Upserted(Box::new(next.clone())).envelope();
     repo.update(&next, &e2).await.expect("update");
+    assert_eq!(
+        repo.get(&p.id)
+            .await
+            .expect("get")
+            .expect("product")
+            .availability,
+        Some(five),
+        "a product write keeps the stock"
+    );
     match repo.update(&next, &e2).await {
         Err(WriteError::VersionMismatch {
             current, expected, ..
@@ -75,14 +114,27 @@ async fn catalog_contract(repo: Arc<dyn CatalogRepo>) {
     repo.acknowledge(&pending[0]).await.expect("ack");
     assert!(repo.pending(10).await.expect("pending").is_empty());
 
-    // Import and paging (what a reindex reads).
+    // Import and paging (what a reindex reads); a report that came before its product.
     let many = sample(25);
+    let early = Availability::new(0, Utc::now());
+    assert_eq!(
+        repo.set_stock(&report(&many[3].id, &early))
+            .await
+            .expect("stock"),
+        1
+    );
     repo.import(&many).await.expect("import");
     assert_eq!(repo.count().await.expect("count"), 25);
     let first = repo.page(None, 10).await.expect("page");
     assert_eq!(first.len(), 10);
     let rest = repo.page(Some(&first[9].id), 100).await.expect("page");
     assert_eq!(rest.len(), 15);
+    let stocked: Vec<_> = first
+        .iter()
+        .chain(&rest)
+        .filter_map(|p| Some((p.id.clone(), p.availability.clone()?)))
+        .collect();
+    assert_eq!(stocked, [(many[3].id.clone(), early)]);
     assert!(repo.pending(10).await.expect("pending").is_empty());
     repo.check().await.expect("check");
 }
@@ -117,6 +169,25 @@ async fn index_contract(index: Arc<dyn SearchIndex>, catalog: Arc<dyn CatalogRep
     }
     .validate()
     .expect("query");
+    let in_stock = SearchParams {
+        q: Some(p.title.clone()),
+        in_stock: Some(true),
+        ..Default::default()
+    }
+    .validate()
+    .expect("query");
+
+    // A stock report before the product is held (not searchable) and kept by the upsert.
+    let t = Utc::now();
+    let five = Availability::new(5, t);
+    assert_eq!(
+        index
+            .apply_stock(&report(&p.id, &five))
+            .await
+            .expect("stock"),
+        Applied::Changed
+    );
+    assert_eq!(index.search(&query).await.expect("search").total, 0);
     assert_eq!(
         index
             .apply(&CatalogEvent::Upserted(Box::new(p.clone())))
@@ -124,6 +195,41 @@ async fn index_contract(index: Arc<dyn SearchIndex>, catalog: Arc<dyn CatalogRep
             .expect("apply"),
         Applied::Changed
     );
+    let found = index.search(&in_stock).await.expect("search");
+    assert_eq!(found.total, 1, "in stock");
+    assert_eq!(found.hits[0].availability, Some(five.clone()));
+    // Redelivered and older reports change nothing; a newer one does.
+    assert_eq!(
+        index
+            .apply_stock(&report(&p.id, &five))
+            .await
+            .expect("stock"),
+        Applied::Stale
+    );
+    let older = Availability::new(99, t - TimeDelta::seconds(1));
+    assert_eq!(
+        index
+            .apply_stock(&report(&p.id, &older))
+            .await
+            .expect("stock"),
+        Applied::Stale
+    );
+    let none_left = Availability::new(0, t + TimeDelta::seconds(1));
+    assert_eq!(
+        index
+            .apply_stock(&report(&p.id, &none_left))
+            .await
+            .expect("stock"),
+        Applied::Changed
+    );
+    assert_eq!(index.search(&in_stock).await.expect("search").total, 0);
+    let found = index.search(&query).await.expect("search");
+    assert_eq!(
+        found.total, 1,
+        "out of stock is still found without the filter"
+    );
+    assert_eq!(found.hits[0].availability, Some(none_left.clone()));
+    assert_eq!(found.hits[0].title, p.title, "a report keeps the product");
     // A replay or an older version changes nothing.
     assert_eq!(
         index
@@ -145,6 +251,11 @@ async fn index_contract(index: Arc<dyn SearchIndex>, catalog: Arc<dyn CatalogRep
     let found = index.search(&query).await.expect("search");
     assert_eq!(found.total, 1);
     assert_eq!(found.hits[0].price, p.price);
+    assert_eq!(
+        found.hits[0].availability,
+        Some(none_left),
+        "a replayed upsert keeps the stock"
+    );
 
     let deleted = CatalogEvent::Deleted(ProductDeleted {
         id: p.id.clone(),
@@ -164,12 +275,63 @@ async fn index_contract(index: Arc<dyn SearchIndex>, catalog: Arc<dyn CatalogRep
     );
     assert_eq!(index.search(&query).await.expect("search").total, 0);
 
-    // A reindex reflects the catalog exactly.
+    // A reindex reflects the catalog exactly, its stock included.
     let products = sample(30);
     catalog.import(&products).await.expect("import");
+    let seven = Availability::new(7, Utc::now());
+    // A batch applies in order: of two reports for one product the newer stays.
+    let batch = [
+        report(&products[4].id, &seven)[0].clone(),
+        report(
+            &products[4].id,
+            &Availability::new(70, seven.as_of - TimeDelta::seconds(1)),
+        )[0]
+        .clone(),
+    ];
+    assert_eq!(catalog.set_stock(&batch).await.expect("stock"), 1);
     assert_eq!(index.reindex(catalog.as_ref()).await.expect("reindex"), 30);
     let all = SearchParams::default().validate().expect("all");
     assert_eq!(index.search(&all).await.expect("search").total, 30);
+    let all_in_stock = SearchParams {
+        in_stock: Some(true),
+        ..Default::default()
+    }
+    .validate()
+    .expect("query");
+    let found = index.search(&all_in_stock).await.expect("search");
+    assert_eq!(found.total, 1);
+    assert_eq!(found.hits[0].id, products[4].id);
+    assert_eq!(found.hits[0].availability, Some(seven));
+
+    // A batch applies in order, in one write: of two reports for one product the newer stays.
+    let now = Utc::now();
+    let two = Availability::new(2, now);
+    let batch = [
+        report(&products[5].id, &two)[0].clone(),
+        report(
+            &products[5].id,
+            &Availability::new(60, now - TimeDelta::seconds(1)),
+        )[0]
+        .clone(),
+        report(&products[6].id, &Availability::new(0, now))[0].clone(),
+    ];
+    assert_eq!(
+        index.apply_stock(&batch).await.expect("stock"),
+        Applied::Changed
+    );
+    let found = index.search(&all_in_stock).await.expect("search");
+    assert_eq!(found.total, 2);
+    let five = found
+        .hits
+        .iter()
+        .find(|h| h.id == products[5].id)
+        .expect("in stock");
+    assert_eq!(five.availability, Some(two));
+    assert_eq!(
+        index.apply_stock(&batch).await.expect("stock"),
+        Applied::Stale,
+        "a redelivered batch changes nothing"
+    );
     index.check().await.expect("check");
 }
 
@@ -212,6 +374,118 @@ async fn tantivy_index_contract() {
             .await
             .expect("apply"),
         Applied::Stale
+    );
+    // So does the stock: an older report than the one held before the restart is ignored.
+    let products = demo::products(42, 30);
+    let old = Availability::new(1, Utc::now() - TimeDelta::days(1));
+    assert_eq!(
+        reopened
+            .apply_stock(&report(&products[4].id, &old))
+            .await
+            .expect("stock"),
+        Applied::Stale
+    );
+    let unknown = ProductId::generate();
+    assert_eq!(
+        reopened
+            .apply_stock(&report(&unknown, &old))
+            .await
+            .expect("stock"),
+        Applied::Changed
+    );
+}
+
+#[tokio::test]
+async fn elastic_index_of_an_older_mapping_is_upgraded_and_rebuilt() {
+    let stack = Stack::get();
+    let name = stack.opensearch_index("oldmap").await.expect("index name");
+    // An index as created before the stock existed: no `live`, no stock fields.
+    let mut old = elastic::index_definition();
+    let properties = old["mappings"]["properties"]
+        .as_object_mut()
+        .expect("properties");
+    for field in ["live", "version", "available", "in_stock", "stock_at"] {
+        properties.remove(field);
+    }
+    old["aliases"] = serde_json::json!({ name.name(): {} });
+    let url = format!(
+        "{}/{}-old",
+        stack.opensearch_url.trim_end_matches('/'),
+        name.name()
+    );
+    let r = reqwest::Client::new()
+        .put(&url)
+        .json(&old)
+        .send()
+        .await
+        .expect("create the old index");
+    assert!(
+        r.status().is_success(),
+        "{}",
+        r.text().await.unwrap_or_default()
+    );
+    // With a document as it was indexed then.
+    let p = sample(1).remove(0);
+    let mut doc = elastic::source(&p);
+    let fields = doc.as_object_mut().expect("source");
+    fields.remove("live");
+    fields.remove("version");
+    let r = reqwest::Client::new()
+        .put(format!("{url}/_doc/{}?refresh=true", p.id))
+        .json(&doc)
+        .send()
+        .await
+        .expect("index an old document");
+    assert!(
+        r.status().is_success(),
+        "{}",
+        r.text().await.unwrap_or_default()
+    );
+    let index = ElasticIndex::new(&stack.opensearch_url, name.name()).expect("client");
+    assert!(
+        index.ensure().await.expect("ensure"),
+        "an outdated index is reported for rebuilding"
+    );
+    let all = SearchParams::default().validate().expect("all");
+    let found = index.search(&all).await.expect("search");
+    assert_eq!(
+        found.total, 1,
+        "old documents stay searchable until the rebuild"
+    );
+    assert_eq!(found.hits[0].id, p.id);
+    let stock = Availability::new(3, Utc::now());
+    assert_eq!(
+        index
+            .apply_stock(&report(&ProductId::generate(), &stock))
+            .await
+            .expect("stock fits the upgraded mapping"),
+        Applied::Changed
+    );
+    assert!(!index.ensure().await.expect("ensure"), "upgraded once");
+    elastic::drop_all(&index).await.expect("drop");
+    name.cleanup().await.expect("cleanup");
+}
+
+#[tokio::test]
+async fn tantivy_index_of_an_older_schema_is_recreated() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("index");
+    std::fs::create_dir_all(&path).expect("mkdir");
+    let mut schema = tantivy::schema::Schema::builder();
+    schema.add_text_field("id", tantivy::schema::STRING | tantivy::schema::STORED);
+    tantivy::Index::create_in_dir(&path, schema.build()).expect("old index");
+    let index = TantivyIndex::open(&path).await.expect("open");
+    assert!(
+        index.ensure().await.expect("ensure"),
+        "rebuilt from the catalog"
+    );
+    let stock = Availability::new(3, Utc::now());
+    assert_eq!(
+        index
+            .apply_stock(&report(&ProductId::generate(), &stock))
+            .await
+            .expect("stock"),
+        Applied::Changed
     );
 }
 

@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 use storefront_kit::auth::Role;
 use storefront_kit::auth::testing::TestIssuer;
 use storefront_kit::backend::{CacheUrl, DocumentsUrl, EventsUrl, SearchIndexUrl};
-use storefront_kit::bus::MemoryBus;
+use storefront_kit::bus::{Bus, MemoryBus, Record};
+use storefront_kit::event::Envelope;
 use storefront_kit::server::Platform;
 use storefront_kit::shutdown::Shutdown;
 use storefront_search::{Application, Settings};
@@ -59,6 +60,7 @@ struct Namespaces {
     index: Option<OpenSearchIndex>,
     redis: Option<RedisNamespace>,
     topic: Option<KafkaTopic>,
+    orders: Option<KafkaTopic>,
     dir: tempfile::TempDir,
 }
 
@@ -67,6 +69,10 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub issuer: TestIssuer,
     pub platform: Platform,
+    /// The bus the app follows (Kafka or its in-process bus), to publish `orders.v1` events.
+    pub bus: Bus,
+    /// The app's `orders.v1` topic.
+    pub orders_topic: String,
     _namespaces: Namespaces,
 }
 
@@ -97,6 +103,7 @@ async fn try_spawn(options: Options) -> anyhow::Result<TestApp> {
         index: None,
         redis: None,
         topic: None,
+        orders: None,
         dir,
     };
     if options.backends == Backends::Real {
@@ -129,6 +136,11 @@ async fn try_spawn(options: Options) -> anyhow::Result<TestApp> {
         settings.catalog_topic = topic.name().to_string();
         settings.consumer_group = format!("{}-indexer", topic.name());
         namespaces.topic = Some(topic);
+        // One partition: the tests read "everything before this event was applied" from it.
+        let orders = stack.kafka_topic("orders", 1).await?;
+        settings.orders_topic = orders.name().to_string();
+        settings.stock_consumer_group = format!("{}-stock", orders.name());
+        namespaces.orders = Some(orders);
     }
     if let Some(url) = &options.cache_url {
         settings.cache_url = Some(CacheUrl::parse(url)?);
@@ -138,6 +150,12 @@ async fn try_spawn(options: Options) -> anyhow::Result<TestApp> {
         shutdown: Shutdown::new(Duration::from_secs(10)),
         memory_bus: MemoryBus::new(),
     };
+    let bus = Bus::connect(
+        &settings.events(&platform.data_dir),
+        "search-test",
+        &platform.memory_bus,
+    )?;
+    let orders_topic = settings.prefixed(&settings.orders_topic);
     let issuer = TestIssuer::new();
     let app = Application::build_with(&settings, &platform, issuer.verifier())
         .await
@@ -149,6 +167,8 @@ async fn try_spawn(options: Options) -> anyhow::Result<TestApp> {
         http: reqwest::Client::new(),
         issuer,
         platform,
+        bus,
+        orders_topic,
         _namespaces: namespaces,
     };
     if options.demo_products > 0 {
@@ -225,8 +245,19 @@ impl TestApp {
         r.json().await.expect("json")
     }
 
-    /// Polls the search until `check` holds on its body.
-    pub async fn wait_for_search(&self, path: &str, check: impl Fn(&Value) -> bool) -> Value {
+    /// Publishes an `orders.v1` event as the order service does (key = subject).
+    pub async fn publish_order_event(&self, event: &Envelope) {
+        let record = Record {
+            topic: self.orders_topic.clone(),
+            key: event.subject.clone(),
+            payload: event.to_json().expect("json"),
+            headers: vec![("event-type".into(), event.event_type.clone())],
+        };
+        self.bus.publish(&record).await.expect("publish");
+    }
+
+    /// Polls `GET path` until `check` holds on its body.
+    pub async fn wait_for_json(&self, path: &str, check: impl Fn(&Value) -> bool) -> Value {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
             let body = self.get_json(path).await;
@@ -235,10 +266,15 @@ impl TestApp {
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "search {path} never matched; last: {body}"
+                "{path} never matched; last: {body}"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Polls the search until `check` holds on its body.
+    pub async fn wait_for_search(&self, path: &str, check: impl Fn(&Value) -> bool) -> Value {
+        self.wait_for_json(path, check).await
     }
 }
 

@@ -36,4 +36,5 @@ on_both!(
     reindex_under_query_load_drops_no_query,
     bad_input_is_a_problem_naming_the_field,
     suggestions_complete_prefixes,
+    stock_reports_show_availability_in_order,
 );

@@ -81,4 +81,18 @@ async fn readiness_checks_the_real_protocols() {
     ] {
         assert!(doc["paths"][path].is_object(), "{path} documented");
     }
+    let schemas = &doc["components"]["schemas"];
+    assert!(
+        schemas["Availability"].is_object(),
+        "availability documented"
+    );
+    assert!(schemas["Product"]["properties"]["availability"].is_object());
+    assert!(schemas["Hit"]["properties"]["availability"].is_object());
+    let params = doc["paths"]["/v1/search"]["get"]["parameters"]
+        .as_array()
+        .expect("search parameters");
+    assert!(
+        params.iter().any(|p| p["name"] == "in_stock"),
+        "the in_stock filter is documented"
+    );
 }

@@ -5,6 +5,21 @@ import { formatMoney, h } from '../dom.js';
 import { addButton } from './cart.js';
 import { handle, page, pageMessage } from './common.js';
 
+/** Few enough left to say how many. */
+const LOW_STOCK = 5;
+
+/**
+ * The stock the order service reported (`availability` of a product or a search hit): "In
+ * stock", "Only N left" or "Out of stock"; nothing while it is unknown (`null`).
+ */
+export function stockNote(availability) {
+  if (!availability) return null;
+  const { available } = availability;
+  if (available <= 0) return h('p', { class: 'stock warn', dataset: { stock: 'out' } }, 'Out of stock');
+  if (available <= LOW_STOCK) return h('p', { class: 'stock warn', dataset: { stock: 'low' } }, `Only ${available} left`);
+  return h('p', { class: 'stock', dataset: { stock: 'in' } }, 'In stock');
+}
+
 export async function view({ id }) {
   let product;
   try {
@@ -26,8 +41,7 @@ export async function view({ id }) {
       h('div', { class: 'product-info' },
         h('p', { class: 'muted' }, product.brand, ' · ', h('a', { href: `/search?category=${encodeURIComponent(product.category)}` }, product.category)),
         h('p', { class: 'price large', id: 'product-price' }, formatMoney(product.price)),
-        product.stock_hint === 0 ? h('p', { class: 'warn' }, 'Currently out of stock.') :
-          product.stock_hint ? h('p', { class: 'muted' }, `About ${product.stock_hint} in stock.`) : null,
+        stockNote(product.availability),
         h('p', {}, product.description),
         attributes.length ? h('dl', { class: 'attributes' }, attributes.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])) : null,
         h('div', { class: 'buy' },

@@ -7,6 +7,7 @@ import { formatMoney, h, replace } from '../dom.js';
 import { navigate } from '../router.js';
 import { emptyState, handle, page, pageMessage, toMinor, fromMinor } from './common.js';
 import { addButton } from './cart.js';
+import { stockNote } from './product.js';
 
 const PAGE_SIZE = 12;
 
@@ -178,6 +179,7 @@ function card(hit, box) {
     h('h2', { class: 'card-title' }, h('a', { href }, hit.title)),
     h('p', { class: 'muted' }, hit.brand),
     h('p', { class: 'price' }, formatMoney(hit.price)),
+    stockNote(hit.availability),
     addButton(hit.id, hit.title, box));
 }
 
