@@ -260,73 +260,80 @@ async fn bare_place(
     .bind(now)
     .execute(&mut *tx)
     .await?;
+    let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; products.len()].join(", ");
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO order_lines (order_id, line_no, product_id, sku, title, quantity, \
+         unit_minor, line_minor, currency) VALUES {values}"
+    )));
     for (n, p) in products.iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO order_lines (order_id, line_no, product_id, sku, title, quantity, \
-             unit_minor, line_minor, currency) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&id)
-        .bind(n as i64)
-        .bind(p)
-        .bind("BENCH-SKU")
-        .bind("Bench product")
-        .bind(1_i64)
-        .bind(500_i64)
-        .bind(500_i64)
-        .bind("EUR")
-        .execute(&mut *tx)
-        .await?;
-    }
-    let insert_outbox = "INSERT INTO outbox (event_id, topic, event_key, event_type, payload, \
-                         created_at, sent_at) VALUES (?, ?, ?, ?, ?, ?, NULL)";
-    for kind in ["OrderPlaced", "OrderConfirmed"] {
-        let e = Envelope::new(kind, "order", &id, order.clone());
-        sqlx::query(insert_outbox)
-            .bind(e.id.to_string())
-            .bind("bench-bare")
+        q = q
             .bind(&id)
-            .bind(kind)
-            .bind(serde_json::to_string(&e).unwrap_or_default())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-    }
-    for p in products {
-        let done = sqlx::query(
-            "UPDATE stock SET available = available - ?, updated_at = ? \
-             WHERE product_id = ? AND available >= ?",
-        )
-        .bind(1_i64)
-        .bind(now)
-        .bind(p)
-        .bind(1_i64)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Err(sqlx::Error::RowNotFound);
-        }
-    }
-    for p in products {
-        let left: i64 = sqlx::query_scalar("SELECT available FROM stock WHERE product_id = ?")
+            .bind(n as i64)
             .bind(p)
-            .fetch_one(&mut *tx)
-            .await?;
+            .bind("BENCH-SKU")
+            .bind("Bench product")
+            .bind(1_i64)
+            .bind(500_i64)
+            .bind(500_i64)
+            .bind("EUR");
+    }
+    q.execute(&mut *tx).await?;
+    // Products are distinct and sorted, as the service's reservation takes them.
+    let mut sorted: Vec<&String> = products.iter().collect();
+    sorted.sort();
+    let marks = vec!["?"; sorted.len()].join(", ");
+    let mut q = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(format!(
+        "SELECT product_id, available FROM stock WHERE product_id IN ({marks}) \
+         ORDER BY product_id FOR UPDATE"
+    )));
+    for p in &sorted {
+        q = q.bind(*p);
+    }
+    let have = q.fetch_all(&mut *tx).await?;
+    if have.len() != sorted.len() || have.iter().any(|(_, a)| *a < 1) {
+        return Err(sqlx::Error::RowNotFound);
+    }
+    let cases = vec!["WHEN ? THEN ?"; sorted.len()].join(" ");
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE stock SET available = available - CASE product_id {cases} END, \
+         updated_at = ? WHERE product_id IN ({marks})"
+    )));
+    for p in &sorted {
+        q = q.bind(*p).bind(1_i64);
+    }
+    q = q.bind(now);
+    for p in &sorted {
+        q = q.bind(*p);
+    }
+    q.execute(&mut *tx).await?;
+    let mut rows: Vec<(Envelope, &str)> = ["OrderPlaced", "OrderConfirmed"]
+        .into_iter()
+        .map(|kind| (Envelope::new(kind, "order", &id, order.clone()), kind))
+        .collect();
+    for (p, available) in &have {
         let e = Envelope::new(
             "StockChanged",
             "order",
             p,
-            json!({"product_id": p, "available": left}),
+            json!({"product_id": p, "available": available - 1}),
         );
-        sqlx::query(insert_outbox)
+        rows.push((e, "StockChanged"));
+    }
+    let values = vec!["(?, ?, ?, ?, ?, ?, NULL)"; rows.len()].join(", ");
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO outbox (event_id, topic, event_key, event_type, payload, created_at, \
+         sent_at) VALUES {values}"
+    )));
+    for (e, kind) in &rows {
+        q = q
             .bind(e.id.to_string())
             .bind("bench-bare")
-            .bind(p)
-            .bind("StockChanged")
-            .bind(serde_json::to_string(&e).unwrap_or_default())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            .bind(e.subject.clone())
+            .bind(*kind)
+            .bind(serde_json::to_string(e).unwrap_or_default())
+            .bind(now);
     }
+    q.execute(&mut *tx).await?;
     tx.commit().await
 }
 
@@ -366,6 +373,8 @@ async fn main() -> anyhow::Result<()> {
             events_url: Some(events.clone()),
             catalog_topic: catalog.name().to_string(),
             consumer_group: format!("{}-indexer", catalog.name()),
+            orders_topic: orders.name().to_string(),
+            stock_consumer_group: format!("{}-stock", orders.name()),
             ..storefront_search::Settings::default()
         },
         &platform,

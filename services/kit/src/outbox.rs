@@ -213,10 +213,11 @@ mod sealed {
 
 /// The SQL engines the outbox runs on: [`sqlx::MySql`] and [`sqlx::Sqlite`] (sealed).
 pub trait OutboxDb: sqlx::Database + sealed::Sealed {
+    /// Inserts `rows` with one statement.
     #[doc(hidden)]
-    fn insert_row<'c>(
+    fn insert_rows<'c>(
         conn: &'c mut Self::Connection,
-        row: &'c NewRow,
+        rows: &'c [NewRow],
     ) -> BoxFuture<'c, Result<(), sqlx::Error>>;
 
     #[doc(hidden)]
@@ -242,8 +243,9 @@ pub trait OutboxDb: sqlx::Database + sealed::Sealed {
     fn count_unsent(pool: &Pool<Self>) -> BoxFuture<'_, Result<i64, sqlx::Error>>;
 }
 
-const INSERT_ROW: &str = "INSERT INTO outbox (event_id, topic, event_key, event_type, payload, \
-                          created_at, sent_at) VALUES (?, ?, ?, ?, ?, ?, NULL)";
+const INSERT_ROWS: &str = "INSERT INTO outbox (event_id, topic, event_key, event_type, payload, created_at, sent_at) \
+     VALUES ";
+const ROW_VALUES: &str = "(?, ?, ?, ?, ?, ?, NULL)";
 const SELECT_PENDING: &str = "SELECT seq, topic, event_key, event_type, payload FROM outbox \
                               WHERE sent_at IS NULL ORDER BY seq LIMIT ?";
 const MARK_SENT: &str = "UPDATE outbox SET sent_at = ? WHERE seq IN";
@@ -253,20 +255,26 @@ const COUNT_UNSENT: &str = "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL";
 macro_rules! impl_outbox_db {
     ($db:ty, $insert_ignore:literal, $lock:expr) => {
         impl OutboxDb for $db {
-            fn insert_row<'c>(
+            fn insert_rows<'c>(
                 conn: &'c mut Self::Connection,
-                row: &'c NewRow,
+                rows: &'c [NewRow],
             ) -> BoxFuture<'c, Result<(), sqlx::Error>> {
                 async move {
-                    sqlx::query(INSERT_ROW)
-                        .bind(&row.event_id)
-                        .bind(&row.topic)
-                        .bind(&row.key)
-                        .bind(&row.event_type)
-                        .bind(&row.payload)
-                        .bind(row.created_at)
-                        .execute(&mut *conn)
-                        .await?;
+                    if rows.is_empty() {
+                        return Ok(());
+                    }
+                    let sql = format!("{INSERT_ROWS}{}", vec![ROW_VALUES; rows.len()].join(", "));
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for row in rows {
+                        q = q
+                            .bind(&row.event_id)
+                            .bind(&row.topic)
+                            .bind(&row.key)
+                            .bind(&row.event_type)
+                            .bind(&row.payload)
+                            .bind(row.created_at);
+                    }
+                    q.execute(&mut *conn).await?;
                     Ok(())
                 }
                 .boxed()
@@ -411,8 +419,21 @@ pub async fn enqueue<DB: OutboxDb, T: Serialize>(
     topic: &str,
     envelope: &Envelope<T>,
 ) -> Result<(), OutboxError> {
-    let row = NewRow::from_envelope(topic, envelope)?;
-    DB::insert_row(&mut **tx, &row).await?;
+    enqueue_all(tx, topic, std::slice::from_ref(envelope)).await
+}
+
+/// [`enqueue`] for several envelopes with one statement (one round trip), published in the
+/// given order.
+pub async fn enqueue_all<DB: OutboxDb, T: Serialize>(
+    tx: &mut Transaction<'_, DB>,
+    topic: &str,
+    envelopes: &[Envelope<T>],
+) -> Result<(), OutboxError> {
+    let rows = envelopes
+        .iter()
+        .map(|e| NewRow::from_envelope(topic, e))
+        .collect::<Result<Vec<_>, _>>()?;
+    DB::insert_rows(&mut **tx, &rows).await?;
     Ok(())
 }
 

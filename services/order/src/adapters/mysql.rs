@@ -41,5 +41,6 @@ super::sql::sql_order_repo!(
     sqlx::MySql,
     sqlx::mysql::MySqlRow,
     "mysql",
-    "INSERT IGNORE"
+    "INSERT IGNORE",
+    " FOR UPDATE"
 );

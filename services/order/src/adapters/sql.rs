@@ -54,7 +54,7 @@ pub fn from_millis(ms: i64) -> DateTime<Utc> {
 
 /// Implements `OrderRepo` for `$repo`, a struct with `pool: Pool<$db>` and `topic: String`.
 macro_rules! sql_order_repo {
-    ($repo:ty, $db:ty, $row:ty, $backend:expr, $insert_ignore:literal) => {
+    ($repo:ty, $db:ty, $row:ty, $backend:expr, $insert_ignore:literal, $for_update:literal) => {
         use futures::FutureExt as _;
         use futures::future::BoxFuture;
         use sqlx::Row as _;
@@ -283,57 +283,74 @@ macro_rules! sql_order_repo {
                 .bind(millis(order.updated_at))
                 .execute(&mut *tx)
                 .await?;
+                // All lines with one statement.
+                let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; order.lines.len()].join(", ");
+                let sql = format!(
+                    "INSERT INTO order_lines (order_id, line_no, product_id, sku, title, \
+                     quantity, unit_minor, line_minor, currency) VALUES {values}"
+                );
+                let mut lines = sqlx::query(sqlx::AssertSqlSafe(sql));
                 for (n, l) in order.lines.iter().enumerate() {
-                    sqlx::query(
-                        "INSERT INTO order_lines (order_id, line_no, product_id, sku, title, \
-                         quantity, unit_minor, line_minor, currency) \
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    )
-                    .bind(&order.id)
-                    .bind(i64::try_from(n).unwrap_or_default())
-                    .bind(&l.product_id)
-                    .bind(&l.sku)
-                    .bind(&l.title)
-                    .bind(i64::from(l.quantity))
-                    .bind(l.unit_price.minor)
-                    .bind(l.line_total.minor)
-                    .bind(l.unit_price.currency.as_str())
-                    .execute(&mut *tx)
-                    .await?;
+                    lines = lines
+                        .bind(&order.id)
+                        .bind(i64::try_from(n).unwrap_or_default())
+                        .bind(&l.product_id)
+                        .bind(&l.sku)
+                        .bind(&l.title)
+                        .bind(i64::from(l.quantity))
+                        .bind(l.unit_price.minor)
+                        .bind(l.line_total.minor)
+                        .bind(l.unit_price.currency.as_str());
                 }
-                for e in events {
-                    outbox::enqueue(&mut tx, &self.topic, e).await?;
-                }
-                // Reserve last: the hot stock rows stay locked only from here to the commit.
-                // One conditional update per product, in product order (no crosswise locks).
+                lines.execute(&mut *tx).await?;
+                // Reserve last: the hot stock rows stay locked only for the three statements
+                // from here to the commit. The locking read takes them in product order (no
+                // crosswise waits), tells what is short, and gives the counts left.
                 let mut wanted: std::collections::BTreeMap<&str, i64> = Default::default();
                 for l in &order.lines {
                     *wanted.entry(l.product_id.as_str()).or_default() += i64::from(l.quantity);
                 }
-                let mut short = Vec::new();
-                for (product, quantity) in &wanted {
-                    let done = sqlx::query(
-                        "UPDATE stock SET available = available - ?, updated_at = ? \
-                         WHERE product_id = ? AND available >= ?",
-                    )
-                    .bind(*quantity)
-                    .bind(millis(order.placed_at))
-                    .bind(*product)
-                    .bind(*quantity)
-                    .execute(&mut *tx)
-                    .await?;
-                    if done.rows_affected() != 1 {
-                        short.push((*product).to_string());
-                    }
+                let marks = vec!["?"; wanted.len()].join(", ");
+                let sql = format!(
+                    "SELECT product_id, available FROM stock WHERE product_id IN ({marks}) \
+                     ORDER BY product_id{}",
+                    $for_update
+                );
+                let mut q = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql));
+                for product in wanted.keys() {
+                    q = q.bind(*product);
                 }
+                let have: std::collections::BTreeMap<String, i64> =
+                    q.fetch_all(&mut *tx).await?.into_iter().collect();
+                let short: Vec<String> = wanted
+                    .iter()
+                    .filter(|(p, n)| have.get(**p).is_none_or(|a| a < *n))
+                    .map(|(p, _)| (*p).to_string())
+                    .collect();
                 if !short.is_empty() {
                     return Err(TxError::OutOfStock(short));
                 }
-                for product in wanted.keys() {
-                    let left = available(&mut *tx, product).await?;
-                    outbox::enqueue(&mut tx, &self.topic, &events::stock_changed(product, left))
-                        .await?;
+                let cases = vec!["WHEN ? THEN ?"; wanted.len()].join(" ");
+                let sql = format!(
+                    "UPDATE stock SET available = available - CASE product_id {cases} END, \
+                     updated_at = ? WHERE product_id IN ({marks})"
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for (product, quantity) in &wanted {
+                    q = q.bind(*product).bind(*quantity);
                 }
+                q = q.bind(millis(order.placed_at));
+                for product in wanted.keys() {
+                    q = q.bind(*product);
+                }
+                q.execute(&mut *tx).await?;
+                // The order's events and the new stock counts, with one statement.
+                let mut all: Vec<Envelope> = events.to_vec();
+                for (product, quantity) in &wanted {
+                    let left = have.get(*product).copied().unwrap_or_default() - quantity;
+                    all.push(events::stock_changed(product, left));
+                }
+                outbox::enqueue_all(&mut tx, &self.topic, &all).await?;
                 tx.commit().await?;
                 Ok(())
             }

@@ -40,5 +40,6 @@ super::sql::sql_order_repo!(
     sqlx::Sqlite,
     sqlx::sqlite::SqliteRow,
     "sqlite",
-    "INSERT OR IGNORE"
+    "INSERT OR IGNORE",
+    ""
 );
