@@ -97,25 +97,35 @@ impl AppState {
             }
         };
         let transient = |e: BackendError| HandlerError::Transient(e.to_string());
-        if let Some(order) = &plan.remember {
-            self.store.remember_order(order).await.map_err(transient)?;
-        }
         let Some(kind) = plan.send else {
+            if let Some(order) = &plan.remember {
+                self.store.remember_order(order).await.map_err(transient)?;
+            }
             return Ok(());
         };
-        if self
-            .store
-            .logged(envelope.id)
-            .await
-            .map_err(transient)?
-            .is_some()
-        {
+        // Remembering the order and looking up the sent-log are independent: one round trip
+        // of waiting instead of two before the message goes out.
+        let remember = async {
+            match &plan.remember {
+                Some(order) => self.store.remember_order(order).await,
+                None => Ok(()),
+            }
+        };
+        let ((), logged) =
+            tokio::try_join!(remember, self.store.logged(envelope.id)).map_err(transient)?;
+        if logged.is_some() {
             tracing::debug!(event_id = %envelope.id, "already notified; skipped");
             metrics::counter!("notifications_total", "template" => kind.name(), "outcome" => "duplicate")
                 .increment(1);
             return Ok(());
         }
-        let order = match self.store.order(&plan.order_id).await.map_err(transient)? {
+        // An event that carries the whole order (`OrderConfirmed`) is the freshest copy; the
+        // others name an order remembered from an earlier event.
+        let stored = match &plan.remember {
+            Some(order) => Some(order.clone()),
+            None => self.store.order(&plan.order_id).await.map_err(transient)?,
+        };
+        let order = match stored {
             Some(o) => o,
             None => match plan.fallback.clone() {
                 Some(o) => o,
