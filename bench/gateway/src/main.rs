@@ -5,8 +5,10 @@
 //! figures of the limiter and of token verification (cached and uncached), and of one Redis
 //! GCRA decision when `STOREFRONT_TEST_REDIS_URL` is set.
 //!
-//! Everything runs on this machine: the upstream and the gateway in this process, nginx and
-//! wrk as child processes (`apt-get install -y nginx wrk`). See `bench/gateway/README.md`.
+//! Everything runs on this machine: the upstream in this process; nginx, wrk and each gateway
+//! as child processes (`apt-get install -y nginx wrk`; a gateway is this binary re-run with
+//! the hidden `--serve-gateway`, so it has its own runtime and process like nginx does). See
+//! `bench/gateway/README.md`.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -28,6 +30,7 @@ use storefront_kit::auth::{Issuer, Role, Verifier};
 use storefront_kit::bus::MemoryBus;
 use storefront_kit::server::Platform;
 use storefront_kit::shutdown::Shutdown;
+use tokio::io::AsyncBufReadExt as _;
 
 #[derive(Debug, Parser)]
 #[command(about = "Upstream direct vs nginx vs the Storefront gateway, measured with wrk")]
@@ -53,6 +56,12 @@ struct Args {
     /// Skip the per-operation figures.
     #[arg(long)]
     no_micro: bool,
+    /// Internal: serve a gateway with this configuration file (a child of the benchmark).
+    #[arg(long, hide = true)]
+    serve_gateway: Option<std::path::PathBuf>,
+    /// Internal: the PKCS#8 PEM of the issuer whose tokens the served gateway accepts.
+    #[arg(long, hide = true)]
+    issuer_key: Option<std::path::PathBuf>,
 }
 
 const BODY: &str = r#"{"id":"0190a8f2-7c3e-7000-8000-000000000001","title":"Wireless headphones","price":{"minor":12900,"currency":"EUR"},"stock":7}"#;
@@ -158,13 +167,20 @@ async fn wait_for(url: &str) -> anyhow::Result<()> {
     bail!("{url} never came up")
 }
 
+/// A gateway in a process of its own (this binary with `--serve-gateway`); killed on drop.
+struct GatewayProcess {
+    _child: tokio::process::Child,
+    port: u16,
+}
+
+/// Starts a gateway process in front of `upstream`: a public route with no limits, or
+/// (`secured`) an authenticated route with a per-user in-memory limit far above the load.
 async fn start_gateway(
     dir: &Path,
     upstream: SocketAddr,
     secured: bool,
-    verifier: Verifier,
-    platform: &Platform,
-) -> anyhow::Result<u16> {
+    issuer_key: &Path,
+) -> anyhow::Result<GatewayProcess> {
     let (auth, limits) = if secured {
         (
             "authenticated",
@@ -178,15 +194,60 @@ async fn start_gateway(
     );
     let path = dir.join(format!("gateway-{secured}.yaml"));
     std::fs::write(&path, config)?;
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .arg("--serve-gateway")
+        .arg(&path)
+        .arg("--issuer-key")
+        .arg(issuer_key)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("start a gateway process")?;
+    let stdout = child.stdout.take().context("gateway stdout")?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .context("the gateway process did not report its port")??
+        .context("the gateway process exited")?;
+    let port = line
+        .strip_prefix("port=")
+        .and_then(|p| p.trim().parse().ok())
+        .with_context(|| format!("unexpected first line from the gateway process: {line}"))?;
+    Ok(GatewayProcess {
+        _child: child,
+        port,
+    })
+}
+
+/// The child side: serves one gateway (config file, tokens of the issuer in `issuer_key`)
+/// until killed, after printing `port=<port>`.
+async fn serve_gateway(config: std::path::PathBuf, issuer_key: &Path) -> anyhow::Result<()> {
+    let pem = std::fs::read_to_string(issuer_key)?;
+    let issuer = Issuer::from_pkcs8_pem("bench", "storefront", "storefront", &pem)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let verifier = Verifier::new(
+        "storefront",
+        "storefront",
+        None,
+        JwkSet {
+            keys: vec![issuer.jwk()],
+        },
+    );
+    let dir = tempfile::tempdir()?;
+    let platform = Platform {
+        data_dir: dir.path().to_path_buf(),
+        shutdown: Shutdown::new(Duration::from_secs(2)),
+        memory_bus: MemoryBus::new(),
+    };
     let settings = Settings {
         listen: "127.0.0.1:0".into(),
-        config_path: Some(path),
+        config_path: Some(config),
         ..Settings::default()
     };
-    let app = Application::build_with(&settings, platform, verifier).await?;
-    let port = app.port();
-    tokio::spawn(app.run_until_stopped(platform.clone()));
-    Ok(port)
+    let app = Application::build_with(&settings, &platform, verifier).await?;
+    println!("port={}", app.port());
+    app.run_until_stopped(platform).await?;
+    Ok(())
 }
 
 fn median_of(mut v: Vec<f64>) -> f64 {
@@ -298,9 +359,27 @@ where
     started.elapsed() / n
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// The allocator the `storefront` binary uses, so the in-process gateway runs as it ships.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(config) = args.serve_gateway.clone() {
+        let key = args.issuer_key.clone().context("--issuer-key")?;
+        // The runtime `storefront run gateway` uses: multi-threaded, one worker per core.
+        return tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(serve_gateway(config, &key));
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(bench(args))
+}
+
+async fn bench(args: Args) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let upstream = serve_upstream().await?;
     let platform = Platform {
@@ -322,9 +401,15 @@ async fn main() -> anyhow::Result<()> {
     let token = issuer
         .token("bench-user", &[Role::Customer], Duration::from_secs(3600))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let issuer_key = dir.path().join("issuer.pem");
+    std::fs::write(
+        &issuer_key,
+        issuer.to_pkcs8_pem().map_err(|e| anyhow::anyhow!("{e}"))?,
+    )?;
     let nginx = start_nginx(dir.path(), upstream, args.nginx_workers).await?;
-    let plain = start_gateway(dir.path(), upstream, false, verifier(), &platform).await?;
-    let secured = start_gateway(dir.path(), upstream, true, verifier(), &platform).await?;
+    let plain_gw = start_gateway(dir.path(), upstream, false, &issuer_key).await?;
+    let secured_gw = start_gateway(dir.path(), upstream, true, &issuer_key).await?;
+    let (plain, secured) = (plain_gw.port, secured_gw.port);
 
     let targets: [(&'static str, String, Option<&str>); 4] = [
         (
@@ -369,6 +454,7 @@ async fn main() -> anyhow::Result<()> {
         .map(|s| median(&s))
         .collect();
     drop(nginx);
+    drop((plain_gw, secured_gw));
 
     println!(
         "\n## wrk: {} thread(s), {} connections, median of {} rounds of {} s per target (nginx: {} workers)\n",

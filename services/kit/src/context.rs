@@ -83,11 +83,36 @@ impl TraceParent {
     }
 
     pub fn trace_id(&self) -> String {
-        hex::encode(self.trace_id)
+        self.encoded()[3..35]
+            .iter()
+            .map(|&b| char::from(b))
+            .collect()
     }
 
     pub fn span_id(&self) -> String {
-        hex::encode(self.span_id)
+        self.encoded()[36..52]
+            .iter()
+            .map(|&b| char::from(b))
+            .collect()
+    }
+
+    /// `00-<trace id>-<span id>-<flags>`, lower-case hex, without allocating (every request
+    /// writes one or two of these).
+    fn encoded(&self) -> [u8; 55] {
+        let mut out = [0u8; 55];
+        out[..3].copy_from_slice(b"00-");
+        // The slices have exactly twice the input's length, so encoding cannot fail.
+        let _ = hex::encode_to_slice(self.trace_id, &mut out[3..35]);
+        out[35] = b'-';
+        let _ = hex::encode_to_slice(self.span_id, &mut out[36..52]);
+        out[52] = b'-';
+        let _ = hex::encode_to_slice([self.flags], &mut out[53..55]);
+        out
+    }
+
+    /// The `traceparent` header value.
+    pub fn header_value(&self) -> HeaderValue {
+        HeaderValue::from_bytes(&self.encoded()).expect("hex digits and dashes are a valid header")
     }
 
     pub fn sampled(&self) -> bool {
@@ -97,13 +122,8 @@ impl TraceParent {
 
 impl fmt::Display for TraceParent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "00-{}-{}-{:02x}",
-            self.trace_id(),
-            self.span_id(),
-            self.flags
-        )
+        let encoded = self.encoded();
+        f.write_str(std::str::from_utf8(&encoded).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -205,9 +225,7 @@ impl RequestContext {
         if let Ok(v) = HeaderValue::from_str(&self.request_id) {
             headers.insert(REQUEST_ID, v);
         }
-        if let Ok(v) = HeaderValue::from_str(&self.trace.child().to_string()) {
-            headers.insert(TRACEPARENT, v);
-        }
+        headers.insert(TRACEPARENT, self.trace.child().header_value());
         if let Some(c) = &self.credentials {
             headers.insert(http::header::AUTHORIZATION, c.header_value().clone());
         }
@@ -236,15 +254,13 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
 pub async fn propagate(mut request: Request, next: Next) -> Response {
     let ctx = RequestContext::from_headers(request.headers());
     let request_id = HeaderValue::from_str(&ctx.request_id).ok();
-    let trace = HeaderValue::from_str(&ctx.trace.to_string()).ok();
+    let trace = ctx.trace.header_value();
     request.extensions_mut().insert(ctx);
     let mut response = next.run(request).await;
     if let Some(v) = request_id {
         response.headers_mut().insert(REQUEST_ID, v);
     }
-    if let Some(v) = trace {
-        response.headers_mut().insert(TRACEPARENT, v);
-    }
+    response.headers_mut().insert(TRACEPARENT, trace);
     response
 }
 

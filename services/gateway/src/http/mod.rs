@@ -56,7 +56,8 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
     let router = Router::new()
         .route("/", any(gateway))
         .route("/{*path}", any(gateway))
-        .with_state(state);
+        // One Arc for the state: a request clones one pointer, not the client's internals.
+        .with_state(Arc::new(state));
     match cors(cors_origins) {
         Some(layer) => router.layer(layer),
         None => router,
@@ -136,7 +137,7 @@ fn count(route: &str, status: http::StatusCode) {
 
 /// Every request the kit does not serve itself.
 async fn gateway(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ctx: RequestContext,
     request: Request,
@@ -234,9 +235,7 @@ async fn gateway(
     if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
         headers.insert(REQUEST_ID, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&ctx.trace.child().to_string()) {
-        headers.insert(TRACEPARENT, v);
-    }
+    headers.insert(TRACEPARENT, ctx.trace.child().header_value());
     if let Some(id) = &identity {
         if let Ok(v) = HeaderValue::from_str(&id.subject) {
             headers.insert(USER_ID, v);
