@@ -28,6 +28,23 @@ pub fn is_unavailable_any(e: &dyn std::any::Any) -> bool {
     e.downcast_ref::<sqlx::Error>().is_some_and(is_unavailable)
 }
 
+/// Connects a MySQL/MariaDB pool of `max_connections` whose requests wait at most
+/// [`ACQUIRE_TIMEOUT`] for a connection, and applies the service's `migrations`
+/// (`&sqlx::migrate!("./migrations/mysql")`). A failed migration is a `sqlx::Error::Migrate`.
+pub async fn connect_mysql(
+    url: &str,
+    max_connections: u32,
+    migrations: &sqlx::migrate::Migrator,
+) -> Result<sqlx::MySqlPool, sqlx::Error> {
+    let pool = sqlx::mysql::MySqlPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect(url)
+        .await?;
+    migrations.run(&pool).await?;
+    Ok(pool)
+}
+
 /// Opens an embedded SQLite database for `storefront up`: creates the file and its directory
 /// when missing, WAL journal, a 5 s busy timeout, a pool of 4. `tune` adjusts the options
 /// (e.g. a longer busy timeout); the caller applies its own migrations.

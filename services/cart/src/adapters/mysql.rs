@@ -1,7 +1,6 @@
 //! Carts in MySQL/MariaDB (`mysql://`): what runs in Kubernetes, shared by all replicas.
 
 use sqlx::MySqlPool;
-use sqlx::mysql::MySqlPoolOptions;
 
 pub struct MysqlCarts {
     pool: MySqlPool,
@@ -10,16 +9,10 @@ pub struct MysqlCarts {
 impl MysqlCarts {
     /// Connects and applies the migrations.
     pub async fn connect(url: &str) -> Result<Self, BackendError> {
-        let pool = MySqlPoolOptions::new()
-            .max_connections(10)
-            .acquire_timeout(storefront_kit::sql::ACQUIRE_TIMEOUT)
-            .connect(url)
-            .await
-            .map_err(err)?;
-        sqlx::migrate!("./migrations/mysql")
-            .run(&pool)
-            .await
-            .map_err(err)?;
+        let pool =
+            storefront_kit::sql::connect_mysql(url, 10, &sqlx::migrate!("./migrations/mysql"))
+                .await
+                .map_err(err)?;
         Ok(Self { pool })
     }
 }

@@ -2,7 +2,6 @@
 //! every replica.
 
 use sqlx::MySqlPool;
-use sqlx::mysql::MySqlPoolOptions;
 
 pub struct MysqlDeliveries {
     pool: MySqlPool,
@@ -12,16 +11,10 @@ pub struct MysqlDeliveries {
 impl MysqlDeliveries {
     /// Connects and applies the migrations; events go to `topic` (`deliveries.v1`).
     pub async fn connect(url: &str, topic: &str) -> Result<Self, BackendError> {
-        let pool = MySqlPoolOptions::new()
-            .max_connections(10)
-            .acquire_timeout(storefront_kit::sql::ACQUIRE_TIMEOUT)
-            .connect(url)
-            .await
-            .map_err(sql)?;
-        sqlx::migrate!("./migrations/mysql")
-            .run(&pool)
-            .await
-            .map_err(err)?;
+        let pool =
+            storefront_kit::sql::connect_mysql(url, 10, &sqlx::migrate!("./migrations/mysql"))
+                .await
+                .map_err(sql)?;
         Ok(Self {
             pool,
             topic: topic.to_string(),

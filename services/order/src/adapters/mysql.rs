@@ -2,7 +2,6 @@
 //! replicas.
 
 use sqlx::MySqlPool;
-use sqlx::mysql::MySqlPoolOptions;
 use storefront_kit::bus::Bus;
 use storefront_kit::outbox::Relay;
 
@@ -14,16 +13,10 @@ pub struct MysqlOrders {
 impl MysqlOrders {
     /// Connects and applies the migrations; events go to `topic`.
     pub async fn connect(url: &str, topic: &str) -> Result<Self, BackendError> {
-        let pool = MySqlPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(storefront_kit::sql::ACQUIRE_TIMEOUT)
-            .connect(url)
-            .await
-            .map_err(err)?;
-        sqlx::migrate!("./migrations/mysql")
-            .run(&pool)
-            .await
-            .map_err(err)?;
+        let pool =
+            storefront_kit::sql::connect_mysql(url, 16, &sqlx::migrate!("./migrations/mysql"))
+                .await
+                .map_err(err)?;
         Ok(Self {
             pool,
             topic: topic.to_string(),
