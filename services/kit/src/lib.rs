@@ -18,6 +18,7 @@ pub mod health;
 pub mod metrics;
 pub mod outbox;
 pub mod problem;
+pub mod redis;
 pub mod server;
 pub mod settings;
 pub mod shutdown;

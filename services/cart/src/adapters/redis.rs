@@ -1,6 +1,6 @@
 //! The cart cache in Redis (`redis://`). Every call is bounded by a short timeout and a cache
 //! that is down behaves as an empty one: carts are then served from the database, never with
-//! an error. The connection handling follows the search service's cache.
+//! an error. The connection is kit's [`RedisLink`] (lazy, throttled reconnects, bounded calls).
 //!
 //! Keys: the cart of user `u` lives at `<prefix>:cart:<u>`; `<prefix>:cart:<u>:v` holds the
 //! last version a write invalidated. A fill (`put`) is a script that only writes when the
@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use redis::Script;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, Script};
+use storefront_kit::redis::RedisLink;
 use tokio::sync::Mutex;
 
 use crate::domain::Cart;
@@ -25,8 +26,6 @@ use crate::ports::{BackendError, CartCache};
 
 /// Bound of every Redis call.
 pub const CALL_TIMEOUT: Duration = Duration::from_millis(250);
-/// A failed connection is not retried more often than this.
-pub const RECONNECT_EVERY: Duration = Duration::from_secs(1);
 /// Failed invalidations remembered one by one; beyond this many, the cache is bypassed for a
 /// whole TTL instead (every entry that could be stale has expired by then).
 pub const MAX_PENDING: usize = 10_000;
@@ -58,16 +57,10 @@ pub fn cart_key(prefix: &str, user_id: &str) -> String {
     format!("{prefix}:cart:{user_id}")
 }
 
-struct Conn {
-    current: Option<MultiplexedConnection>,
-    last_attempt: Option<Instant>,
-}
-
 pub struct RedisCache {
-    client: Client,
+    link: RedisLink,
     prefix: String,
     ttl: Duration,
-    conn: Mutex<Conn>,
     put: Script,
     invalidate: Script,
     /// Invalidations (user, version) that could not reach Redis; the cache is bypassed until
@@ -94,75 +87,24 @@ impl Pending {
 impl RedisCache {
     /// Prepares the client; connects lazily, so a Redis that is down does not stop startup.
     pub fn new(url: &str, prefix: &str, ttl: Duration) -> Result<Self, BackendError> {
-        let client = Client::open(url).map_err(|e| BackendError::new("redis", e))?;
+        let link = RedisLink::open(url, CALL_TIMEOUT).map_err(|e| BackendError::new("redis", e))?;
         Ok(Self {
-            client,
+            link,
             prefix: prefix.to_string(),
             ttl,
-            conn: Mutex::new(Conn {
-                current: None,
-                last_attempt: None,
-            }),
             put: Script::new(PUT),
             invalidate: Script::new(INVALIDATE),
             pending: Mutex::new(Pending::default()),
         })
     }
 
-    async fn connection(&self) -> Option<MultiplexedConnection> {
-        let mut conn = self.conn.lock().await;
-        if let Some(c) = &conn.current {
-            return Some(c.clone());
-        }
-        if conn
-            .last_attempt
-            .is_some_and(|t| t.elapsed() < RECONNECT_EVERY)
-        {
-            return None;
-        }
-        conn.last_attempt = Some(Instant::now());
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CALL_TIMEOUT))
-            .set_response_timeout(Some(CALL_TIMEOUT));
-        let attempt = tokio::time::timeout(
-            CALL_TIMEOUT * 2,
-            self.client
-                .get_multiplexed_async_connection_with_config(&config),
-        )
-        .await;
-        match attempt {
-            Ok(Ok(c)) => {
-                conn.current = Some(c.clone());
-                Some(c)
-            }
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "redis unreachable; serving carts from the database");
-                None
-            }
-            Err(_) => {
-                tracing::debug!("redis connect timed out; serving carts from the database");
-                None
-            }
-        }
-    }
-
-    /// Runs a command or script invocation within [`CALL_TIMEOUT`]; a failure drops the
-    /// connection so the next call reconnects (throttled).
+    /// Runs a command or script invocation within [`CALL_TIMEOUT`] (see [`RedisLink::run`]).
     async fn run<T, F, Fut>(&self, call: F) -> Result<T, String>
     where
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        let Some(conn) = self.connection().await else {
-            return Err("redis unreachable".into());
-        };
-        let err = match tokio::time::timeout(CALL_TIMEOUT, call(conn)).await {
-            Ok(Ok(v)) => return Ok(v),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => "redis call timed out".to_string(),
-        };
-        self.conn.lock().await.current = None;
-        Err(err)
+        self.link.run(call).await
     }
 
     fn ttl_ms(&self) -> u64 {

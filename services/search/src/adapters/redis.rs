@@ -5,30 +5,20 @@
 //! where the service puts the generation in `<key>`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client};
-use tokio::sync::Mutex;
+use storefront_kit::redis::RedisLink;
 
 use crate::ports::{BackendError, Cache};
 
 /// Bound of every Redis call.
 pub const CALL_TIMEOUT: Duration = Duration::from_millis(250);
-/// A failed connection is not retried more often than this.
-pub const RECONNECT_EVERY: Duration = Duration::from_secs(1);
-
-struct Conn {
-    current: Option<MultiplexedConnection>,
-    last_attempt: Option<Instant>,
-}
 
 pub struct RedisCache {
-    client: Client,
+    link: RedisLink,
     prefix: String,
-    conn: Mutex<Conn>,
     /// A bump that could not reach Redis: until it succeeds, the cache is not used, so no
     /// entry of the old generation is served.
     bump_pending: AtomicBool,
@@ -37,68 +27,19 @@ pub struct RedisCache {
 impl RedisCache {
     /// Prepares the client; connects lazily, so a Redis that is down does not stop startup.
     pub fn new(url: &str, prefix: &str) -> Result<Self, BackendError> {
-        let client = Client::open(url).map_err(|e| BackendError::new("redis", e))?;
+        let link = RedisLink::open(url, CALL_TIMEOUT).map_err(|e| BackendError::new("redis", e))?;
         Ok(Self {
-            client,
+            link,
             prefix: prefix.to_string(),
-            conn: Mutex::new(Conn {
-                current: None,
-                last_attempt: None,
-            }),
             bump_pending: AtomicBool::new(false),
         })
     }
 
-    async fn connection(&self) -> Option<MultiplexedConnection> {
-        let mut conn = self.conn.lock().await;
-        if let Some(c) = &conn.current {
-            return Some(c.clone());
-        }
-        if conn
-            .last_attempt
-            .is_some_and(|t| t.elapsed() < RECONNECT_EVERY)
-        {
-            return None;
-        }
-        conn.last_attempt = Some(Instant::now());
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CALL_TIMEOUT))
-            .set_response_timeout(Some(CALL_TIMEOUT));
-        let attempt = tokio::time::timeout(
-            CALL_TIMEOUT * 2,
-            self.client
-                .get_multiplexed_async_connection_with_config(&config),
-        )
-        .await;
-        match attempt {
-            Ok(Ok(c)) => {
-                conn.current = Some(c.clone());
-                Some(c)
-            }
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "redis unreachable; serving uncached");
-                None
-            }
-            Err(_) => {
-                tracing::debug!("redis connect timed out; serving uncached");
-                None
-            }
-        }
-    }
-
+    /// Runs `cmd` within [`CALL_TIMEOUT`] (see [`RedisLink::run`]).
     async fn run<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, String> {
-        let Some(mut conn) = self.connection().await else {
-            return Err("redis unreachable".into());
-        };
-        let outcome = tokio::time::timeout(CALL_TIMEOUT, cmd.query_async::<T>(&mut conn)).await;
-        let err = match outcome {
-            Ok(Ok(v)) => return Ok(v),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => "redis call timed out".to_string(),
-        };
-        // Drop the connection; the next call reconnects (throttled).
-        self.conn.lock().await.current = None;
-        Err(err)
+        self.link
+            .run(|mut c| async move { cmd.query_async::<T>(&mut c).await })
+            .await
     }
 
     fn key(&self, key: &str) -> String {
