@@ -337,6 +337,10 @@ async fn bare_place(
     tx.commit().await
 }
 
+/// The allocator the `storefront` binary uses, so the in-process services run as they ship.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();

@@ -659,6 +659,10 @@ async fn smtp_reference(
 
 // ---- main -----------------------------------------------------------------------------------
 
+/// The allocator the `storefront` binary uses, so the in-process services run as they ship.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
