@@ -167,26 +167,35 @@ async fn gateway(
 
     // Who is calling.
     let rule = runtime.limits.rule_for(&path, &route.service);
+    let client_ip = runtime.client_ip(peer.ip(), request.headers());
     let token = bearer(request.headers());
-    let identity: Option<Identity> = match (route.auth, token) {
+    let refused = match (route.auth, token) {
         (AuthPolicy::Public, Some(token)) if rule.is_some_and(|r| r.key == LimitKey::User) => {
             // Only to count a signed-in caller per user; the service decides on the token.
-            state.tokens.verify(&token).await.ok()
+            Ok(state.tokens.verify(&token).await.ok())
         }
-        (AuthPolicy::Public, _) => None,
-        (_, None) => {
-            count(&route.prefix, http::StatusCode::UNAUTHORIZED);
-            return unauthorized(AuthError::Missing);
-        }
-        (_, Some(token)) => match state.tokens.verify(&token).await {
-            Ok(identity) => Some(identity),
-            Err(e) => {
-                tracing::debug!(error = %e, route = %route.prefix, "token refused");
-                let response = unauthorized(e);
+        (AuthPolicy::Public, _) => Ok(None),
+        (_, None) => Err(AuthError::Missing),
+        (_, Some(token)) => state.tokens.verify(&token).await.map(Some),
+    };
+    let identity: Option<Identity> = match refused {
+        Ok(identity) => identity,
+        Err(e) => {
+            tracing::debug!(error = %e, route = %route.prefix, "token refused");
+            // A refused request still spends the client address's budget under the route's
+            // rule (a per-user rule counts it per address), so guessing tokens, or a client
+            // stuck on an expired one, is limited like any other traffic.
+            if let Some(rule) = rule
+                && let Outcome::Refuse(response) =
+                    limits::check(&runtime.limits, rule, client_ip, None).await
+            {
                 count(&route.prefix, response.status());
                 return response;
             }
-        },
+            let response = unauthorized(e);
+            count(&route.prefix, response.status());
+            return response;
+        }
     };
     if route.auth == AuthPolicy::Role
         && let (Some(role), Some(identity)) = (route.role, identity.as_ref())
@@ -197,7 +206,6 @@ async fn gateway(
     }
 
     // How often.
-    let client_ip = runtime.client_ip(peer.ip(), request.headers());
     let mut extra = Vec::new();
     if let Some(rule) = rule {
         match limits::check(&runtime.limits, rule, client_ip, identity.as_ref()).await {

@@ -78,6 +78,40 @@ async fn per_user_limits_count_each_user_and_per_ip_limits_each_address() {
 }
 
 #[tokio::test]
+async fn refused_tokens_spend_the_address_budget_and_leave_users_theirs() {
+    let up = Upstream::start("u");
+    let gw = spawn(&config(
+        &routes(&up),
+        "rateLimit:
+  enabled: true
+  rules:
+  - {name: carts, match: {upstream: cart}, key: user, rate: 1, per: minute, burst: 2}
+",
+    ))
+    .await;
+    // Garbage, missing and forged tokens from one address: 401 while the address has budget,
+    // then 429 with the rule's headers.
+    let forged = auth().token("mallory", &[Role::Admin]).replace('.', ".x");
+    let mut statuses = Vec::new();
+    for bad in ["not-a-jwt", "", forged.as_str()] {
+        let mut call = gw.http.get(gw.url("/api/cart"));
+        if !bad.is_empty() {
+            call = call.bearer_auth(bad);
+        }
+        let r = call.send().await.expect("GET");
+        statuses.push(r.status().as_u16());
+        if r.status().as_u16() == 429 {
+            assert_eq!(r.headers()["ratelimit-policy"], "\"carts\";q=2;w=120");
+            assert!(r.headers().contains_key("retry-after"));
+        }
+    }
+    assert_eq!(statuses, vec![401, 401, 429]);
+    // A signed-in user from the same address keeps a budget of their own.
+    let alice = auth().token("alice", &[Role::Customer]);
+    assert_eq!(gw.get_as("/api/cart", &alice).await.status().as_u16(), 200);
+}
+
+#[tokio::test]
 async fn a_spoofed_forwarded_for_buys_no_fresh_bucket_but_a_trusted_proxy_is_believed() {
     let up = Upstream::start("u");
     let limits = "rateLimit:
