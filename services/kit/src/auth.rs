@@ -19,7 +19,10 @@ use jsonwebtoken::jwk::{
     OctetKeyPairParameters, OctetKeyPairType, PublicKeyUse,
 };
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use moka::Expiry;
+use moka::sync::Cache;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use tokio::sync::RwLock;
 use utoipa::ToSchema;
 
@@ -30,6 +33,43 @@ use crate::problem::ApiError;
 const LEEWAY_SECS: u64 = 5;
 /// A JWKS is fetched again for an unknown `kid` at most this often.
 const JWKS_MIN_REFRESH: Duration = Duration::from_secs(10);
+
+/// Verified tokens a [`Verifier`] remembers by default (see [`Verifier::with_token_cache`]).
+pub const DEFAULT_TOKEN_CACHE: u64 = 10_000;
+
+type TokenHash = [u8; 32];
+
+/// A remembered token lives until its `exp`.
+struct UntilExp;
+
+impl Expiry<TokenHash, Identity> for UntilExp {
+    fn expire_after_create(
+        &self,
+        _key: &TokenHash,
+        value: &Identity,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(Duration::from_secs(
+            value.expires_at.saturating_sub(unix_now()),
+        ))
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+fn token_cache(capacity: u64) -> Option<Cache<TokenHash, Identity>> {
+    (capacity > 0).then(|| {
+        Cache::builder()
+            .max_capacity(capacity)
+            .expire_after(UntilExp)
+            .build()
+    })
+}
 
 /// What a user may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -264,7 +304,9 @@ struct KeyCache {
     fetched: Option<Instant>,
 }
 
-/// Verifies access tokens. Cloning shares the key cache.
+/// Verifies access tokens. A token verified once is remembered (keyed by its SHA-256, until
+/// its `exp`, bounded), so a caller's repeated requests cost no signature check. Cloning
+/// shares the key cache and the token cache.
 #[derive(Clone)]
 pub struct Verifier {
     issuer: String,
@@ -272,6 +314,7 @@ pub struct Verifier {
     jwks_url: Option<String>,
     http: reqwest::Client,
     cache: Arc<RwLock<KeyCache>>,
+    tokens: Option<Cache<TokenHash, Identity>>,
 }
 
 impl fmt::Debug for Verifier {
@@ -311,12 +354,49 @@ impl Verifier {
                 keys: decoding_keys(&keys),
                 fetched: None,
             })),
+            tokens: token_cache(DEFAULT_TOKEN_CACHE),
         }
     }
 
-    /// Verifies a bearer token: signature by a known key, algorithm EdDSA only, issuer,
-    /// audience, expiry and not-before.
+    /// Remembers at most `capacity` verified tokens (0: none, every call checks the
+    /// signature).
+    pub fn with_token_cache(mut self, capacity: u64) -> Self {
+        self.tokens = token_cache(capacity);
+        self
+    }
+
+    /// Verifies a bearer token (see [`Verifier::verify_signature`]), from the token cache
+    /// when this token was verified before and has not expired. A cached token stays valid
+    /// until its `exp` even if its key leaves the JWKS meanwhile (at most the token's
+    /// lifetime, about 15 minutes).
     pub async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        let Some(tokens) = &self.tokens else {
+            return self.verify_signature(token).await;
+        };
+        let key: TokenHash = Sha256::digest(token.as_bytes()).into();
+        if let Some(identity) = tokens.get(&key)
+            && identity.expires_at > unix_now()
+        {
+            metrics::counter!("auth_token_cache_total", "result" => "hit").increment(1);
+            return Ok(identity);
+        }
+        metrics::counter!("auth_token_cache_total", "result" => "miss").increment(1);
+        let identity = self.verify_signature(token).await?;
+        tokens.insert(key, identity.clone());
+        Ok(identity)
+    }
+
+    /// Verified tokens remembered now.
+    pub fn cached_tokens(&self) -> u64 {
+        self.tokens.as_ref().map_or(0, |t| {
+            t.run_pending_tasks();
+            t.entry_count()
+        })
+    }
+
+    /// Verifies a bearer token without the token cache: signature by a known key, algorithm
+    /// EdDSA only, issuer, audience, expiry and not-before.
+    pub async fn verify_signature(&self, token: &str) -> Result<Identity, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
         if header.alg != Algorithm::EdDSA {
             return Err(AuthError::Algorithm);
@@ -478,6 +558,28 @@ mod tests {
 
     fn b64(v: &serde_json::Value) -> String {
         URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).expect("json"))
+    }
+
+    #[tokio::test]
+    async fn a_verified_token_is_remembered_and_refused_ones_are_not() {
+        let t = TestIssuer::new();
+        let verifier = t.verifier();
+        let token = t.token("user-1", &[Role::Customer]);
+        let first = verifier.verify(&token).await.expect("valid");
+        let again = verifier.clone().verify(&token).await.expect("cached");
+        assert_eq!(first, again);
+        assert_eq!(verifier.cached_tokens(), 1, "clones share the cache");
+        assert!(verifier.verify("not-a-token").await.is_err());
+        let stranger = TestIssuer::new().token("user-2", &[Role::Admin]);
+        assert!(verifier.verify(&stranger).await.is_err());
+        assert_eq!(verifier.cached_tokens(), 1);
+        // A tampered copy of the cached token is another key: checked, and refused.
+        let tampered = format!("{token}x");
+        assert!(verifier.verify(&tampered).await.is_err());
+
+        let uncached = t.verifier().with_token_cache(0);
+        uncached.verify(&token).await.expect("valid");
+        assert_eq!(uncached.cached_tokens(), 0);
     }
 
     #[tokio::test]
