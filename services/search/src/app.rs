@@ -350,61 +350,23 @@ async fn follow_stock(
     let topic = settings.prefixed(&settings.orders_topic);
     let group = settings.prefixed(&settings.stock_consumer_group);
     let linger = Duration::from_millis(settings.stock_linger_ms);
-    let Some(mut subscription) = subscribe(&bus, &group, &topic, &stop).await else {
+    let Some(subscription) = subscribe(&bus, &group, &topic, &stop).await else {
         return;
     };
-    loop {
-        let first = tokio::select! {
-            () = stop.cancelled() => return,
-            r = subscription.next() => r,
-        };
-        let first = match first {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(error = %e, "receive failed; retrying");
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-                continue;
-            }
-        };
-        // Gather what arrives within the linger (cancelling `next` loses nothing): a stream of
-        // orders then costs one index write and one cache invalidation per period, not one
-        // per order.
-        let mut batch = vec![first];
-        let deadline = tokio::time::Instant::now() + linger;
-        while batch.len() < STOCK_BATCH {
-            match tokio::time::timeout_at(deadline, subscription.next()).await {
-                Ok(Ok(r)) => batch.push(r),
-                _ => break,
-            }
-        }
-        let mut delay = Duration::from_millis(100);
-        while let Err(e) = state.follow_stock(&batch).await {
-            tracing::warn!(error = %e, records = batch.len(), "stock batch failed; retrying in {delay:?}");
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(delay) => {}
-            }
-            delay = (delay * 2).min(Duration::from_secs(5));
-        }
-        // The last record of each partition marks everything before it as done.
-        let mut last: Vec<&bus::Received> = Vec::new();
-        for r in batch.iter().rev() {
-            if !last
-                .iter()
-                .any(|l| l.topic == r.topic && l.partition == r.partition)
-            {
-                last.push(r);
-            }
-        }
-        for r in last {
-            if let Err(e) = subscription.commit(r).await {
-                tracing::warn!(error = %e, "commit failed; records may be redelivered");
-            }
-        }
-    }
+    // Reports gathered for the linger: a stream of orders costs one index write and one cache
+    // invalidation per period, not one per order.
+    bus::consume_batches(
+        "search-stock",
+        subscription,
+        stop,
+        STOCK_BATCH,
+        linger,
+        |batch| {
+            let state = state.clone();
+            async move { state.follow_stock(&batch).await }
+        },
+    )
+    .await;
 }
 
 /// Reports the optional cache's health as a gauge and in the logs.
