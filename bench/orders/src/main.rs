@@ -10,19 +10,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use clap::Parser;
 use serde_json::{Value, json};
 use sqlx::MySqlPool;
 use sqlx::mysql::MySqlPoolOptions;
 use storefront_kit::auth::Role;
-use storefront_kit::auth::testing::TestIssuer;
-use storefront_kit::backend::{EventsUrl, SqlUrl};
-use storefront_kit::bus::MemoryBus;
 use storefront_kit::event::Envelope;
-use storefront_kit::server::Platform;
-use storefront_kit::shutdown::Shutdown;
 use storefront_tests::Stack;
+
+#[path = "../../common/shop.rs"]
+mod shop;
+use shop::Shop;
 
 #[derive(Debug, Parser)]
 #[command(about = "Order placement through the service vs a bare sqlx loop, on the local stack")]
@@ -354,121 +353,18 @@ async fn main() -> anyhow::Result<()> {
 
     // --- search, cart and order on the real stack, in namespaces of their own --------------
     let stack = Stack::get();
-    let catalog = stack.kafka_topic("bench-catalog", 3).await?;
-    let orders = stack.kafka_topic("bench-orders", 3).await?;
-    let deliveries = stack.kafka_topic("bench-deliveries", 3).await?;
-    let cart_db = stack.mysql_database().await?;
-    let order_db = stack.mysql_database().await?;
+    let shop = Shop::start(stack, "bench", |o| o.relay_enabled = !args.no_relay).await?;
     let bare_db = stack.mysql_database().await?;
-    let dir = tempfile::tempdir()?;
-    let platform = Platform {
-        data_dir: dir.path().to_path_buf(),
-        shutdown: Shutdown::new(Duration::from_secs(10)),
-        memory_bus: MemoryBus::new(),
-    };
-    let issuer = TestIssuer::new();
-    let events = EventsUrl::parse(&format!("kafka://{}", stack.kafka_brokers))?;
-
-    let search = storefront_search::Application::build_with(
-        &storefront_search::Settings {
-            listen: "127.0.0.1:0".into(),
-            seed_demo: false,
-            demo_products: 0,
-            events_url: Some(events.clone()),
-            catalog_topic: catalog.name().to_string(),
-            consumer_group: format!("{}-indexer", catalog.name()),
-            orders_topic: orders.name().to_string(),
-            stock_consumer_group: format!("{}-stock", orders.name()),
-            ..storefront_search::Settings::default()
-        },
-        &platform,
-        issuer.verifier(),
-    )
-    .await
-    .context("search")?;
-    let search_base = format!("http://127.0.0.1:{}", search.port());
-    tokio::spawn(search.run_until_stopped(platform.clone()));
-    let cart = storefront_cart::Application::build_with(
-        &storefront_cart::Settings {
-            listen: "127.0.0.1:0".into(),
-            database_url: Some(SqlUrl::parse(cart_db.url())?),
-            search_url: search_base.clone(),
-            ..storefront_cart::Settings::default()
-        },
-        &platform,
-        issuer.verifier(),
-    )
-    .await
-    .context("cart")?;
-    let cart_base = format!("http://127.0.0.1:{}", cart.port());
-    tokio::spawn(cart.run_until_stopped(platform.clone()));
-    let order = storefront_order::Application::build_with(
-        &storefront_order::Settings {
-            listen: "127.0.0.1:0".into(),
-            database_url: Some(SqlUrl::parse(order_db.url())?),
-            events_url: Some(events.clone()),
-            cart_url: cart_base.clone(),
-            orders_topic: orders.name().to_string(),
-            deliveries_topic: deliveries.name().to_string(),
-            catalog_topic: catalog.name().to_string(),
-            consumer_group: orders.name().to_string(),
-            relay_enabled: !args.no_relay,
-            ..storefront_order::Settings::default()
-        },
-        &platform,
-        issuer.verifier(),
-    )
-    .await
-    .context("order")?;
-    let order_base = format!("http://127.0.0.1:{}", order.port());
-    tokio::spawn(order.run_until_stopped(platform.clone()));
-
+    let (issuer, platform) = (shop.issuer.clone(), shop.platform.clone());
+    let (cart_base, order_base) = (shop.cart.clone(), shop.order.clone());
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency.max(1) * 2)
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(30))
         .build()?;
-    let admin = issuer.token("bench-admin", &[Role::Admin]);
 
     // --- products with plenty of stock, in the service and in the bare database ------------
-    let mut products = Vec::new();
-    for n in 0..args.lines.max(1) {
-        let r = http
-            .post(format!("{search_base}/v1/products"))
-            .bearer_auth(&admin)
-            .json(&json!({
-                "sku": format!("BENCH-{n}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
-                "title": format!("Bench product {n}"), "description": "Benchmark product.",
-                "brand": "Bench", "category": "home/kitchen",
-                "price": {"minor": 500, "currency": "EUR"}, "attributes": {}, "images": [],
-                "stock_hint": 1
-            }))
-            .send()
-            .await?;
-        if r.status() != reqwest::StatusCode::CREATED {
-            bail!("create product: {} {}", r.status(), r.text().await?);
-        }
-        let id = r.json::<Value>().await?["id"]
-            .as_str()
-            .context("product id")?
-            .to_string();
-        storefront_tests::wait_until(Duration::from_secs(60), || {
-            let (http, admin, url) = (&http, &admin, format!("{order_base}/v1/stock/{id}"));
-            async move {
-                let r = http.get(url).bearer_auth(admin).send().await?;
-                Ok(r.status().is_success().then_some(()))
-            }
-        })
-        .await
-        .context("stock initialised from catalog.v1")?;
-        http.put(format!("{order_base}/v1/stock/{id}"))
-            .bearer_auth(&admin)
-            .json(&json!({"available": 1_000_000_000}))
-            .send()
-            .await?
-            .error_for_status()?;
-        products.push(id);
-    }
+    let products = shop.stocked_products(&http, args.lines, "BENCH").await?;
     // The bare database gets the service's schema (its migrations) and the same stock.
     drop(
         storefront_order::adapters::mysql::MysqlOrders::connect(bare_db.url(), "bench-bare")
@@ -674,9 +570,13 @@ async fn main() -> anyhow::Result<()> {
     }
 
     platform.shutdown.trigger();
+    // The workers (relays, followers) finish before the data directory goes.
+    if platform.shutdown.drained().await.is_err() {
+        eprintln!("some workers did not stop within the shutdown deadline");
+    }
     bare.close().await;
     let failed = service.errors + bare_sample.errors;
-    drop((catalog, orders, deliveries, cart_db, order_db, bare_db));
+    drop((shop, bare_db));
     tokio::time::sleep(Duration::from_secs(1)).await;
     if failed > 0 {
         bail!("{failed} placements failed");

@@ -24,11 +24,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use storefront_kit::auth::Role;
 use storefront_kit::auth::testing::TestIssuer;
-use storefront_kit::backend::{EventsUrl, MailUrl, SqlUrl};
-use storefront_kit::bus::MemoryBus;
+use storefront_kit::backend::{MailUrl, SqlUrl};
 use storefront_kit::event::Envelope;
-use storefront_kit::server::Platform;
-use storefront_kit::shutdown::Shutdown;
 use storefront_notification::adapters::smtp::SmtpMailer;
 use storefront_notification::domain::plan::context;
 use storefront_notification::domain::{OrderSnapshot, Rendered, TemplateKind, Templates, plan};
@@ -36,6 +33,10 @@ use storefront_notification::ports::{Mailer as _, OutgoingMail};
 use storefront_order::domain::Order;
 use storefront_order::domain::events::order_confirmed;
 use storefront_tests::Stack;
+
+#[path = "../../common/shop.rs"]
+mod shop;
+use shop::{Shop as Services, local};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -680,78 +681,21 @@ async fn main() -> anyhow::Result<()> {
 
     // --- five services on the real stack, in namespaces of their own -----------------------
     let stack = Stack::get();
-    let catalog = stack.kafka_topic("bench-pipe-catalog", 3).await?;
-    let orders = stack.kafka_topic("bench-pipe-orders", 3).await?;
-    let deliveries = stack.kafka_topic("bench-pipe-deliveries", 3).await?;
+    let shop_services = Services::start(stack, "bench-pipe", |o| {
+        o.relay_enabled = true;
+        o.auto_confirm = true;
+    })
+    .await?;
     let dlq = stack.kafka_topic("bench-pipe-dlq", 1).await?;
-    let cart_db = stack.mysql_database().await?;
-    let order_db = stack.mysql_database().await?;
     let delivery_db = stack.mysql_database().await?;
     let notification_db = stack.mysql_database().await?;
-    let dir = tempfile::tempdir()?;
-    let platform = Platform {
-        data_dir: dir.path().to_path_buf(),
-        shutdown: Shutdown::new(Duration::from_secs(10)),
-        memory_bus: MemoryBus::new(),
-    };
-    let issuer = TestIssuer::new();
-    let events = EventsUrl::parse(&format!("kafka://{}", stack.kafka_brokers))?;
-    let local = |port: u16| format!("http://127.0.0.1:{port}");
-
-    let search = storefront_search::Application::build_with(
-        &storefront_search::Settings {
-            listen: "127.0.0.1:0".into(),
-            seed_demo: false,
-            demo_products: 0,
-            events_url: Some(events.clone()),
-            catalog_topic: catalog.name().to_string(),
-            consumer_group: format!("{}-indexer", catalog.name()),
-            orders_topic: orders.name().to_string(),
-            stock_consumer_group: format!("{}-stock", orders.name()),
-            ..storefront_search::Settings::default()
-        },
-        &platform,
-        issuer.verifier(),
-    )
-    .await
-    .context("search")?;
-    let search_base = local(search.port());
-    tokio::spawn(search.run_until_stopped(platform.clone()));
-    let cart = storefront_cart::Application::build_with(
-        &storefront_cart::Settings {
-            listen: "127.0.0.1:0".into(),
-            database_url: Some(SqlUrl::parse(cart_db.url())?),
-            search_url: search_base.clone(),
-            ..storefront_cart::Settings::default()
-        },
-        &platform,
-        issuer.verifier(),
-    )
-    .await
-    .context("cart")?;
-    let cart_base = local(cart.port());
-    tokio::spawn(cart.run_until_stopped(platform.clone()));
-    let order = storefront_order::Application::build_with(
-        &storefront_order::Settings {
-            listen: "127.0.0.1:0".into(),
-            database_url: Some(SqlUrl::parse(order_db.url())?),
-            events_url: Some(events.clone()),
-            cart_url: cart_base.clone(),
-            orders_topic: orders.name().to_string(),
-            deliveries_topic: deliveries.name().to_string(),
-            catalog_topic: catalog.name().to_string(),
-            consumer_group: orders.name().to_string(),
-            relay_enabled: true,
-            auto_confirm: true,
-            ..storefront_order::Settings::default()
-        },
-        &platform,
-        issuer.verifier(),
-    )
-    .await
-    .context("order")?;
-    let order_base = local(order.port());
-    tokio::spawn(order.run_until_stopped(platform.clone()));
+    let (platform, issuer, events) = (
+        shop_services.platform.clone(),
+        shop_services.issuer.clone(),
+        shop_services.events.clone(),
+    );
+    let (orders, deliveries) = (&shop_services.orders, &shop_services.deliveries);
+    let (cart_base, order_base) = (shop_services.cart.clone(), shop_services.order.clone());
     let delivery = storefront_delivery::Application::build_with(
         &storefront_delivery::Settings {
             listen: "127.0.0.1:0".into(),
@@ -796,44 +740,9 @@ async fn main() -> anyhow::Result<()> {
     let admin = issuer.token("bench-admin", &[Role::Admin]);
 
     // --- products with plenty of stock; partners covering 10115 with room for every order ----
-    let mut products = Vec::new();
-    for k in 0..args.lines.max(1) {
-        let r = http
-            .post(format!("{search_base}/v1/products"))
-            .bearer_auth(&admin)
-            .json(&json!({
-                "sku": format!("PIPE-{k}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
-                "title": format!("Bench product {k}"), "description": "Benchmark product.",
-                "brand": "Bench", "category": "home/kitchen",
-                "price": {"minor": 500, "currency": "EUR"}, "attributes": {}, "images": [],
-                "stock_hint": 1
-            }))
-            .send()
-            .await?;
-        if r.status() != reqwest::StatusCode::CREATED {
-            bail!("create product: {} {}", r.status(), r.text().await?);
-        }
-        let id = r.json::<Value>().await?["id"]
-            .as_str()
-            .context("product id")?
-            .to_string();
-        storefront_tests::wait_until(Duration::from_secs(60), || {
-            let (http, admin, url) = (&http, &admin, format!("{order_base}/v1/stock/{id}"));
-            async move {
-                let r = http.get(url).bearer_auth(admin).send().await?;
-                Ok(r.status().is_success().then_some(()))
-            }
-        })
-        .await
-        .context("stock initialised from catalog.v1")?;
-        http.put(format!("{order_base}/v1/stock/{id}"))
-            .bearer_auth(&admin)
-            .json(&json!({"available": 1_000_000_000}))
-            .send()
-            .await?
-            .error_for_status()?;
-        products.push(id);
-    }
+    let products = shop_services
+        .stocked_products(&http, args.lines, "PIPE")
+        .await?;
     // A partner holds at most 1,000 deliveries at once: enough partners for every order.
     for k in 0..(args.warmup + n).div_ceil(1000).max(1) {
         let account = storefront_tests::unique_name(&format!("bench-partner-{k}"), '-');
@@ -994,9 +903,13 @@ async fn main() -> anyhow::Result<()> {
     observer.abort();
     delete_mails_to(&http, &shop.mailpit, &shop.run).await;
     platform.shutdown.trigger();
+    // The workers (relays, followers) finish before the data directory goes.
+    if platform.shutdown.drained().await.is_err() {
+        eprintln!("some workers did not stop within the shutdown deadline");
+    }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    drop((catalog, orders, deliveries, dlq));
-    drop((cart_db, order_db, delivery_db, notification_db));
+    drop((dlq, delivery_db, notification_db));
+    drop(shop_services);
     let failed = result?;
     if failed > 0 {
         bail!("{failed} measurements failed");
