@@ -50,16 +50,9 @@ impl Expiry<TokenHash, Identity> for UntilExp {
         _created_at: Instant,
     ) -> Option<Duration> {
         Some(Duration::from_secs(
-            value.expires_at.saturating_sub(unix_now()),
+            value.expires_at.saturating_sub(now_secs()),
         ))
     }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
 }
 
 fn token_cache(capacity: u64) -> Option<Cache<TokenHash, Identity>> {
@@ -375,7 +368,7 @@ impl Verifier {
         };
         let key: TokenHash = Sha256::digest(token.as_bytes()).into();
         if let Some(identity) = tokens.get(&key)
-            && identity.expires_at > unix_now()
+            && identity.expires_at > now_secs()
         {
             metrics::counter!("auth_token_cache_total", "result" => "hit").increment(1);
             return Ok(identity);
@@ -549,16 +542,70 @@ pub mod testing {
                 .expect("sign test token")
         }
     }
+
+    /// Tokens every verifier that trusts `i`'s key must refuse (401), each with its name: alg
+    /// none, HS256 signed with the public key, wrong iss, wrong aud, expired, future nbf,
+    /// unknown kid, tampered payload, garbage. Used by the kit's, the gateway's and the
+    /// services' tests alike.
+    pub fn negative_corpus(i: &Issuer) -> Vec<(&'static str, String)> {
+        let now = now_secs();
+        let b64 =
+            |v: &serde_json::Value| URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).expect("json"));
+        let good = i
+            .token("user-a", &[Role::Customer], Duration::from_secs(600))
+            .expect("sign");
+        let parts: Vec<&str> = good.split('.').collect();
+        let mut cases = Vec::new();
+        let none = b64(&serde_json::json!({"alg": "none", "typ": "JWT", "kid": i.kid()}));
+        cases.push(("alg none", format!("{none}.{}.", parts[1])));
+        let public = match &i.jwk().algorithm {
+            AlgorithmParameters::OctetKeyPair(p) => URL_SAFE_NO_PAD.decode(&p.x).expect("x"),
+            _ => Vec::new(),
+        };
+        let mut hs = Header::new(Algorithm::HS256);
+        hs.kid = Some(i.kid().to_string());
+        let claims = i.claims("user-a", &[Role::Admin], Duration::from_secs(60));
+        cases.push((
+            "HS256 signed with the public key",
+            jsonwebtoken::encode(&hs, &claims, &EncodingKey::from_secret(&public)).expect("hs"),
+        ));
+        let mut c = i.claims("user-a", &[Role::Customer], Duration::from_secs(60));
+        c.iss = "evil".into();
+        cases.push(("wrong iss", i.sign(&c).expect("sign")));
+        let mut c = i.claims("user-a", &[Role::Customer], Duration::from_secs(60));
+        c.aud = "another-service".into();
+        cases.push(("wrong aud", i.sign(&c).expect("sign")));
+        let mut c = i.claims("user-a", &[Role::Customer], Duration::from_secs(60));
+        c.exp = now - 120;
+        c.nbf = now - 600;
+        c.iat = now - 600;
+        cases.push(("expired", i.sign(&c).expect("sign")));
+        let mut c = i.claims("user-a", &[Role::Customer], Duration::from_secs(600));
+        c.nbf = now + 300;
+        cases.push(("future nbf", i.sign(&c).expect("sign")));
+        cases.push((
+            "unknown kid",
+            TestIssuer::new().token("user-a", &[Role::Admin]),
+        ));
+        let escalated =
+            b64(
+                &serde_json::to_value(i.claims("user-a", &[Role::Admin], Duration::from_secs(60)))
+                    .expect("claims"),
+            );
+        cases.push((
+            "tampered payload",
+            format!("{}.{escalated}.{}", parts[0], parts[2]),
+        ));
+        cases.push(("garbage", "not-a-token".into()));
+        cases.push(("garbage with dots", "not.a.token".into()));
+        cases
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::testing::TestIssuer;
     use super::*;
-
-    fn b64(v: &serde_json::Value) -> String {
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).expect("json"))
-    }
 
     #[tokio::test]
     async fn a_verified_token_is_remembered_and_refused_ones_are_not() {
@@ -596,56 +643,8 @@ mod tests {
     async fn the_negative_corpus_is_rejected() {
         let t = TestIssuer::new();
         let v = t.verifier();
-        let i = t.issuer();
-        let good = t.token("u", &[Role::Customer]);
-        let mut cases: Vec<(&str, String)> = Vec::new();
-
-        // alg none
-        let parts: Vec<&str> = good.split('.').collect();
-        let none_header = b64(&serde_json::json!({"alg": "none", "typ": "JWT", "kid": i.kid()}));
-        cases.push(("alg none", format!("{none_header}.{}.", parts[1])));
-        // HS256 signed with the public key bytes
-        let public = URL_SAFE_NO_PAD
-            .decode(match &i.jwk().algorithm {
-                AlgorithmParameters::OctetKeyPair(p) => p.x.clone(),
-                _ => String::new(),
-            })
-            .expect("x");
-        let mut hs = Header::new(Algorithm::HS256);
-        hs.kid = Some(i.kid().to_string());
-        let claims = i.claims("u", &[Role::Admin], Duration::from_secs(60));
-        cases.push((
-            "HS256 with the public key",
-            jsonwebtoken::encode(&hs, &claims, &EncodingKey::from_secret(&public)).expect("hs"),
-        ));
-        // wrong issuer, wrong audience, expired, future nbf
-        let mut c = i.claims("u", &[], Duration::from_secs(60));
-        c.iss = "evil".into();
-        cases.push(("wrong iss", i.sign(&c).expect("sign")));
-        let mut c = i.claims("u", &[], Duration::from_secs(60));
-        c.aud = "another-service".into();
-        cases.push(("wrong aud", i.sign(&c).expect("sign")));
-        let mut c = i.claims("u", &[], Duration::from_secs(60));
-        c.exp = now_secs() - 120;
-        cases.push(("expired", i.sign(&c).expect("sign")));
-        let mut c = i.claims("u", &[], Duration::from_secs(600));
-        c.nbf = now_secs() + 300;
-        cases.push(("future nbf", i.sign(&c).expect("sign")));
-        // unknown kid: a key the verifier never saw
-        let stranger = TestIssuer::new();
-        cases.push(("unknown kid", stranger.token("u", &[Role::Admin])));
-        // tampered payload: roles escalated, signature kept
-        let escalated =
-            b64(
-                &serde_json::to_value(i.claims("u", &[Role::Admin], Duration::from_secs(60)))
-                    .expect("v"),
-            );
-        cases.push((
-            "tampered payload",
-            format!("{}.{escalated}.{}", parts[0], parts[2]),
-        ));
-        cases.push(("garbage", "not-a-token".into()));
-
+        let cases = super::testing::negative_corpus(t.issuer());
+        assert!(cases.len() >= 9);
         for (name, token) in cases {
             let err = v.verify(&token).await.expect_err(name);
             assert_eq!(

@@ -2,79 +2,10 @@
 //! refused with 401, role routes answer 403 to the wrong role, and the verified identity is
 //! passed on with the token.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::jwk::AlgorithmParameters;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use storefront_kit::auth::{Issuer, Role};
+use storefront_kit::auth::Role;
+use storefront_kit::auth::testing::negative_corpus;
 
 use crate::helpers::{Upstream, answer, auth, config, route, spawn};
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-}
-
-fn b64(v: &serde_json::Value) -> String {
-    URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).expect("json"))
-}
-
-/// Tokens that must never pass, each with its name (the same corpus as kit's verifier tests,
-/// signed with the key the auth service publishes).
-fn negative_corpus(i: &Issuer) -> Vec<(&'static str, String)> {
-    let good = i
-        .token("u", &[Role::Customer], Duration::from_secs(600))
-        .expect("token");
-    let parts: Vec<&str> = good.split('.').collect();
-    let mut cases = Vec::new();
-    let none = b64(&serde_json::json!({"alg": "none", "typ": "JWT", "kid": i.kid()}));
-    cases.push(("alg none", format!("{none}.{}.", parts[1])));
-    let public = match &i.jwk().algorithm {
-        AlgorithmParameters::OctetKeyPair(p) => URL_SAFE_NO_PAD.decode(&p.x).expect("x"),
-        _ => Vec::new(),
-    };
-    let mut hs = Header::new(Algorithm::HS256);
-    hs.kid = Some(i.kid().to_string());
-    let claims = i.claims("u", &[Role::Admin], Duration::from_secs(60));
-    cases.push((
-        "HS256 signed with the public key",
-        jsonwebtoken::encode(&hs, &claims, &EncodingKey::from_secret(&public)).expect("hs"),
-    ));
-    let mut c = i.claims("u", &[], Duration::from_secs(60));
-    c.iss = "evil".into();
-    cases.push(("wrong iss", i.sign(&c).expect("sign")));
-    let mut c = i.claims("u", &[], Duration::from_secs(60));
-    c.aud = "another-service".into();
-    cases.push(("wrong aud", i.sign(&c).expect("sign")));
-    let mut c = i.claims("u", &[], Duration::from_secs(60));
-    c.exp = now() - 120;
-    cases.push(("expired", i.sign(&c).expect("sign")));
-    let mut c = i.claims("u", &[], Duration::from_secs(600));
-    c.nbf = now() + 300;
-    cases.push(("future nbf", i.sign(&c).expect("sign")));
-    let stranger = Issuer::generate("unknown-kid", "storefront", "storefront");
-    cases.push((
-        "unknown kid",
-        stranger
-            .token("u", &[Role::Admin], Duration::from_secs(60))
-            .expect("t"),
-    ));
-    let escalated =
-        b64(
-            &serde_json::to_value(i.claims("u", &[Role::Admin], Duration::from_secs(60)))
-                .expect("v"),
-        );
-    cases.push((
-        "tampered payload",
-        format!("{}.{escalated}.{}", parts[0], parts[2]),
-    ));
-    cases.push(("garbage", "not-a-token".into()));
-    cases
-}
 
 #[tokio::test]
 async fn the_negative_corpus_is_refused_with_401() {

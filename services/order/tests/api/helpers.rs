@@ -5,8 +5,6 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use storefront_kit::auth::Role;
@@ -564,56 +562,7 @@ impl Events {
     }
 }
 
-/// Tokens that must all be rejected with 401: alg none, HS256 signed with the public key,
-/// wrong iss, wrong aud, expired, future nbf, unknown kid, tampered payload, garbage.
+/// Tokens that must all be rejected with 401 (kit's corpus, signed with the world's key).
 pub fn jwt_negative_corpus(issuer: &TestIssuer) -> Vec<(&'static str, String)> {
-    use jsonwebtoken::{Algorithm, EncodingKey, Header};
-    let i = issuer.issuer();
-    let now = chrono::Utc::now().timestamp().max(0) as u64;
-    let good = issuer.token("user-a", &[Role::Customer]);
-    let parts: Vec<&str> = good.split('.').collect();
-    let b64 = |v: &Value| URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).expect("json"));
-    let mut cases = Vec::new();
-    let none = b64(&json!({"alg": "none", "typ": "JWT", "kid": i.kid()}));
-    cases.push(("alg none", format!("{none}.{}.", parts[1])));
-    let jwk = serde_json::to_value(i.jwk()).expect("jwk");
-    let public = URL_SAFE_NO_PAD
-        .decode(jwk["x"].as_str().expect("x"))
-        .expect("x bytes");
-    let mut hs = Header::new(Algorithm::HS256);
-    hs.kid = Some(i.kid().to_string());
-    let claims = i.claims("user-a", &[Role::Admin], Duration::from_secs(60));
-    cases.push((
-        "HS256 signed with the public key",
-        jsonwebtoken::encode(&hs, &claims, &EncodingKey::from_secret(&public)).expect("hs"),
-    ));
-    let mut c = i.claims("user-a", &[Role::Customer], Duration::from_secs(60));
-    c.iss = "evil".into();
-    cases.push(("wrong iss", i.sign(&c).expect("sign")));
-    let mut c = i.claims("user-a", &[Role::Customer], Duration::from_secs(60));
-    c.aud = "another-service".into();
-    cases.push(("wrong aud", i.sign(&c).expect("sign")));
-    let mut c = i.claims("user-a", &[Role::Customer], Duration::from_secs(60));
-    c.exp = now - 120;
-    c.nbf = now - 600;
-    c.iat = now - 600;
-    cases.push(("expired", i.sign(&c).expect("sign")));
-    let mut c = i.claims("user-a", &[Role::Customer], Duration::from_secs(600));
-    c.nbf = now + 300;
-    cases.push(("future nbf", i.sign(&c).expect("sign")));
-    cases.push((
-        "unknown kid",
-        TestIssuer::new().token("user-a", &[Role::Admin]),
-    ));
-    let escalated =
-        b64(
-            &serde_json::to_value(i.claims("user-a", &[Role::Admin], Duration::from_secs(60)))
-                .expect("claims"),
-        );
-    cases.push((
-        "tampered payload",
-        format!("{}.{escalated}.{}", parts[0], parts[2]),
-    ));
-    cases.push(("garbage", "not.a.token".into()));
-    cases
+    storefront_kit::auth::testing::negative_corpus(issuer.issuer())
 }
