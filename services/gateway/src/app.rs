@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use storefront_kit::auth::Verifier;
 use storefront_kit::health::{HealthCheck, Readiness};
-use storefront_kit::server::{HttpServer, Platform, Service};
+use storefront_kit::server::{Platform, Service, ShardedServer};
 use utoipa::OpenApi;
 
 use crate::adapters::redis::RedisStore;
@@ -25,7 +25,7 @@ const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// The gateway service, bound and ready to run.
 pub struct Application {
-    server: HttpServer,
+    server: ShardedServer,
     shared: Arc<Shared>,
 }
 
@@ -65,16 +65,13 @@ impl Application {
             .await
             .map_err(|e| io_error("config", e))?,
         );
-        let client = upstream::client(
-            Duration::from_millis(settings.connect_timeout_ms.max(1)),
-            settings.pool_max_idle_per_host,
-        );
-        let state = AppState {
-            shared: shared.clone(),
-            tokens: Arc::new(Tokens::new(verifier, settings.token_cache_capacity)),
-            client: client.clone(),
-            max_body: settings.max_body_bytes,
+        let client = || {
+            upstream::client(
+                Duration::from_millis(settings.connect_timeout_ms.max(1)),
+                settings.pool_max_idle_per_host,
+            )
         };
+        let tokens = Arc::new(Tokens::new(verifier, settings.token_cache_capacity));
 
         let mut readiness = Readiness::new(NAME, platform.shutdown.token());
         let status = shared.clone();
@@ -103,22 +100,37 @@ impl Application {
                 .shutdown
                 .spawn(runtime::watch(shared.clone(), path, every, stop.clone()));
         }
-        platform
-            .shutdown
-            .spawn(runtime::check_health(shared.clone(), client, stop.clone()));
+        platform.shutdown.spawn(runtime::check_health(
+            shared.clone(),
+            client(),
+            stop.clone(),
+        ));
         platform.shutdown.spawn(runtime::maintain_limits(
             shared.clone(),
             Duration::from_secs(10),
             stop,
         ));
 
-        let service = Service {
-            name: NAME,
-            router: http::router(state, &settings.cors_origins),
-            openapi: http::ApiDoc::openapi(),
-            readiness,
-        };
-        let server = HttpServer::bind(&settings.listen, service).await?;
+        // One shard per serving thread, each with its own upstream pool, so a request and its
+        // upstream connection stay on one thread; the configuration, limits and token cache
+        // are shared.
+        let shards = (0..settings.serving_threads())
+            .map(|_| Service {
+                name: NAME,
+                router: http::router(
+                    AppState {
+                        shared: shared.clone(),
+                        tokens: tokens.clone(),
+                        client: client(),
+                        max_body: settings.max_body_bytes,
+                    },
+                    &settings.cors_origins,
+                ),
+                openapi: http::ApiDoc::openapi(),
+                readiness: readiness.clone(),
+            })
+            .collect();
+        let server = ShardedServer::bind(&settings.listen, shards).await?;
         Ok(Self { server, shared })
     }
 

@@ -43,6 +43,9 @@ pub struct Settings {
     /// Origins allowed to call the API from a browser (`*` for any); empty: no CORS headers
     /// (the UI is served by the gateway itself, same origin).
     pub cors_origins: Vec<String>,
+    /// Threads serving requests, each with its own runtime, listening socket (`SO_REUSEPORT`)
+    /// and upstream pool; 0: one per CPU the process may use.
+    pub serve_threads: usize,
 }
 
 impl Default for Settings {
@@ -60,6 +63,7 @@ impl Default for Settings {
             connect_timeout_ms: 1_000,
             pool_max_idle_per_host: 256,
             cors_origins: Vec::new(),
+            serve_threads: 0,
         }
     }
 }
@@ -68,6 +72,14 @@ impl Settings {
     /// The cache backend: the configured URL, or `memory://`.
     pub fn cache(&self, _data_dir: &Path) -> CacheUrl {
         self.cache_url.clone().unwrap_or_else(CacheUrl::in_memory)
+    }
+
+    /// How many threads serve requests: `serve_threads`, or one per available CPU.
+    pub fn serving_threads(&self) -> usize {
+        match self.serve_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
     }
 
     /// Every backend with the name `/readyz` reports it under.

@@ -156,6 +156,110 @@ impl HttpServer {
     }
 }
 
+/// One service served by several threads, each with a current-thread Tokio runtime and its own
+/// listening socket on the same address (`SO_REUSEPORT`: the kernel spreads new connections
+/// over the sockets). A request then stays on one thread from accept to answer, with no
+/// work-stealing or cross-thread wake-ups, as nginx's worker processes do; each shard's own
+/// state (the gateway's upstream connection pool) stays on its thread too.
+pub struct ShardedServer {
+    name: &'static str,
+    addr: SocketAddr,
+    shards: Vec<(std::net::TcpListener, Router)>,
+}
+
+impl ShardedServer {
+    /// Binds one socket per service given (at least one), all on `listen`; with port 0 the
+    /// first socket's port is used for the others.
+    pub async fn bind(listen: &str, services: Vec<Service>) -> std::io::Result<Self> {
+        let Some(name) = services.first().map(|s| s.name) else {
+            return Err(std::io::Error::other(
+                "a sharded server needs at least one shard",
+            ));
+        };
+        let cannot = |e: std::io::Error| {
+            std::io::Error::new(e.kind(), format!("{name}: cannot listen on {listen}: {e}"))
+        };
+        let mut addr = tokio::net::lookup_host(listen)
+            .await
+            .map_err(cannot)?
+            .next()
+            .ok_or_else(|| cannot(std::io::Error::other("the address resolves to nothing")))?;
+        let mut shards = Vec::with_capacity(services.len());
+        for service in services {
+            let socket = if addr.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()
+            } else {
+                tokio::net::TcpSocket::new_v6()
+            }
+            .map_err(cannot)?;
+            socket.set_reuseaddr(true).map_err(cannot)?;
+            socket.set_reuseport(true).map_err(cannot)?;
+            socket.bind(addr).map_err(cannot)?;
+            // Registered with this runtime's reactor by `listen`; handed over as a std socket.
+            let listener = socket
+                .listen(1024)
+                .map_err(cannot)?
+                .into_std()
+                .map_err(cannot)?;
+            addr = listener.local_addr().map_err(cannot)?;
+            shards.push((listener, service.into_router()));
+        }
+        Ok(Self { name, addr, shards })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Serves on one thread per shard until `stop` is cancelled, then finishes in-flight
+    /// requests on every thread before returning.
+    pub async fn run(self, stop: CancellationToken) -> std::io::Result<()> {
+        tracing::info!(service = self.name, addr = %self.addr, threads = self.shards.len(), "listening");
+        let mut done = Vec::with_capacity(self.shards.len());
+        for (i, (listener, app)) in self.shards.into_iter().enumerate() {
+            let (tx, rx) = tokio::sync::oneshot::channel::<std::io::Result<()>>();
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name(format!("{}-{i}", self.name))
+                .spawn(move || {
+                    let served = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .and_then(|runtime| {
+                            runtime.block_on(async move {
+                                listener.set_nonblocking(true)?;
+                                let listener = TcpListener::from_std(listener)?;
+                                axum::serve(
+                                    listener,
+                                    app.into_make_service_with_connect_info::<SocketAddr>(),
+                                )
+                                .with_graceful_shutdown(async move { stop.cancelled().await })
+                                .await
+                            })
+                        });
+                    let _ = tx.send(served);
+                })?;
+            done.push(rx);
+        }
+        let mut result = Ok(());
+        for rx in done {
+            let served = rx
+                .await
+                .unwrap_or_else(|_| Err(std::io::Error::other("a serving thread panicked")));
+            if let Err(e) = served {
+                // Every shard serves the same app: one failing means the others go on alone.
+                tracing::error!(service = self.name, error = %e, "a serving thread stopped");
+                result = Err(e);
+            }
+        }
+        result
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,6 +293,76 @@ mod tests {
         let base = format!("http://{}", server.local_addr());
         tokio::spawn(server.run(token));
         base
+    }
+
+    #[tokio::test]
+    async fn sharded_server_serves_from_every_thread_and_drains_on_stop() {
+        let token = CancellationToken::new();
+        let services = (0..3)
+            .map(|_| Service {
+                name: "sharded",
+                router: Router::new().route(
+                    "/v1/thread",
+                    get(|| async {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        std::thread::current().name().unwrap_or("?").to_string()
+                    }),
+                ),
+                openapi: OpenApi::default(),
+                readiness: Readiness::new("sharded", token.clone()),
+            })
+            .collect();
+        let server = ShardedServer::bind("127.0.0.1:0", services)
+            .await
+            .expect("bind");
+        let base = format!("http://{}", server.local_addr());
+        let running = tokio::spawn(server.run(token.clone()));
+        // Fresh connections land on the shards the kernel picks; with 60 of them every one of
+        // the three threads answers at least once (a miss has odds far below 1e-9).
+        let mut seen = std::collections::BTreeSet::new();
+        let answers = futures::future::join_all((0..60).map(|_| {
+            let url = format!("{base}/v1/thread");
+            async move {
+                let client = reqwest::Client::builder()
+                    .pool_max_idle_per_host(0)
+                    .build()
+                    .expect("client");
+                client
+                    .get(&url)
+                    .send()
+                    .await
+                    .expect("send")
+                    .text()
+                    .await
+                    .expect("body")
+            }
+        }))
+        .await;
+        seen.extend(answers);
+        assert_eq!(
+            seen,
+            ["sharded-0", "sharded-1", "sharded-2"]
+                .map(String::from)
+                .into_iter()
+                .collect(),
+        );
+        assert_eq!(
+            reqwest::get(format!("{base}/healthz"))
+                .await
+                .expect("healthz")
+                .status(),
+            200
+        );
+        // A request in flight when stop comes is still answered.
+        let slow = tokio::spawn(reqwest::get(format!("{base}/v1/thread")));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        token.cancel();
+        let answer = slow
+            .await
+            .expect("join")
+            .expect("in-flight request answered");
+        assert_eq!(answer.status(), 200);
+        running.await.expect("join").expect("served");
     }
 
     #[tokio::test]
