@@ -17,20 +17,25 @@ use crate::runtime::Route;
 use crate::upstream::HttpClient;
 
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
-/// Removes hop-by-hop headers, including those the `Connection` header names.
+/// Removes hop-by-hop headers, including those the `Connection` header names. Most messages
+/// carry none, so the headers are scanned once (comparing names, no hashing) before anything
+/// is removed.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -41,8 +46,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
     }
 }
 
@@ -258,6 +263,14 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key(header::AUTHORIZATION));
+
+        let mut plain = HeaderMap::new();
+        plain.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        plain.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        strip_hop_by_hop(&mut plain);
+        assert_eq!(plain.len(), 1, "keep-alive alone is removed too");
+        strip_hop_by_hop(&mut plain);
+        assert!(plain.contains_key(header::ACCEPT));
     }
 
     #[test]
