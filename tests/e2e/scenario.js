@@ -208,6 +208,28 @@ try {
     }
   });
 
+  await step('"In stock only" finds a product the admin stocked', shopper, async () => {
+    const [first] = chosen;
+    await shopper.goto(`${SHOP}/search?q=${encodeURIComponent(first.title)}`);
+    await settled(shopper);
+    await shopper.getByLabel('In stock only').check();
+    await shopper.waitForURL(/in_stock=true/);
+    // The order service reports stock in events; search applies them within about a second.
+    let titles = [];
+    for (let i = 0; i < 20; i += 1) {
+      await settled(shopper);
+      titles = await shopper.locator('.card-title').allInnerTexts();
+      if (titles.includes(first.title)) break;
+      await shopper.waitForTimeout(500);
+      await shopper.reload();
+    }
+    expect(titles.includes(first.title), `${first.title} among in-stock results, got ${titles.slice(0, 3).join(', ')}`);
+    const notes = await shopper.locator('.card [data-stock]').evaluateAll((els) => els.map((e) => e.dataset.stock));
+    expect(!notes.includes('out'), 'no result is out of stock');
+    expect(await shopper.getByLabel('In stock only').isChecked(), 'the toggle shows as checked');
+    return `${titles.length} in stock for “${first.title}”`;
+  });
+
   await step('the cart shows both products', shopper, async () => {
     await shopper.getByRole('link', { name: /Cart/ }).click();
     await shopper.locator('table.lines tbody tr').nth(1).waitFor();

@@ -137,6 +137,7 @@ export async function results(_params, query) {
     attr: query.get('attr') || undefined,
     price_min: query.get('price_min') || undefined,
     price_max: query.get('price_max') || undefined,
+    in_stock: query.get('in_stock') === 'true' ? 'true' : undefined,
     sort: query.get('sort') || undefined,
     page: query.get('page') || undefined,
     page_size: PAGE_SIZE,
@@ -210,8 +211,9 @@ function facetsPanel(query, facets) {
     groups.push(checkGroup(capitalise(key), `attr-${key}`, counts.map((f) => [`${key}:${f.value}`, f.value, f.count]), attrs, (v) =>
       navigate(withParam(query, { attr: toggled(attrs, v).join(',') }))));
   }
+  groups.push(stockToggle(query));
   groups.push(priceForm(query));
-  const active = ['q', 'category', 'brand', 'attr', 'price_min', 'price_max'].some((k) => query.get(k) && k !== 'q');
+  const active = ['category', 'brand', 'attr', 'price_min', 'price_max', 'in_stock'].some((k) => query.get(k));
   // Open beside the results on wide screens; folded above them on a phone.
   const wide = window.matchMedia('(min-width: 48rem)').matches;
   return h('aside', { class: 'facets', 'aria-label': 'Filters' },
@@ -229,6 +231,16 @@ function checkGroup(legend, name, options, selected, onToggle) {
       box.addEventListener('change', () => onToggle(value));
       return h('li', { class: 'check' }, box, h('label', { for: id }, `${text} (${count})`));
     })));
+}
+
+// Only products the order service reports in stock (`in_stock=true`); products whose stock was
+// never reported are left out too.
+function stockToggle(query) {
+  const on = query.get('in_stock') === 'true';
+  const box = h('input', { type: 'checkbox', id: 'in-stock', name: 'in_stock', checked: on });
+  box.addEventListener('change', () => navigate(withParam(query, { in_stock: on ? null : 'true' })));
+  return h('fieldset', { class: 'facet' }, h('legend', {}, 'Availability'),
+    h('div', { class: 'check' }, box, h('label', { for: 'in-stock' }, 'In stock only')));
 }
 
 function priceForm(query) {
