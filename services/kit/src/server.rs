@@ -168,8 +168,9 @@ pub struct ShardedServer {
 }
 
 impl ShardedServer {
-    /// Binds one socket per service given (at least one), all on `listen`; with port 0 the
-    /// first socket's port is used for the others.
+    /// Binds one socket per service given (at least one), all on `listen` (port 0: one free
+    /// port for all); an address something already listens on is refused, as a plain bind
+    /// would be.
     pub async fn bind(listen: &str, services: Vec<Service>) -> std::io::Result<Self> {
         let Some(name) = services.first().map(|s| s.name) else {
             return Err(std::io::Error::other(
@@ -184,6 +185,12 @@ impl ShardedServer {
             .map_err(cannot)?
             .next()
             .ok_or_else(|| cannot(std::io::Error::other("the address resolves to nothing")))?;
+        // A plain bind first, closed at once: it fails when anything listens there already
+        // (including another process's SO_REUSEPORT group, which the binds below would
+        // otherwise join, sharing its connections), and it turns port 0 into a free port.
+        addr = std::net::TcpListener::bind(addr)
+            .and_then(|probe| probe.local_addr())
+            .map_err(cannot)?;
         let mut shards = Vec::with_capacity(services.len());
         for service in services {
             let socket = if addr.is_ipv4() {
@@ -316,6 +323,21 @@ mod tests {
             .await
             .expect("bind");
         let base = format!("http://{}", server.local_addr());
+        // The port is taken: a second server is refused rather than sharing it.
+        let taken = ShardedServer::bind(
+            &server.local_addr().to_string(),
+            vec![Service {
+                name: "second",
+                router: Router::new(),
+                openapi: OpenApi::default(),
+                readiness: Readiness::new("second", token.clone()),
+            }],
+        )
+        .await;
+        assert_eq!(
+            taken.err().map(|e| e.kind()),
+            Some(std::io::ErrorKind::AddrInUse)
+        );
         let running = tokio::spawn(server.run(token.clone()));
         // Fresh connections land on the shards the kernel picks; with 60 of them every one of
         // the three threads answers at least once (a miss has odds far below 1e-9).
