@@ -367,7 +367,14 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if let Some(config) = args.serve_gateway.clone() {
         let key = args.issuer_key.clone().context("--issuer-key")?;
-        // The runtime `storefront run gateway` uses: multi-threaded, one worker per core.
+        // What `storefront run gateway` installs: the log subscriber at `info` (so every
+        // request opens its `http` span, as in production), then its multi-threaded runtime,
+        // in which the gateway starts its serving threads.
+        let _telemetry = storefront_kit::telemetry::init(
+            &storefront_kit::telemetry::TelemetrySettings::default(),
+            "storefront",
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
         return tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?
