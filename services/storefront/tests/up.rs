@@ -65,6 +65,9 @@ async fn up_serves_every_service_and_stops_on_ctrl_c_within_the_deadline() {
         .spawn()
         .expect("spawn storefront up");
     let rx = lines(&mut child);
+    // The services log to stderr (JSON): drain it, or a full pipe would block every logger.
+    let mut logs = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || std::io::copy(&mut logs, &mut std::io::sink()));
 
     let mut urls = std::collections::BTreeMap::new();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -220,6 +223,58 @@ async fn up_serves_every_service_and_stops_on_ctrl_c_within_the_deadline() {
         .await
         .expect("json");
     assert!(stock["available"].as_i64().unwrap_or(0) > 0, "{stock}");
+
+    // Checkout through the gateway: the demo shopper's order is placed and the cart emptied.
+    let shopper: serde_json::Value = http
+        .post(format!("{gateway}/api/sessions"))
+        .json(
+            &serde_json::json!({"email": "shopper@storefront.test", "password": "storefront-demo"}),
+        )
+        .send()
+        .await
+        .expect("login")
+        .error_for_status()
+        .expect("the demo shopper logs in")
+        .json()
+        .await
+        .expect("tokens");
+    let shopper = shopper["access_token"].as_str().expect("access token");
+    http.post(format!("{gateway}/api/cart/items"))
+        .bearer_auth(shopper)
+        .json(&serde_json::json!({"product_id": "p-000001", "quantity": 1}))
+        .send()
+        .await
+        .expect("add")
+        .error_for_status()
+        .expect("added to the cart");
+    let placed = http
+        .post(format!("{gateway}/api/orders"))
+        .bearer_auth(shopper)
+        .header("idempotency-key", "up-test-order-1")
+        .json(&serde_json::json!({
+            "customer": {"name": "Demo Shopper", "email": "shopper@storefront.test"},
+            "shipping": {"name": "Demo Shopper", "line1": "1 Main Street", "city": "Berlin",
+                         "postal_code": "10115", "country": "DE"}
+        }))
+        .send()
+        .await
+        .expect("order");
+    assert_eq!(
+        placed.status(),
+        201,
+        "{}",
+        placed.text().await.unwrap_or_default()
+    );
+    let cart: serde_json::Value = http
+        .get(format!("{gateway}/api/cart"))
+        .bearer_auth(shopper)
+        .send()
+        .await
+        .expect("cart")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(cart["item_count"], 0, "the cart is emptied by the order: {cart}");
 
     let pid = child.id().to_string();
     let started = Instant::now();
