@@ -38,10 +38,22 @@ struct Args {
     /// Products (lines) per order.
     #[arg(long, default_value_t = 2)]
     lines: usize,
+    /// Products in the catalog the orders draw their lines from, in turn (order `i` takes
+    /// products `i * lines ..` modulo this). The default, `lines`, puts the same products in
+    /// every order: every placement then waits for the stock row locks of the one before.
+    #[arg(long)]
+    products: Option<usize>,
     /// Do not run the order service's outbox relay (events stay in the outbox), to see what
     /// publishing to Kafka meanwhile costs the placements.
     #[arg(long)]
     no_relay: bool,
+}
+
+/// The products of order `i`: `lines` of the catalog in turn, distinct when it has that many.
+fn lines_of(products: &[String], lines: usize, i: usize) -> Vec<String> {
+    (0..lines)
+        .map(|j| products[(i * lines + j) % products.len()].clone())
+        .collect()
 }
 
 /// What one or more passes measured.
@@ -364,7 +376,8 @@ async fn main() -> anyhow::Result<()> {
         .build()?;
 
     // --- products with plenty of stock, in the service and in the bare database ------------
-    let products = shop.stocked_products(&http, args.lines, "BENCH").await?;
+    let catalog = args.products.unwrap_or(args.lines).max(args.lines);
+    let products = shop.stocked_products(&http, catalog, "BENCH").await?;
     // The bare database gets the service's schema (its migrations) and the same stock.
     drop(
         storefront_order::adapters::mysql::MysqlOrders::connect(bare_db.url(), "bench-bare")
@@ -413,6 +426,7 @@ async fn main() -> anyhow::Result<()> {
                 products.clone(),
                 cart_base.clone(),
             );
+            let lines = args.lines;
             closed_loop(n, args.concurrency, move |i| {
                 let (http, tokens, products, cart_base) = (
                     http.clone(),
@@ -421,7 +435,7 @@ async fn main() -> anyhow::Result<()> {
                     cart_base.clone(),
                 );
                 async move {
-                    for p in products.iter() {
+                    for p in lines_of(&products, lines, i) {
                         let r = http
                             .post(format!("{cart_base}/v1/cart/items"))
                             .bearer_auth(&tokens[i])
@@ -490,6 +504,7 @@ async fn main() -> anyhow::Result<()> {
         let bare_pass = {
             let (pool, products, sample) = (bare.clone(), products.clone(), sample_order.clone());
             let tag = tag.clone();
+            let lines = args.lines;
             closed_loop(n, args.concurrency, move |i| {
                 let (pool, products, sample, user) = (
                     pool.clone(),
@@ -498,7 +513,7 @@ async fn main() -> anyhow::Result<()> {
                     format!("bench-{tag}-{i}"),
                 );
                 async move {
-                    bare_place(&pool, &user, &products, &sample)
+                    bare_place(&pool, &user, &lines_of(&products, lines, i), &sample)
                         .await
                         .map_err(|e| e.to_string())
                 }
@@ -520,8 +535,9 @@ async fn main() -> anyhow::Result<()> {
 
     // --- report ----------------------------------------------------------------------------
     println!(
-        "\n{} orders per pass, {} lines each; {} closed-loop workers; {} measured passes per phase (alternating); outbox relay {}; load average {load_before} before, {load_after} after.\n",
+        "\n{} orders per pass, {} lines each from {} products; {} closed-loop workers; {} measured passes per phase (alternating); outbox relay {}; load average {load_before} before, {load_after} after.\n",
         args.orders,
+        args.lines,
         products.len(),
         args.concurrency,
         args.rounds,
