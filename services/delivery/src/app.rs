@@ -142,17 +142,11 @@ async fn follow(state: AppState, bus: Bus, settings: Settings, stop: Cancellatio
     if let Err(e) = bus.ensure_topics(&topics, 3).await {
         tracing::warn!(error = %e, "could not create the order and delivery topics");
     }
-    let subscription = loop {
-        match bus.subscribe(&settings.consumer_group, &[settings.orders_topic.as_str()]) {
-            Ok(s) => break s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot subscribe to the order topic; retrying");
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
-        }
+    let Some(subscription) = bus
+        .subscribe_until(&settings.consumer_group, &topics[..1], &stop)
+        .await
+    else {
+        return;
     };
     bus::consume("delivery-orders", subscription, stop, |record| {
         let state = state.clone();

@@ -116,6 +116,28 @@ impl Bus {
         })
     }
 
+    /// [`Bus::subscribe`], tried again every second while it fails (Kafka not reachable yet),
+    /// until it succeeds or `stop` is cancelled (`None`).
+    pub async fn subscribe_until(
+        &self,
+        group: &str,
+        topics: &[&str],
+        stop: &CancellationToken,
+    ) -> Option<Subscription> {
+        loop {
+            match self.subscribe(group, topics) {
+                Ok(s) => return Some(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, ?topics, group, "cannot subscribe; retrying");
+                    tokio::select! {
+                        () = stop.cancelled() => return None,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        }
+    }
+
     /// Reachability for `/readyz`: Kafka metadata, or always up in memory.
     pub async fn check(&self) -> Result<(), String> {
         match self {

@@ -224,17 +224,8 @@ async fn follow(
     topic: String,
     stop: CancellationToken,
 ) {
-    let subscription = loop {
-        match bus.subscribe(&group, &[topic.as_str()]) {
-            Ok(s) => break s,
-            Err(e) => {
-                tracing::warn!(error = %e, %topic, "cannot subscribe; retrying");
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
-        }
+    let Some(subscription) = bus.subscribe_until(&group, &[topic.as_str()], &stop).await else {
+        return;
     };
     bus::consume(consumer, subscription, stop, |record| {
         let state = state.clone();

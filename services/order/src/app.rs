@@ -3,7 +3,6 @@
 //! API.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use storefront_cart::client::CartClient;
 use storefront_kit::auth::Verifier;
@@ -185,17 +184,8 @@ async fn follow<F, Fut>(
     if let Err(e) = bus.ensure_topics(&[topic.as_str()], 3).await {
         tracing::warn!(error = %e, topic, "could not create the topic");
     }
-    let subscription = loop {
-        match bus.subscribe(&group, &[topic.as_str()]) {
-            Ok(s) => break s,
-            Err(e) => {
-                tracing::warn!(error = %e, topic, "cannot subscribe; retrying");
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
-        }
+    let Some(subscription) = bus.subscribe_until(&group, &[topic.as_str()], &stop).await else {
+        return;
     };
     bus::consume(consumer, subscription, stop, handler).await;
 }

@@ -308,18 +308,7 @@ async fn subscribe(
     if let Err(e) = bus.ensure_topics(&[topic], 3).await {
         tracing::warn!(error = %e, topic, "could not create the topic");
     }
-    loop {
-        match bus.subscribe(group, &[topic]) {
-            Ok(s) => return Some(s),
-            Err(e) => {
-                tracing::warn!(error = %e, topic, "cannot subscribe; retrying");
-                tokio::select! {
-                    () = stop.cancelled() => return None,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
-        }
-    }
+    bus.subscribe_until(group, &[topic], stop).await
 }
 
 /// Most `orders.v1` records applied at once (one catalog transaction, one index write).
