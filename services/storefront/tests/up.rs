@@ -274,7 +274,10 @@ async fn up_serves_every_service_and_stops_on_ctrl_c_within_the_deadline() {
         .json()
         .await
         .expect("json");
-    assert_eq!(cart["item_count"], 0, "the cart is emptied by the order: {cart}");
+    assert_eq!(
+        cart["item_count"], 0,
+        "the cart is emptied by the order: {cart}"
+    );
 
     let pid = child.id().to_string();
     let started = Instant::now();
