@@ -252,13 +252,14 @@ impl ShardedServer {
                 })?;
             done.push(rx);
         }
+        // Each thread's end is seen when it happens: a shard that fails is logged at once
+        // while the others go on serving the same app.
+        let mut done: futures::stream::FuturesUnordered<_> = done.into_iter().collect();
         let mut result = Ok(());
-        for rx in done {
-            let served = rx
-                .await
-                .unwrap_or_else(|_| Err(std::io::Error::other("a serving thread panicked")));
+        while let Some(served) = futures::StreamExt::next(&mut done).await {
+            let served =
+                served.unwrap_or_else(|_| Err(std::io::Error::other("a serving thread panicked")));
             if let Err(e) = served {
-                // Every shard serves the same app: one failing means the others go on alone.
                 tracing::error!(service = self.name, error = %e, "a serving thread stopped");
                 result = Err(e);
             }
