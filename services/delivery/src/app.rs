@@ -142,8 +142,9 @@ async fn follow(state: AppState, bus: Bus, settings: Settings, stop: Cancellatio
     if let Err(e) = bus.ensure_topics(&topics, 3).await {
         tracing::warn!(error = %e, "could not create the order and delivery topics");
     }
+    let orders = [settings.orders_topic.as_str()];
     let Some(subscription) = bus
-        .subscribe_until(&settings.consumer_group, &topics[..1], &stop)
+        .subscribe_until(&settings.consumer_group, &orders, &stop)
         .await
     else {
         return;
