@@ -313,6 +313,17 @@ impl World {
         .await
     }
 
+    /// `POST /v1/orders/{id}/cancel` as `token`, with an optional body.
+    pub async fn cancel(&self, token: &str, id: &str, body: Option<&Value>) -> Answer {
+        self.order_call(
+            Method::POST,
+            &format!("/v1/orders/{id}/cancel"),
+            Some(token),
+            body,
+        )
+        .await
+    }
+
     /// Creates a product in search (admin); its id.
     pub async fn product(&self, title: &str, minor: i64, stock_hint: u32) -> String {
         let body = json!({
