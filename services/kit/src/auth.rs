@@ -55,6 +55,23 @@ impl Expiry<TokenHash, Identity> for UntilExp {
     }
 }
 
+/// How long a refused token is remembered as refused.
+pub const REFUSED_TOKEN_TTL: Duration = Duration::from_secs(60);
+
+/// Refused tokens, remembered for [`REFUSED_TOKEN_TTL`] when the refusal cannot change: a bad
+/// signature, a wrong issuer or audience, an expired or malformed token. A client that keeps
+/// sending one then costs a hash and a lookup, not a signature check. A token that is not
+/// valid *yet* (`nbf`), names an unknown key (a rotation may publish it) or met an unreachable
+/// JWKS is never remembered.
+fn refused_cache(capacity: u64) -> Option<Cache<TokenHash, AuthError>> {
+    (capacity > 0).then(|| {
+        Cache::builder()
+            .max_capacity(capacity)
+            .time_to_live(REFUSED_TOKEN_TTL)
+            .build()
+    })
+}
+
 fn token_cache(capacity: u64) -> Option<Cache<TokenHash, Identity>> {
     (capacity > 0).then(|| {
         Cache::builder()
@@ -150,6 +167,28 @@ impl From<AuthError> for ApiError {
             AuthError::Missing => ApiError::Unauthorized("Authentication required.".into()),
             // One message for every rejected token: no oracle for attackers.
             _ => ApiError::Unauthorized("Invalid or expired token.".into()),
+        }
+    }
+}
+
+/// Why a token was refused, and whether the same token would be refused again later.
+struct Refusal {
+    error: AuthError,
+    lasting: bool,
+}
+
+impl Refusal {
+    fn lasting(error: AuthError) -> Self {
+        Self {
+            error,
+            lasting: true,
+        }
+    }
+
+    fn passing(error: AuthError) -> Self {
+        Self {
+            error,
+            lasting: false,
         }
     }
 }
@@ -308,6 +347,7 @@ pub struct Verifier {
     http: reqwest::Client,
     cache: Arc<RwLock<KeyCache>>,
     tokens: Option<Cache<TokenHash, Identity>>,
+    refused: Option<Cache<TokenHash, AuthError>>,
 }
 
 impl fmt::Debug for Verifier {
@@ -348,13 +388,15 @@ impl Verifier {
                 fetched: None,
             })),
             tokens: token_cache(DEFAULT_TOKEN_CACHE),
+            refused: refused_cache(DEFAULT_TOKEN_CACHE),
         }
     }
 
-    /// Remembers at most `capacity` verified tokens (0: none, every call checks the
-    /// signature).
+    /// Remembers at most `capacity` verified tokens, and as many refused ones (0: none, every
+    /// call checks the signature).
     pub fn with_token_cache(mut self, capacity: u64) -> Self {
         self.tokens = token_cache(capacity);
+        self.refused = refused_cache(capacity);
         self
     }
 
@@ -373,10 +415,31 @@ impl Verifier {
             metrics::counter!("auth_token_cache_total", "result" => "hit").increment(1);
             return Ok(identity);
         }
+        if let Some(error) = self.refused.as_ref().and_then(|r| r.get(&key)) {
+            metrics::counter!("auth_token_cache_total", "result" => "refused").increment(1);
+            return Err(error);
+        }
         metrics::counter!("auth_token_cache_total", "result" => "miss").increment(1);
-        let identity = self.verify_signature(token).await?;
-        tokens.insert(key, identity.clone());
-        Ok(identity)
+        match self.check(token).await {
+            Ok(identity) => {
+                tokens.insert(key, identity.clone());
+                Ok(identity)
+            }
+            Err(Refusal { error, lasting }) => {
+                if lasting && let Some(refused) = &self.refused {
+                    refused.insert(key, error.clone());
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Refused tokens currently remembered.
+    pub fn refused_tokens(&self) -> u64 {
+        self.refused.as_ref().map_or(0, |r| {
+            r.run_pending_tasks();
+            r.entry_count()
+        })
     }
 
     /// Verified tokens remembered now.
@@ -390,24 +453,29 @@ impl Verifier {
     /// Verifies a bearer token without the token cache: signature by a known key, algorithm
     /// EdDSA only, issuer, audience, expiry and not-before.
     pub async fn verify_signature(&self, token: &str) -> Result<Identity, AuthError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
+        self.check(token).await.map_err(|r| r.error)
+    }
+
+    async fn check(&self, token: &str) -> Result<Identity, Refusal> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| Refusal::lasting(AuthError::Malformed))?;
         if header.alg != Algorithm::EdDSA {
-            return Err(AuthError::Algorithm);
+            return Err(Refusal::lasting(AuthError::Algorithm));
         }
-        let kid = header.kid.ok_or(AuthError::UnknownKey)?;
+        let kid = header.kid.ok_or(Refusal::lasting(AuthError::UnknownKey))?;
         // Bind first: a guard held in the `match` scrutinee would deadlock `refresh`.
         let cached = self.cache.read().await.keys.get(&kid).cloned();
         let key = match cached {
             Some(k) => k,
             None => {
-                self.refresh().await?;
+                self.refresh().await.map_err(Refusal::passing)?;
                 self.cache
                     .read()
                     .await
                     .keys
                     .get(&kid)
                     .cloned()
-                    .ok_or(AuthError::UnknownKey)?
+                    .ok_or(Refusal::passing(AuthError::UnknownKey))?
             }
         };
         let mut validation = Validation::new(Algorithm::EdDSA);
@@ -416,8 +484,14 @@ impl Verifier {
         validation.set_issuer(&[&self.issuer]);
         validation.set_audience(&[&self.audience]);
         validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
-        let data = jsonwebtoken::decode::<Claims>(token, &key, &validation)
-            .map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let data = jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(|e| {
+            let error = AuthError::Invalid(e.to_string());
+            match e.kind() {
+                // Valid later, perhaps: `nbf` is still ahead.
+                jsonwebtoken::errors::ErrorKind::ImmatureSignature => Refusal::passing(error),
+                _ => Refusal::lasting(error),
+            }
+        })?;
         let c = data.claims;
         Ok(Identity {
             subject: c.sub,
@@ -653,6 +727,22 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn lasting_refusals_are_remembered_and_passing_ones_are_not() {
+        let t = TestIssuer::new();
+        let v = t.verifier();
+        for (name, token) in super::testing::negative_corpus(t.issuer()) {
+            let before = v.refused_tokens();
+            let first = v.verify(&token).await.expect_err(name);
+            // Not valid yet, or signed by a key a JWKS refresh may still bring: asked again.
+            let passing = matches!(name, "future nbf" | "unknown kid");
+            assert_eq!(v.refused_tokens() > before, !passing, "{name}: {first}");
+            let again = v.verify(&token).await.expect_err(name);
+            assert_eq!(again, first, "{name}: refused the same way");
+        }
+        assert_eq!(t.verifier().with_token_cache(0).refused_tokens(), 0);
     }
 
     #[tokio::test]
