@@ -9,6 +9,8 @@
 //! - `tokens/verify_cache_miss`: the same call, cycling through 8,192 distinct signed tokens
 //!   with a cache of 16 entries, so at most 16 / 8,192 (0.2%) can hit: SHA-256, a miss, the
 //!   EdDSA check and the insert;
+//! - `tokens/verify_refused_repeat`: the same call with one expired token every time: refused
+//!   by its signature check once, then remembered as refused (SHA-256, two moka lookups);
 //! - `tokens/verify_signature_only`: [`Tokens::verify_uncached`] (kit's `Verifier`, no cache);
 //! - `redis/gcra_decision`: one cluster-wide decision, [`RedisStore`] (`EVALSHA` of the GCRA
 //!   script, loopback round trip), when the local stack is up (`tests/stack/stack up`);
@@ -150,6 +152,24 @@ fn tokens(c: &mut Criterion) {
         missing.cached() <= MISS_CACHE_CAPACITY,
         "the miss cache stays bounded"
     );
+
+    // A client stuck on an expired token: refused once by its signature check, then
+    // remembered as refused.
+    let expired = storefront_kit::auth::testing::negative_corpus(issuer.issuer())
+        .into_iter()
+        .find_map(|(name, token)| (name == "expired").then_some(token))
+        .expect("the corpus has an expired token");
+    group.bench_function("verify_refused_repeat", |b| {
+        let (cached, expired) = (&cached, &expired);
+        b.to_async(&rt).iter(|| async move {
+            black_box(
+                cached
+                    .verify(black_box(expired))
+                    .await
+                    .expect_err("refused"),
+            )
+        });
+    });
 
     group.bench_function("verify_signature_only", |b| {
         let (cached, token) = (&cached, &token);
