@@ -108,11 +108,9 @@ impl Application {
         let state = state(settings, data_dir, verifier).await?;
 
         let mut readiness = Readiness::new(NAME, platform.shutdown.token());
-        let repo = state.repo.clone();
         readiness.add(
-            HealthCheck::new("database", move || {
-                let repo = repo.clone();
-                async move { repo.check().await.map_err(|e| e.to_string()) }
+            HealthCheck::on("database", state.repo.clone(), |a| async move {
+                a.check().await
             })
             .with_target(settings.database(data_dir).redacted()),
         );

@@ -77,22 +77,13 @@ impl Application {
             Bus::connect(&events, NAME, &platform.memory_bus).map_err(|e| io_error("events", e))?;
 
         let mut readiness = Readiness::new(NAME, platform.shutdown.token());
-        let repo = state.repo.clone();
         readiness.add(
-            HealthCheck::new("database", move || {
-                let repo = repo.clone();
-                async move { repo.check().await.map_err(|e| e.to_string()) }
+            HealthCheck::on("database", state.repo.clone(), |a| async move {
+                a.check().await
             })
             .with_target(settings.database(data_dir).redacted()),
         );
-        let probe = bus.clone();
-        readiness.add(
-            HealthCheck::new("events", move || {
-                let b = probe.clone();
-                async move { b.check().await }
-            })
-            .with_target(events.redacted()),
-        );
+        readiness.add(bus.readiness_check(&events));
 
         let token = platform.shutdown.token();
         platform.shutdown.spawn(state.repo.relay(

@@ -138,6 +138,16 @@ impl Bus {
         }
     }
 
+    /// The `events` check of `/readyz`: [`Bus::check`], shown with `url` (redacted).
+    pub fn readiness_check(&self, url: &EventsUrl) -> crate::health::HealthCheck {
+        let bus = self.clone();
+        crate::health::HealthCheck::new("events", move || {
+            let bus = bus.clone();
+            async move { bus.check().await }
+        })
+        .with_target(url.redacted())
+    }
+
     /// Reachability for `/readyz`: Kafka metadata, or always up in memory.
     pub async fn check(&self) -> Result<(), String> {
         match self {

@@ -45,6 +45,22 @@ impl HealthCheck {
         }
     }
 
+    /// A check that runs `check` on a clone of `value` (an adapter handle) each time, an error
+    /// shown by its `Display`.
+    pub fn on<T, F, Fut, E>(name: impl Into<String>, value: T, check: F) -> Self
+    where
+        T: Clone + Send + Sync + 'static,
+        F: Fn(T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: std::fmt::Display,
+    {
+        let check = Arc::new(check);
+        Self::new(name, move || {
+            let (value, check) = (value.clone(), check.clone());
+            async move { check(value).await.map_err(|e| e.to_string()) }
+        })
+    }
+
     /// What the check talks to, shown in `/readyz` (already redacted).
     pub fn with_target(mut self, target: impl Into<String>) -> Self {
         self.target = Some(target.into());

@@ -119,28 +119,19 @@ impl Application {
             Bus::connect(&events, NAME, &platform.memory_bus).map_err(|e| io_error("events", e))?;
 
         let mut readiness = Readiness::new(NAME, platform.shutdown.token());
-        let store = state.store.clone();
         readiness.add(
-            HealthCheck::new("database", move || {
-                let store = store.clone();
-                async move { store.check().await.map_err(|e| e.to_string()) }
+            HealthCheck::on("database", state.store.clone(), |a| async move {
+                a.check().await
             })
             .with_target(settings.database(data_dir).redacted()),
         );
-        let probe = bus.clone();
+        readiness.add(bus.readiness_check(&events));
         readiness.add(
-            HealthCheck::new("events", move || {
-                let b = probe.clone();
-                async move { b.check().await }
-            })
-            .with_target(events.redacted()),
-        );
-        let mail = state.mailer.clone();
-        readiness.add(
-            HealthCheck::new("mail", move || {
-                let m = mail.clone();
-                async move { m.check().await }
-            })
+            HealthCheck::on(
+                "mail",
+                state.mailer.clone(),
+                |a| async move { a.check().await },
+            )
             .with_target(settings.mail(data_dir).redacted()),
         );
 

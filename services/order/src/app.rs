@@ -96,22 +96,13 @@ impl Application {
         };
 
         let mut readiness = Readiness::new(NAME, platform.shutdown.token());
-        let repo = state.repo.clone();
         readiness.add(
-            HealthCheck::new("database", move || {
-                let r = repo.clone();
-                async move { r.check().await.map_err(|e| e.to_string()) }
+            HealthCheck::on("database", state.repo.clone(), |a| async move {
+                a.check().await
             })
             .with_target(database.redacted()),
         );
-        let probe = bus.clone();
-        readiness.add(
-            HealthCheck::new("events", move || {
-                let b = probe.clone();
-                async move { b.check().await }
-            })
-            .with_target(events.redacted()),
-        );
+        readiness.add(bus.readiness_check(&events));
 
         let follower = state.clone();
         platform.shutdown.spawn(follow(

@@ -126,30 +126,21 @@ impl Application {
             Bus::connect(&events, NAME, &platform.memory_bus).map_err(|e| io_error("events", e))?;
 
         let mut readiness = Readiness::new(NAME, platform.shutdown.token());
-        let catalog = state.catalog.clone();
         readiness.add(
-            HealthCheck::new("catalog", move || {
-                let c = catalog.clone();
-                async move { c.check().await }
+            HealthCheck::on("catalog", state.catalog.clone(), |a| async move {
+                a.check().await
             })
             .with_target(settings.catalog(data_dir).redacted()),
         );
-        let index = state.index.clone();
         readiness.add(
-            HealthCheck::new("index", move || {
-                let i = index.clone();
-                async move { i.check().await }
-            })
+            HealthCheck::on(
+                "index",
+                state.index.clone(),
+                |a| async move { a.check().await },
+            )
             .with_target(settings.index(data_dir).redacted()),
         );
-        let probe = bus.clone();
-        readiness.add(
-            HealthCheck::new("events", move || {
-                let b = probe.clone();
-                async move { b.check().await }
-            })
-            .with_target(events.redacted()),
-        );
+        readiness.add(bus.readiness_check(&events));
         // The cache is optional: when it is down the service answers uncached, so it is not
         // part of readiness; `search_cache_up` and the logs report it.
         platform
