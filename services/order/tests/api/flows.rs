@@ -365,6 +365,16 @@ pub async fn cancel_releases_stock(b: Backends) {
     assert_eq!(c.data["total"]["minor"], 2_500);
 }
 
+/// A call expected to fail: method, path, token, body, status and the field named (if any).
+type BadCall<'a> = (
+    Method,
+    &'a str,
+    &'a str,
+    Option<Value>,
+    u16,
+    Option<&'static str>,
+);
+
 fn delivery_event(kind: &str, order_id: &str, user: &str) -> Envelope {
     Envelope::new(
         kind,
@@ -533,92 +543,97 @@ pub async fn bad_input_is_named(b: Backends) {
         )
         .await;
     r.assert_problem(400, Some("Idempotency-Key"));
-    // Status and cancel bodies.
+    // Status, cancel and stock bodies and paths: (method, path, token, body, status, field).
     let some = uuid::Uuid::now_v7();
-    let r = w
-        .order_call(
+    let status = format!("/v1/orders/{some}/status");
+    let cancel = format!("/v1/orders/{some}/cancel");
+    let cases: Vec<BadCall> = vec![
+        (
             Method::POST,
-            &format!("/v1/orders/{some}/status"),
-            Some(&admin),
-            Some(&json!({"status": "LOST"})),
-        )
-        .await;
-    r.assert_problem(422, Some("status"));
-    let r = w
-        .order_call(
+            &status,
+            &admin,
+            Some(json!({"status": "LOST"})),
+            422,
+            Some("status"),
+        ),
+        (
             Method::POST,
-            &format!("/v1/orders/{some}/status"),
-            Some(&admin),
-            Some(&json!({})),
-        )
-        .await;
-    r.assert_problem(422, Some("status"));
-    let r = w
-        .cancel(
+            &status,
+            &admin,
+            Some(json!({})),
+            422,
+            Some("status"),
+        ),
+        (
+            Method::POST,
+            &cancel,
             &u,
-            &some.to_string(),
-            Some(&json!({"reason": "x".repeat(501)})),
-        )
-        .await;
-    r.assert_problem(422, Some("reason"));
-    let r = w
-        .cancel(&u, &some.to_string(), Some(&json!({"why": 1})))
-        .await;
-    r.assert_problem(422, None);
-    let r = w
-        .order_call(
+            Some(json!({"reason": "x".repeat(501)})),
+            422,
+            Some("reason"),
+        ),
+        (
             Method::POST,
-            &format!("/v1/orders/{some}/status"),
-            Some(&admin),
-            Some(&json!({"status": "CONFIRMED"})),
-        )
-        .await;
-    r.assert_problem(404, None);
-    // Stock.
-    let r = w
-        .order_call(
+            &cancel,
+            &u,
+            Some(json!({"why": 1})),
+            422,
+            None,
+        ),
+        (
+            Method::POST,
+            &status,
+            &admin,
+            Some(json!({"status": "CONFIRMED"})),
+            404,
+            None,
+        ),
+        (
             Method::PUT,
             "/v1/stock/p-1",
-            Some(&admin),
-            Some(&json!({"available": -1})),
-        )
-        .await;
-    r.assert_problem(422, Some("available"));
-    let r = w
-        .order_call(
+            &admin,
+            Some(json!({"available": -1})),
+            422,
+            Some("available"),
+        ),
+        (
             Method::PUT,
             "/v1/stock/p-1",
-            Some(&admin),
-            Some(&json!({"available": "many"})),
-        )
-        .await;
-    r.assert_problem(422, Some("available"));
-    let r = w
-        .order_call(
+            &admin,
+            Some(json!({"available": "many"})),
+            422,
+            Some("available"),
+        ),
+        (
             Method::PUT,
             "/v1/stock/bad%20id",
-            Some(&admin),
-            Some(&json!({"available": 1})),
-        )
-        .await;
-    r.assert_problem(400, Some("product_id"));
-    let r = w
-        .order_call(Method::GET, "/v1/stock/bad%20id", Some(&admin), None)
-        .await;
-    r.assert_problem(400, Some("product_id"));
-    let r = w
-        .order_call(Method::GET, "/v1/stock/p-unknown", Some(&admin), None)
-        .await;
-    r.assert_problem(404, None);
-    let r = w
-        .order_call(
+            &admin,
+            Some(json!({"available": 1})),
+            400,
+            Some("product_id"),
+        ),
+        (
+            Method::GET,
+            "/v1/stock/bad%20id",
+            &admin,
+            None,
+            400,
+            Some("product_id"),
+        ),
+        (Method::GET, "/v1/stock/p-unknown", &admin, None, 404, None),
+        (
             Method::PUT,
             "/v1/stock/p-1",
-            Some(&u),
-            Some(&json!({"available": 1})),
-        )
-        .await;
-    r.assert_problem(403, None);
+            &u,
+            Some(json!({"available": 1})),
+            403,
+            None,
+        ),
+    ];
+    for (method, path, token, body, expected, field) in cases {
+        let r = w.order_call(method, path, Some(token), body.as_ref()).await;
+        r.assert_problem(expected, field);
+    }
     // A product with no units left cannot be ordered: 409 naming it.
     let ghost = w.product("Ghost Glass", 100, 1).await;
     w.wait_for_stock(&ghost).await;
