@@ -129,9 +129,8 @@ impl Bus {
                 Ok(s) => return Some(s),
                 Err(e) => {
                     tracing::warn!(error = %e, ?topics, group, "cannot subscribe; retrying");
-                    tokio::select! {
-                        () = stop.cancelled() => return None,
-                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    if sleep_or_stop(Duration::from_secs(1), stop).await {
+                        return None;
                     }
                 }
             }
@@ -207,21 +206,7 @@ pub async fn consume<F, Fut>(
     F: FnMut(Received) -> Fut,
     Fut: Future<Output = Result<(), HandlerError>>,
 {
-    loop {
-        let record = tokio::select! {
-            () = stop.cancelled() => return,
-            r = subscription.next() => r,
-        };
-        let record = match record {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(consumer, error = %e, "receive failed; retrying");
-                if sleep_or_stop(Duration::from_secs(1), &stop).await {
-                    return;
-                }
-                continue;
-            }
-        };
+    while let Some(record) = next_or_stop(consumer, &mut subscription, &stop).await {
         let mut attempt: u32 = 0;
         loop {
             let outcome = handler(record.clone()).await;
@@ -272,21 +257,7 @@ pub async fn consume_batches<F, Fut, E>(
     Fut: Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
-    loop {
-        let first = tokio::select! {
-            () = stop.cancelled() => return,
-            r = subscription.next() => r,
-        };
-        let first = match first {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(consumer, error = %e, "receive failed; retrying");
-                if sleep_or_stop(Duration::from_secs(1), &stop).await {
-                    return;
-                }
-                continue;
-            }
-        };
+    while let Some(first) = next_or_stop(consumer, &mut subscription, &stop).await {
         // Cancelling `next` at the deadline loses nothing: the record stays for the next call.
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + linger;
@@ -316,6 +287,30 @@ pub async fn consume_batches<F, Fut, E>(
         for r in last {
             if let Err(e) = subscription.commit(r).await {
                 tracing::warn!(consumer, error = %e, "commit failed; records may be redelivered");
+            }
+        }
+    }
+}
+
+/// The next record, waiting through receive errors (retried every second); `None` once
+/// `stop` is cancelled.
+async fn next_or_stop(
+    consumer: &'static str,
+    subscription: &mut Subscription,
+    stop: &CancellationToken,
+) -> Option<Received> {
+    loop {
+        let received = tokio::select! {
+            () = stop.cancelled() => return None,
+            r = subscription.next() => r,
+        };
+        match received {
+            Ok(r) => return Some(r),
+            Err(e) => {
+                tracing::warn!(consumer, error = %e, "receive failed; retrying");
+                if sleep_or_stop(Duration::from_secs(1), stop).await {
+                    return None;
+                }
             }
         }
     }
