@@ -54,10 +54,9 @@ impl HealthCheck {
         Fut: Future<Output = Result<(), E>> + Send + 'static,
         E: std::fmt::Display,
     {
-        let check = Arc::new(check);
         Self::new(name, move || {
-            let (value, check) = (value.clone(), check.clone());
-            async move { check(value).await.map_err(|e| e.to_string()) }
+            let checked = check(value.clone());
+            async move { checked.await.map_err(|e| e.to_string()) }
         })
     }
 
