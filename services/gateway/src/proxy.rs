@@ -3,14 +3,16 @@
 //! outlier accounting, streamed bodies both ways and the request size limit (413).
 
 use std::error::Error as StdError;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, Method, Request, StatusCode, header};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::{BodyExt, LengthLimitError, Limited, StreamBody};
 use storefront_kit::problem::{ApiError, Problem, problem_response};
+use tokio::sync::Mutex;
 
 use crate::domain::config::OutlierConfig;
 use crate::runtime::Route;
@@ -75,6 +77,24 @@ fn too_large(max: usize) -> Response {
         .into_response()
 }
 
+/// Reads and discards what the client still sends of a refused body (at most 4x the limit,
+/// for at most a second), so it reads the 413 instead of a connection reset by a close with
+/// unread data.
+async fn drain(body: &Mutex<Body>, max_body: usize) {
+    let mut body = body.lock().await;
+    let budget = max_body.saturating_mul(4);
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let mut read = 0usize;
+        while read <= budget {
+            match body.frame().await {
+                Some(Ok(frame)) => read += frame.data_ref().map_or(0, Bytes::len),
+                _ => break,
+            }
+        }
+    })
+    .await;
+}
+
 fn is_length_limit(err: &(dyn StdError + 'static)) -> bool {
     let mut current: Option<&(dyn StdError + 'static)> = Some(err);
     while let Some(e) = current {
@@ -121,7 +141,9 @@ pub async fn forward(
     }
     let retryable = idempotent(&method);
     // Idempotent requests are buffered (bounded) so a retry can send them again; the others
-    // stream through, bounded on the way.
+    // stream through, bounded on the way. A streamed body is read through a shared handle, so
+    // that what the client still sends after the limit can be drained before the 413.
+    let mut client_body: Option<Arc<Mutex<Body>>> = None;
     let (buffered, mut streamed): (Option<Bytes>, Option<Body>) = if retryable {
         match Limited::new(body, max_body).collect().await {
             Ok(collected) => (Some(collected.to_bytes()), None),
@@ -132,7 +154,16 @@ pub async fn forward(
             }
         }
     } else {
-        (None, Some(Body::new(Limited::new(body, max_body))))
+        let shared = Arc::new(Mutex::new(body));
+        client_body = Some(shared.clone());
+        let frames = futures::stream::unfold(shared, |shared| async move {
+            let frame = shared.lock().await.frame().await;
+            frame.map(|f| (f, shared))
+        });
+        (
+            None,
+            Some(Body::new(Limited::new(StreamBody::new(frames), max_body))),
+        )
     };
     let attempts = if retryable { 1 + route.retries } else { 1 };
     let mut tried: Vec<usize> = Vec::new();
@@ -198,6 +229,9 @@ pub async fn forward(
             }
             Ok(Err(e)) => {
                 if is_length_limit(&e) {
+                    if let Some(rest) = client_body {
+                        drain(&rest, max_body).await;
+                    }
                     return too_large(max_body);
                 }
                 instance.failed(outlier);
