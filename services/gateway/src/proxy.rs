@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, Method, Request, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited, StreamBody};
 use storefront_kit::problem::{ApiError, Problem, problem_response};
 use tokio::sync::Mutex;
@@ -72,9 +72,17 @@ fn problem(status: StatusCode, kind: &str, detail: &str) -> Response {
     })
 }
 
+/// The 413 says `Connection: close`: the refused body may be unread, and the server then
+/// closes the connection after answering, so the client must not reuse it for its next request
+/// (a reused one would be closed under it).
 fn too_large(max: usize) -> Response {
-    ApiError::PayloadTooLarge(format!("The request body is larger than {max} bytes."))
-        .into_response()
+    let mut response =
+        ApiError::PayloadTooLarge(format!("The request body is larger than {max} bytes."))
+            .into_response();
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// Reads and discards what the client still sends of a refused body (at most 4x the limit,
@@ -278,7 +286,6 @@ pub async fn forward(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
     #[test]
     fn hop_by_hop_headers_are_removed_with_those_connection_names() {

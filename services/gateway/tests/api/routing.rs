@@ -158,6 +158,8 @@ async fn an_oversized_body_is_413_and_a_small_one_streams_through() {
             .send()
             .await
             .expect("send");
+        // The body is left unread, so the connection closes after the answer and says so.
+        assert_eq!(big.headers()["connection"], "close", "{method}");
         let (status, ct, _) = answer(big).await;
         assert_eq!((status, ct.as_str()), (413, PROBLEM), "{method}");
     }
