@@ -70,6 +70,9 @@ pub struct Stack {
     pub mailpit_url: String,
     /// `STOREFRONT_TEST_KUBECONFIG`, a kubeconfig with cluster-admin rights on the test API server.
     pub kubeconfig: PathBuf,
+    /// `STOREFRONT_TEST_SERVICEMONITOR_CRD`, if set: the Prometheus operator's ServiceMonitor CRD
+    /// (YAML) that `tests/stack/stack install` fetched.
+    pub servicemonitor_crd: Option<PathBuf>,
     /// `STOREFRONT_TEST_KAFKA_HOME`, if set: the Kafka distribution (`libs/*.jar`) the broker runs from.
     pub kafka_home: Option<PathBuf>,
     /// `STOREFRONT_STACK_DIR`, if set: the stack's cache directory (logs, data, pid files).
@@ -124,6 +127,7 @@ impl Stack {
             smtp_url: need("STOREFRONT_TEST_SMTP_URL"),
             mailpit_url: need("STOREFRONT_TEST_MAILPIT_URL"),
             kubeconfig: PathBuf::from(need("STOREFRONT_TEST_KUBECONFIG")),
+            servicemonitor_crd: lookup("STOREFRONT_TEST_SERVICEMONITOR_CRD").map(PathBuf::from),
             kafka_home: lookup("STOREFRONT_TEST_KAFKA_HOME").map(PathBuf::from),
             stack_dir: lookup("STOREFRONT_STACK_DIR").map(PathBuf::from),
         };

@@ -22,7 +22,9 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Client, CustomResourceExt, Resource, ResourceExt,
-    api::{DeleteParams, ListParams, Patch, PatchParams},
+    api::{
+        ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+    },
     runtime::wait::{await_condition, conditions},
 };
 use rdkafka::{
@@ -660,6 +662,112 @@ async fn paused_storefront_is_left_alone_until_resumed() -> anyhow::Result<()> {
     }
     operator.stop().await?;
     env.ns.cleanup().await
+}
+
+/// Install (server-side apply) the Prometheus operator's ServiceMonitor CRD that the stack
+/// fetched, and wait until the apiserver serves it.
+async fn install_service_monitor_crd(client: &Client) -> anyhow::Result<ApiResource> {
+    let path = Stack::get().servicemonitor_crd.clone().context(
+        "STOREFRONT_TEST_SERVICEMONITOR_CRD is not set: run tests/stack/stack up (it fetches the CRD)",
+    )?;
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "read {} (tests/stack/stack install fetches it)",
+            path.display()
+        )
+    })?;
+    let crd: CustomResourceDefinition = serde_yaml::from_str(&text).context("parse the CRD")?;
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let name = crd.name_any();
+    api.patch(
+        &name,
+        &PatchParams::apply("storefront-tests").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .context("apply the ServiceMonitor CRD")?;
+    tokio::time::timeout(
+        WAIT,
+        await_condition(api, &name, conditions::is_crd_established()),
+    )
+    .await
+    .context("ServiceMonitor CRD not established")??;
+    wait_until(WAIT, || async {
+        Ok(client
+            .list_api_group_resources("monitoring.coreos.com/v1")
+            .await
+            .ok()
+            .filter(|l| l.resources.iter().any(|r| r.name == "servicemonitors")))
+    })
+    .await?;
+    Ok(ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("monitoring.coreos.com", "v1", "ServiceMonitor"),
+        "servicemonitors",
+    ))
+}
+
+#[tokio::test]
+async fn a_service_monitor_scrapes_every_service_when_the_prometheus_operator_crd_is_served()
+-> anyhow::Result<()> {
+    let env = env().await?;
+    let resource = install_service_monitor_crd(&env.client).await?;
+    let operator = Operator::start(&env, "only");
+    let sf = apply_sf(&env, &storefront("watched", json!({}))).await?;
+    let monitors: Api<DynamicObject> =
+        Api::namespaced_with(env.client.clone(), env.ns.name(), &resource);
+    // Stored by the apiserver under the Prometheus operator's own schema.
+    let monitor = wait_until(WAIT, || async { Ok(monitors.get_opt("watched").await?) })
+        .await
+        .context("waiting for ServiceMonitor watched")?;
+    assert!(owned_by(&monitor.metadata, &sf), "{:?}", monitor.metadata);
+    let spec = &monitor.data["spec"];
+    assert_eq!(spec["endpoints"][0]["port"], "http", "{spec}");
+    assert_eq!(spec["endpoints"][0]["path"], "/metrics", "{spec}");
+    let selector: BTreeMap<String, String> =
+        serde_json::from_value(spec["selector"]["matchLabels"].clone())?;
+    assert!(!selector.is_empty(), "{spec}");
+    // It selects every component's Service, each of which has a port of that name.
+    let services: Api<Service> = env.ns.api();
+    for component in Component::ALL {
+        let name = storefront_operator::children::component_name(&sf, component);
+        let service: Service = wait_for(&env, &name).await?;
+        let labels = service.metadata.labels.clone().unwrap_or_default();
+        for (k, v) in &selector {
+            assert_eq!(labels.get(k), Some(v), "{name}: label {k}");
+        }
+        let ports = service.spec.and_then(|s| s.ports).unwrap_or_default();
+        assert!(
+            ports.iter().any(|p| p.name.as_deref() == Some("http")),
+            "{name}: no port named http in {ports:?}"
+        );
+    }
+    let listed = services
+        .list(&ListParams::default().labels(&labels_selector(&selector)))
+        .await?;
+    assert_eq!(listed.items.len(), Component::ALL.len());
+
+    // A deleted ServiceMonitor comes back; deleting the Storefront collects it.
+    monitors.delete("watched", &DeleteParams::default()).await?;
+    wait_until(WAIT, || async { Ok(monitors.get_opt("watched").await?) })
+        .await
+        .context("deleted ServiceMonitor restored")?;
+    let api: Api<Storefront> = env.ns.api();
+    api.delete("watched", &DeleteParams::default()).await?;
+    wait_until(WAIT, || async {
+        Ok(monitors.get_opt("watched").await?.is_none().then_some(()))
+    })
+    .await
+    .context("ServiceMonitor garbage-collected with its Storefront")?;
+    operator.stop().await?;
+    env.ns.cleanup().await
+}
+
+fn labels_selector(labels: &BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[tokio::test]
