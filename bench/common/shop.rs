@@ -9,9 +9,7 @@ use serde_json::{Value, json};
 use storefront_kit::auth::Role;
 use storefront_kit::auth::testing::TestIssuer;
 use storefront_kit::backend::{EventsUrl, SqlUrl};
-use storefront_kit::bus::MemoryBus;
 use storefront_kit::server::Platform;
-use storefront_kit::shutdown::Shutdown;
 use storefront_tests::{KafkaTopic, MysqlDatabase, Stack};
 
 /// Search, cart and order, running; the namespaces live as long as this.
@@ -52,15 +50,11 @@ impl Shop {
         let cart_db = stack.mysql_database().await?;
         let order_db = stack.mysql_database().await?;
         let dir = tempfile::tempdir()?;
-        let platform = Platform {
-            data_dir: dir.path().to_path_buf(),
-            shutdown: Shutdown::new(Duration::from_secs(10)),
-            memory_bus: MemoryBus::new(),
-        };
+        let platform = Platform::new(dir.path(), Duration::from_secs(10));
         let issuer = TestIssuer::new();
         let events = EventsUrl::parse(&format!("kafka://{}", stack.kafka_brokers))?;
 
-        let search = storefront_search::Application::build_with(
+        let search = storefront_search::app::build_with(
             &storefront_search::Settings {
                 listen: "127.0.0.1:0".into(),
                 seed_demo: false,
@@ -79,7 +73,7 @@ impl Shop {
         .context("search")?;
         let search_base = local(search.port());
         tokio::spawn(search.run_until_stopped(platform.clone()));
-        let cart = storefront_cart::Application::build_with(
+        let cart = storefront_cart::app::build_with(
             &storefront_cart::Settings {
                 listen: "127.0.0.1:0".into(),
                 database_url: Some(SqlUrl::parse(cart_db.url())?),
@@ -105,13 +99,10 @@ impl Shop {
             ..storefront_order::Settings::default()
         };
         order(&mut order_settings);
-        let order_app = storefront_order::Application::build_with(
-            &order_settings,
-            &platform,
-            issuer.verifier(),
-        )
-        .await
-        .context("order")?;
+        let order_app =
+            storefront_order::app::build_with(&order_settings, &platform, issuer.verifier())
+                .await
+                .context("order")?;
         let order_base = local(order_app.port());
         tokio::spawn(order_app.run_until_stopped(platform.clone()));
         Ok(Self {

@@ -26,7 +26,6 @@ use storefront_kit::backend::{CacheUrl, EventsUrl, MailUrl, SqlUrl};
 use storefront_kit::bus::{Bus, MemoryBus};
 use storefront_kit::event::Envelope;
 use storefront_kit::server::Platform;
-use storefront_kit::shutdown::Shutdown;
 use storefront_tests::{Stack, unique_name};
 use tokio::sync::Mutex;
 
@@ -170,9 +169,8 @@ struct Services {
 
 fn platform(dir: &tempfile::TempDir, memory: &MemoryBus) -> Platform {
     Platform {
-        data_dir: dir.path().to_path_buf(),
-        shutdown: Shutdown::new(Duration::from_secs(10)),
         memory_bus: memory.clone(),
+        ..Platform::new(dir.path(), Duration::from_secs(10))
     }
 }
 
@@ -190,7 +188,7 @@ async fn start_relay(
     memory: &MemoryBus,
 ) -> anyhow::Result<Platform> {
     let p = platform(dir, memory);
-    let app = storefront_order::Application::build_with(settings, &p, issuer.verifier())
+    let app = storefront_order::app::build_with(settings, &p, issuer.verifier())
         .await
         .context("build the order relay instance")?;
     tokio::spawn(app.run_until_stopped(p.clone()));
@@ -204,7 +202,7 @@ async fn start_notification(
     memory: &MemoryBus,
 ) -> anyhow::Result<Platform> {
     let p = platform(dir, memory);
-    let app = storefront_notification::Application::build_with(settings, &p, issuer.verifier())
+    let app = storefront_notification::app::build_with(settings, &p, issuer.verifier())
         .await
         .context("build the notification service")?;
     tokio::spawn(app.run_until_stopped(p.clone()));
@@ -250,10 +248,9 @@ async fn spawn_services(stack: &Stack) -> anyhow::Result<(Services, Namespaces)>
         stock_consumer_group: format!("{run}-stock"),
         ..storefront_search::Settings::default()
     };
-    let app =
-        storefront_search::Application::build_with(&search_settings, &main, issuer.verifier())
-            .await
-            .context("build search")?;
+    let app = storefront_search::app::build_with(&search_settings, &main, issuer.verifier())
+        .await
+        .context("build search")?;
     let search = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped(main.clone()));
 
@@ -265,7 +262,7 @@ async fn spawn_services(stack: &Stack) -> anyhow::Result<(Services, Namespaces)>
         search_url: search.clone(),
         ..storefront_cart::Settings::default()
     };
-    let app = storefront_cart::Application::build_with(&cart_settings, &main, issuer.verifier())
+    let app = storefront_cart::app::build_with(&cart_settings, &main, issuer.verifier())
         .await
         .context("build cart")?;
     let cart = format!("http://127.0.0.1:{}", app.port());
@@ -285,7 +282,7 @@ async fn spawn_services(stack: &Stack) -> anyhow::Result<(Services, Namespaces)>
         consumer_group: format!("{run}-order"),
         ..storefront_order::Settings::default()
     };
-    let app = storefront_order::Application::build_with(&api_settings, &main, issuer.verifier())
+    let app = storefront_order::app::build_with(&api_settings, &main, issuer.verifier())
         .await
         .context("build the order API instance")?;
     let order = format!("http://127.0.0.1:{}", app.port());
@@ -306,10 +303,9 @@ async fn spawn_services(stack: &Stack) -> anyhow::Result<(Services, Namespaces)>
         retry_interval_secs: 2,
         ..storefront_delivery::Settings::default()
     };
-    let app =
-        storefront_delivery::Application::build_with(&delivery_settings, &main, issuer.verifier())
-            .await
-            .context("build delivery")?;
+    let app = storefront_delivery::app::build_with(&delivery_settings, &main, issuer.verifier())
+        .await
+        .context("build delivery")?;
     let delivery = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped(main.clone()));
 

@@ -27,9 +27,7 @@ use storefront_gateway::ports::LimitStore;
 use storefront_gateway::tokens::Tokens;
 use storefront_gateway::{Application, Settings};
 use storefront_kit::auth::{Issuer, Role, Verifier};
-use storefront_kit::bus::MemoryBus;
 use storefront_kit::server::Platform;
-use storefront_kit::shutdown::Shutdown;
 use tokio::io::AsyncBufReadExt as _;
 
 #[derive(Debug, Parser)]
@@ -234,11 +232,7 @@ async fn serve_gateway(config: std::path::PathBuf, issuer_key: &Path) -> anyhow:
         },
     );
     let dir = tempfile::tempdir()?;
-    let platform = Platform {
-        data_dir: dir.path().to_path_buf(),
-        shutdown: Shutdown::new(Duration::from_secs(2)),
-        memory_bus: MemoryBus::new(),
-    };
+    let platform = Platform::new(dir.path(), Duration::from_secs(2));
     let settings = Settings {
         listen: "127.0.0.1:0".into(),
         config_path: Some(config),
@@ -389,11 +383,7 @@ fn main() -> anyhow::Result<()> {
 async fn bench(args: Args) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let upstream = serve_upstream().await?;
-    let platform = Platform {
-        data_dir: dir.path().to_path_buf(),
-        shutdown: Shutdown::new(Duration::from_secs(2)),
-        memory_bus: MemoryBus::new(),
-    };
+    let platform = Platform::new(dir.path(), Duration::from_secs(2));
     let issuer = Issuer::generate("bench", "storefront", "storefront");
     let verifier = || {
         Verifier::new(

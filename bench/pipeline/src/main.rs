@@ -696,7 +696,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let (orders, deliveries) = (&shop_services.orders, &shop_services.deliveries);
     let (cart_base, order_base) = (shop_services.cart.clone(), shop_services.order.clone());
-    let delivery = storefront_delivery::Application::build_with(
+    let delivery = storefront_delivery::app::build_with(
         &storefront_delivery::Settings {
             listen: "127.0.0.1:0".into(),
             database_url: Some(SqlUrl::parse(delivery_db.url())?),
@@ -713,7 +713,7 @@ async fn main() -> anyhow::Result<()> {
     .context("delivery")?;
     let delivery_base = local(delivery.port());
     tokio::spawn(delivery.run_until_stopped(platform.clone()));
-    let notification = storefront_notification::Application::build_with(
+    let notification = storefront_notification::app::build_with(
         &storefront_notification::Settings {
             listen: "127.0.0.1:0".into(),
             database_url: Some(SqlUrl::parse(notification_db.url())?),

@@ -15,10 +15,8 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use storefront_kit::backend::{CacheUrl, DocumentsUrl, EventsUrl, SearchIndexUrl};
-use storefront_kit::bus::MemoryBus;
 use storefront_kit::server::Platform;
-use storefront_kit::shutdown::Shutdown;
-use storefront_search::{Application, Settings, demo};
+use storefront_search::{Settings, demo};
 use storefront_tests::Stack;
 
 use crate::load::{Sample, Target};
@@ -116,12 +114,8 @@ async fn main() -> anyhow::Result<()> {
         demo_products: args.products,
         ..Settings::default()
     };
-    let platform = Platform {
-        data_dir: dir.path().to_path_buf(),
-        shutdown: Shutdown::new(Duration::from_secs(10)),
-        memory_bus: MemoryBus::new(),
-    };
-    let app = Application::build(&settings, &platform)
+    let platform = Platform::new(dir.path(), Duration::from_secs(10));
+    let app = storefront_search::app::build(&settings, &platform)
         .await
         .context("build the search service")?;
     let state = app.state().clone();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use storefront_kit::auth::Role;
 use storefront_kit::backend::Location;
 use storefront_kit::health::{HealthCheck, Readiness};
-use storefront_kit::server::{HttpServer, Platform, Service};
+use storefront_kit::server::{Bound, Platform, Service, startup_error};
 use utoipa::OpenApi;
 
 use crate::adapters::mysql::MysqlAccounts;
@@ -23,13 +23,10 @@ use crate::settings::Settings;
 pub const NAME: &str = "auth";
 
 /// The auth service, bound and ready to run.
-pub struct Application {
-    server: HttpServer,
-    state: AppState,
-}
+pub type Application = Bound<AppState>;
 
 fn io_error(what: &str, e: impl std::fmt::Display) -> std::io::Error {
-    std::io::Error::other(format!("{NAME}: {what}: {e}"))
+    startup_error(NAME, what, e)
 }
 
 /// The account database named by the settings, migrated.
@@ -108,55 +105,27 @@ async fn prune(state: AppState, window_secs: u64, stop: tokio_util::sync::Cancel
     }
 }
 
-impl Application {
-    /// Connects the backends and binds the listener (so [`Application::port`] is known).
-    pub async fn build(settings: &Settings, platform: &Platform) -> std::io::Result<Self> {
-        let data_dir = &platform.data_dir;
-        let state = state(settings, data_dir).await?;
-        let mut readiness = Readiness::new(NAME, platform.shutdown.token());
-        readiness.add(
-            HealthCheck::on("database", state.repo.clone(), |a| async move {
-                a.check().await
-            })
-            .with_target(settings.database(data_dir).redacted()),
-        );
-        platform.shutdown.spawn(prune(
-            state.clone(),
-            settings.login_failure_window_secs,
-            platform.shutdown.token(),
-        ));
-        let service = Service {
-            name: NAME,
-            router: http::router(state.clone()),
-            openapi: http::ApiDoc::openapi(),
-            readiness,
-        };
-        let server = HttpServer::bind(&settings.listen, service).await?;
-        Ok(Self { server, state })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.server.port()
-    }
-
-    /// The service's state (tests and seeding use it).
-    pub fn state(&self) -> &AppState {
-        &self.state
-    }
-
-    /// [`seed_account`] on this service's database.
-    pub async fn seed_account(
-        &self,
-        email: &str,
-        password: &str,
-        name: &str,
-        roles: &[Role],
-    ) -> std::io::Result<String> {
-        seed_account(&self.state, email, password, name, roles).await
-    }
-
-    /// Serves until shutdown begins, then drains in-flight requests.
-    pub async fn run_until_stopped(self, platform: Platform) -> std::io::Result<()> {
-        self.server.run(platform.shutdown.token()).await
-    }
+/// Connects the backends and binds the listener (so [`Bound::port`] is known).
+pub async fn build(settings: &Settings, platform: &Platform) -> std::io::Result<Application> {
+    let data_dir = &platform.data_dir;
+    let state = state(settings, data_dir).await?;
+    let mut readiness = Readiness::new(NAME, platform.shutdown.token());
+    readiness.add(
+        HealthCheck::on("database", state.repo.clone(), |a| async move {
+            a.check().await
+        })
+        .with_target(settings.database(data_dir).redacted()),
+    );
+    platform.shutdown.spawn(prune(
+        state.clone(),
+        settings.login_failure_window_secs,
+        platform.shutdown.token(),
+    ));
+    let service = Service {
+        name: NAME,
+        router: http::router(state.clone()),
+        openapi: http::ApiDoc::openapi(),
+        readiness,
+    };
+    Bound::bind(&settings.listen, service, state).await
 }

@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use storefront_kit::auth::Verifier;
 use storefront_kit::backend::Location;
 use storefront_kit::health::{HealthCheck, Readiness};
-use storefront_kit::server::{HttpServer, Platform, Service};
+use storefront_kit::server::{Bound, Platform, Service, startup_error};
 use storefront_search::domain::Currency;
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
@@ -28,13 +28,10 @@ use crate::settings::Settings;
 pub const NAME: &str = "cart";
 
 /// The cart service, bound and ready to run.
-pub struct Application {
-    server: HttpServer,
-    state: AppState,
-}
+pub type Application = Bound<AppState>;
 
 fn io_error(what: &str, e: impl std::fmt::Display) -> std::io::Error {
-    std::io::Error::other(format!("{NAME}: {what}: {e}"))
+    startup_error(NAME, what, e)
 }
 
 /// The cart database named by the settings, migrated.
@@ -91,76 +88,59 @@ pub async fn state(
     })
 }
 
-impl Application {
-    /// Connects the backends and binds the listener (so [`Application::port`] is known).
-    /// Tokens are verified with the auth service's keys (`auth` settings).
-    pub async fn build(settings: &Settings, platform: &Platform) -> std::io::Result<Self> {
-        Self::build_with(settings, platform, Verifier::from_settings(&settings.auth)).await
-    }
+/// Connects the backends and binds the listener (so [`Bound::port`] is known).
+/// Tokens are verified with the auth service's keys (`auth` settings).
+pub async fn build(settings: &Settings, platform: &Platform) -> std::io::Result<Application> {
+    build_with(settings, platform, Verifier::from_settings(&settings.auth)).await
+}
 
-    /// [`Application::build`] with a given token verifier.
-    pub async fn build_with(
-        settings: &Settings,
-        platform: &Platform,
-        verifier: Verifier,
-    ) -> std::io::Result<Self> {
-        let data_dir = &platform.data_dir;
-        let state = state(settings, data_dir, verifier).await?;
+/// [`build`] with a given token verifier.
+pub async fn build_with(
+    settings: &Settings,
+    platform: &Platform,
+    verifier: Verifier,
+) -> std::io::Result<Application> {
+    let data_dir = &platform.data_dir;
+    let state = state(settings, data_dir, verifier).await?;
 
-        let mut readiness = Readiness::new(NAME, platform.shutdown.token());
-        readiness.add(
-            HealthCheck::on("database", state.repo.clone(), |a| async move {
-                a.check().await
-            })
-            .with_target(settings.database(data_dir).redacted()),
-        );
-        // The cache and the catalog are not part of readiness. Without the cache, carts are
-        // read from the database; without the catalog, carts are still shown (at the captured
-        // prices), changed and emptied at checkout, only adding is refused (503). Taking every
-        // replica out of service for either would turn a partial outage into a full one.
-        // `cart_cache_up`, `cart_catalog_up` and the logs report them.
-        let cache = state.cache.clone();
-        platform.shutdown.spawn(watch(
-            "cache",
-            move || {
-                let cache = cache.clone();
-                async move { cache.check().await }.boxed()
-            },
-            platform.shutdown.token(),
-        ));
-        let catalog = state.catalog.clone();
-        platform.shutdown.spawn(watch(
-            "catalog",
-            move || {
-                let catalog = catalog.clone();
-                async move { catalog.check().await }.boxed()
-            },
-            platform.shutdown.token(),
-        ));
+    let mut readiness = Readiness::new(NAME, platform.shutdown.token());
+    readiness.add(
+        HealthCheck::on("database", state.repo.clone(), |a| async move {
+            a.check().await
+        })
+        .with_target(settings.database(data_dir).redacted()),
+    );
+    // The cache and the catalog are not part of readiness. Without the cache, carts are
+    // read from the database; without the catalog, carts are still shown (at the captured
+    // prices), changed and emptied at checkout, only adding is refused (503). Taking every
+    // replica out of service for either would turn a partial outage into a full one.
+    // `cart_cache_up`, `cart_catalog_up` and the logs report them.
+    let cache = state.cache.clone();
+    platform.shutdown.spawn(watch(
+        "cache",
+        move || {
+            let cache = cache.clone();
+            async move { cache.check().await }.boxed()
+        },
+        platform.shutdown.token(),
+    ));
+    let catalog = state.catalog.clone();
+    platform.shutdown.spawn(watch(
+        "catalog",
+        move || {
+            let catalog = catalog.clone();
+            async move { catalog.check().await }.boxed()
+        },
+        platform.shutdown.token(),
+    ));
 
-        let service = Service {
-            name: NAME,
-            router: http::router(state.clone()),
-            openapi: http::ApiDoc::openapi(),
-            readiness,
-        };
-        let server = HttpServer::bind(&settings.listen, service).await?;
-        Ok(Self { server, state })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.server.port()
-    }
-
-    /// The shared state (tests reach the adapters through it).
-    pub fn state(&self) -> &AppState {
-        &self.state
-    }
-
-    /// Serves until shutdown begins, then drains in-flight requests.
-    pub async fn run_until_stopped(self, platform: Platform) -> std::io::Result<()> {
-        self.server.run(platform.shutdown.token()).await
-    }
+    let service = Service {
+        name: NAME,
+        router: http::router(state.clone()),
+        openapi: http::ApiDoc::openapi(),
+        readiness,
+    };
+    Bound::bind(&settings.listen, service, state).await
 }
 
 /// Reports a dependency the service works without as the gauge `cart_<name>_up` and in the

@@ -10,7 +10,7 @@ use storefront_kit::auth::Verifier;
 use storefront_kit::backend::Location;
 use storefront_kit::bus::{self, Bus};
 use storefront_kit::health::{HealthCheck, Readiness};
-use storefront_kit::server::{HttpServer, Platform, Service};
+use storefront_kit::server::{Bound, Platform, Service, startup_error};
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 
@@ -25,13 +25,10 @@ use crate::settings::Settings;
 pub const NAME: &str = "delivery";
 
 /// The delivery service, bound and ready to run.
-pub struct Application {
-    server: HttpServer,
-    state: AppState,
-}
+pub type Application = Bound<AppState>;
 
 fn io_error(what: &str, e: impl std::fmt::Display) -> std::io::Error {
-    std::io::Error::other(format!("{NAME}: {what}: {e}"))
+    startup_error(NAME, what, e)
 }
 
 /// The database named by the settings, migrated.
@@ -57,71 +54,54 @@ pub async fn repo(settings: &Settings, data_dir: &Path) -> std::io::Result<Arc<d
     })
 }
 
-impl Application {
-    /// Connects the backends and binds the listener (so [`Application::port`] is known).
-    pub async fn build(settings: &Settings, platform: &Platform) -> std::io::Result<Self> {
-        Self::build_with(settings, platform, Verifier::from_settings(&settings.auth)).await
-    }
+/// Connects the backends and binds the listener (so [`Bound::port`] is known).
+pub async fn build(settings: &Settings, platform: &Platform) -> std::io::Result<Application> {
+    build_with(settings, platform, Verifier::from_settings(&settings.auth)).await
+}
 
-    /// [`Application::build`] with a given token verifier.
-    pub async fn build_with(
-        settings: &Settings,
-        platform: &Platform,
-        verifier: Verifier,
-    ) -> std::io::Result<Self> {
-        let settings = &settings.prefixed();
-        let data_dir = &platform.data_dir;
-        let state = AppState::new(repo(settings, data_dir).await?, verifier);
-        let events = settings.events(data_dir);
-        let bus =
-            Bus::connect(&events, NAME, &platform.memory_bus).map_err(|e| io_error("events", e))?;
+/// [`build`] with a given token verifier.
+pub async fn build_with(
+    settings: &Settings,
+    platform: &Platform,
+    verifier: Verifier,
+) -> std::io::Result<Application> {
+    let settings = &settings.prefixed();
+    let data_dir = &platform.data_dir;
+    let state = AppState::new(repo(settings, data_dir).await?, verifier);
+    let events = settings.events(data_dir);
+    let bus =
+        Bus::connect(&events, NAME, &platform.memory_bus).map_err(|e| io_error("events", e))?;
 
-        let mut readiness = Readiness::new(NAME, platform.shutdown.token());
-        readiness.add(
-            HealthCheck::on("database", state.repo.clone(), |a| async move {
-                a.check().await
-            })
-            .with_target(settings.database(data_dir).redacted()),
-        );
-        readiness.add(bus.readiness_check(&events));
+    let mut readiness = Readiness::new(NAME, platform.shutdown.token());
+    readiness.add(
+        HealthCheck::on("database", state.repo.clone(), |a| async move {
+            a.check().await
+        })
+        .with_target(settings.database(data_dir).redacted()),
+    );
+    readiness.add(bus.readiness_check(&events));
 
-        let token = platform.shutdown.token();
-        platform.shutdown.spawn(state.repo.relay(
-            bus.clone(),
-            state.relay_wake.clone(),
-            token.clone(),
-        ));
-        platform
-            .shutdown
-            .spawn(follow(state.clone(), bus, settings.clone(), token.clone()));
-        platform.shutdown.spawn(state.clone().assign_pending_loop(
-            Duration::from_secs(settings.retry_interval_secs.max(1)),
-            token,
-        ));
+    let token = platform.shutdown.token();
+    platform.shutdown.spawn(
+        state
+            .repo
+            .relay(bus.clone(), state.relay_wake.clone(), token.clone()),
+    );
+    platform
+        .shutdown
+        .spawn(follow(state.clone(), bus, settings.clone(), token.clone()));
+    platform.shutdown.spawn(state.clone().assign_pending_loop(
+        Duration::from_secs(settings.retry_interval_secs.max(1)),
+        token,
+    ));
 
-        let service = Service {
-            name: NAME,
-            router: http::router(state.clone()),
-            openapi: http::ApiDoc::openapi(),
-            readiness,
-        };
-        let server = HttpServer::bind(&settings.listen, service).await?;
-        Ok(Self { server, state })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.server.port()
-    }
-
-    /// The shared state (tests reach the repository through it).
-    pub fn state(&self) -> &AppState {
-        &self.state
-    }
-
-    /// Serves until shutdown begins, then drains in-flight requests.
-    pub async fn run_until_stopped(self, platform: Platform) -> std::io::Result<()> {
-        self.server.run(platform.shutdown.token()).await
-    }
+    let service = Service {
+        name: NAME,
+        router: http::router(state.clone()),
+        openapi: http::ApiDoc::openapi(),
+        readiness,
+    };
+    Bound::bind(&settings.listen, service, state).await
 }
 
 /// Follows `orders.v1` until shutdown.

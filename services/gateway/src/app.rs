@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use storefront_kit::auth::Verifier;
 use storefront_kit::health::{HealthCheck, Readiness};
-use storefront_kit::server::{Platform, Service, ShardedServer};
+use storefront_kit::server::{Platform, Service, ShardedServer, startup_error};
 use utoipa::OpenApi;
 
 use crate::adapters::redis::RedisStore;
@@ -30,7 +30,7 @@ pub struct Application {
 }
 
 fn io_error(what: &str, e: impl std::fmt::Display) -> std::io::Error {
-    std::io::Error::other(format!("{NAME}: {what}: {e}"))
+    startup_error(NAME, what, e)
 }
 
 impl Application {

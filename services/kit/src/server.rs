@@ -3,9 +3,11 @@
 //! unknown routes and panics, a body size limit, and graceful shutdown.
 
 use std::any::Any;
+use std::fmt::Display;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, MatchedPath};
@@ -35,6 +37,25 @@ pub struct Platform {
     pub shutdown: Shutdown,
     /// The in-process event bus every `memory://` events URL of this process shares.
     pub memory_bus: crate::bus::MemoryBus,
+}
+
+impl Platform {
+    /// Embedded backends under `data_dir`, a fresh in-process bus, and a shutdown that drains
+    /// within `drain`. Services that must share one bus set `memory_bus` over this
+    /// (`Platform { memory_bus, ..Platform::new(dir, drain) }`).
+    pub fn new(data_dir: impl Into<PathBuf>, drain: Duration) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            shutdown: Shutdown::new(drain),
+            memory_bus: crate::bus::MemoryBus::new(),
+        }
+    }
+}
+
+/// The error a service fails to start with: `"{service}: {what}: {e}"`, `what` naming the
+/// part that failed (`database`, `events`, ...).
+pub fn startup_error(service: &str, what: &str, e: impl Display) -> std::io::Error {
+    std::io::Error::other(format!("{service}: {what}: {e}"))
 }
 
 /// A service's own parts; [`Service::into_router`] adds the shared ones.
@@ -153,6 +174,35 @@ impl HttpServer {
         )
         .with_graceful_shutdown(async move { stop.cancelled().await })
         .await
+    }
+}
+
+/// A service bound and ready to run, with its state: what each service's `app::build`
+/// returns (the port is known before it runs; tests and seeding reach the state).
+pub struct Bound<S> {
+    server: HttpServer,
+    state: S,
+}
+
+impl<S> Bound<S> {
+    /// Binds `service` on `listen` (see [`HttpServer::bind`]) and keeps `state` beside it.
+    pub async fn bind(listen: &str, service: Service, state: S) -> std::io::Result<Self> {
+        let server = HttpServer::bind(listen, service).await?;
+        Ok(Self { server, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.server.port()
+    }
+
+    /// The service's state.
+    pub fn state(&self) -> &S {
+        &self.state
+    }
+
+    /// Serves until the platform's shutdown begins, then drains in-flight requests.
+    pub async fn run_until_stopped(self, platform: Platform) -> std::io::Result<()> {
+        self.server.run(platform.shutdown.token()).await
     }
 }
 
@@ -301,6 +351,31 @@ mod tests {
         let base = format!("http://{}", server.local_addr());
         tokio::spawn(server.run(token));
         base
+    }
+
+    #[tokio::test]
+    async fn bound_keeps_its_state_and_stops_with_the_platform() {
+        let platform = Platform::new("unused", Duration::from_secs(1));
+        let service = Service {
+            name: "bound",
+            router: Router::new().route("/v1/ping", get(|| async { "pong" })),
+            openapi: OpenApi::default(),
+            readiness: Readiness::new("bound", platform.shutdown.token()),
+        };
+        let bound = Bound::bind("127.0.0.1:0", service, 7_u8)
+            .await
+            .expect("bind");
+        assert_eq!(*bound.state(), 7);
+        let url = format!("http://127.0.0.1:{}/v1/ping", bound.port());
+        let running = tokio::spawn(bound.run_until_stopped(platform.clone()));
+        let body = reqwest::get(url).await.expect("ping").text().await;
+        assert_eq!(body.expect("body"), "pong");
+        platform.shutdown.trigger();
+        running.await.expect("join").expect("served");
+        assert_eq!(
+            startup_error("bound", "database", "refused").to_string(),
+            "bound: database: refused"
+        );
     }
 
     #[tokio::test]

@@ -10,7 +10,7 @@ use storefront_kit::auth::Verifier;
 use storefront_kit::backend::Location;
 use storefront_kit::bus::{self, Bus};
 use storefront_kit::health::{HealthCheck, Readiness};
-use storefront_kit::server::{HttpServer, Platform, Service};
+use storefront_kit::server::{Bound, Platform, Service, startup_error};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
@@ -31,13 +31,10 @@ use crate::settings::Settings;
 pub const NAME: &str = "search";
 
 /// The search service, bound and ready to run.
-pub struct Application {
-    server: HttpServer,
-    state: AppState,
-}
+pub type Application = Bound<AppState>;
 
 fn io_error(what: &str, e: impl std::fmt::Display) -> std::io::Error {
-    std::io::Error::other(format!("{NAME}: {what}: {e}"))
+    startup_error(NAME, what, e)
 }
 
 fn path_of(location: &Location, what: &str) -> std::io::Result<std::path::PathBuf> {
@@ -99,115 +96,97 @@ pub fn cache(settings: &Settings, data_dir: &Path) -> std::io::Result<Arc<dyn Ca
     })
 }
 
-impl Application {
-    /// Connects the backends and binds the listener (so [`Application::port`] is known).
-    /// Tokens are verified with the auth service's keys (default verifier settings).
-    pub async fn build(settings: &Settings, platform: &Platform) -> std::io::Result<Self> {
-        Self::build_with(settings, platform, Verifier::from_settings(&settings.auth)).await
-    }
+/// Connects the backends and binds the listener (so [`Bound::port`] is known).
+/// Tokens are verified with the auth service's keys (default verifier settings).
+pub async fn build(settings: &Settings, platform: &Platform) -> std::io::Result<Application> {
+    build_with(settings, platform, Verifier::from_settings(&settings.auth)).await
+}
 
-    /// [`Application::build`] with a given token verifier.
-    pub async fn build_with(
-        settings: &Settings,
-        platform: &Platform,
-        verifier: Verifier,
-    ) -> std::io::Result<Self> {
-        let data_dir = &platform.data_dir;
-        let state = AppState {
-            catalog: catalog(settings, data_dir).await?,
-            index: index(settings, data_dir).await?,
-            cache: cache(settings, data_dir)?,
-            verifier,
-            cache_ttl: Duration::from_secs(settings.cache_ttl_secs.max(1)),
-            relay_wake: Arc::new(Notify::new()),
-        };
-        let events = settings.events(data_dir);
-        let bus =
-            Bus::connect(&events, NAME, &platform.memory_bus).map_err(|e| io_error("events", e))?;
+/// [`build`] with a given token verifier.
+pub async fn build_with(
+    settings: &Settings,
+    platform: &Platform,
+    verifier: Verifier,
+) -> std::io::Result<Application> {
+    let data_dir = &platform.data_dir;
+    let state = AppState {
+        catalog: catalog(settings, data_dir).await?,
+        index: index(settings, data_dir).await?,
+        cache: cache(settings, data_dir)?,
+        verifier,
+        cache_ttl: Duration::from_secs(settings.cache_ttl_secs.max(1)),
+        relay_wake: Arc::new(Notify::new()),
+    };
+    let events = settings.events(data_dir);
+    let bus =
+        Bus::connect(&events, NAME, &platform.memory_bus).map_err(|e| io_error("events", e))?;
 
-        let mut readiness = Readiness::new(NAME, platform.shutdown.token());
-        readiness.add(
-            HealthCheck::on("catalog", state.catalog.clone(), |a| async move {
-                a.check().await
-            })
-            .with_target(settings.catalog(data_dir).redacted()),
-        );
-        readiness.add(
-            HealthCheck::on(
-                "index",
-                state.index.clone(),
-                |a| async move { a.check().await },
-            )
-            .with_target(settings.index(data_dir).redacted()),
-        );
-        readiness.add(bus.readiness_check(&events));
-        // The cache is optional: when it is down the service answers uncached, so it is not
-        // part of readiness; `search_cache_up` and the logs report it.
-        platform
-            .shutdown
-            .spawn(watch_cache(state.cache.clone(), platform.shutdown.token()));
+    let mut readiness = Readiness::new(NAME, platform.shutdown.token());
+    readiness.add(
+        HealthCheck::on("catalog", state.catalog.clone(), |a| async move {
+            a.check().await
+        })
+        .with_target(settings.catalog(data_dir).redacted()),
+    );
+    readiness.add(
+        HealthCheck::on(
+            "index",
+            state.index.clone(),
+            |a| async move { a.check().await },
+        )
+        .with_target(settings.index(data_dir).redacted()),
+    );
+    readiness.add(bus.readiness_check(&events));
+    // The cache is optional: when it is down the service answers uncached, so it is not
+    // part of readiness; `search_cache_up` and the logs report it.
+    platform
+        .shutdown
+        .spawn(watch_cache(state.cache.clone(), platform.shutdown.token()));
 
-        // Create the index before serving, so the first searches find it; when the engine is
-        // down, the follower keeps trying in the background.
-        let ensured =
-            match tokio::time::timeout(Duration::from_secs(15), state.index.ensure()).await {
-                Ok(Ok(created)) => Some(created),
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "index setup failed; retrying in the background");
-                    None
-                }
-                Err(_) => {
-                    tracing::warn!("index setup timed out; retrying in the background");
-                    None
-                }
-            };
-        let token = platform.shutdown.token();
-        platform.shutdown.spawn(service::relay(
-            state.clone(),
-            bus.clone(),
-            settings.prefixed(&settings.catalog_topic),
-            token.clone(),
-        ));
-        let (index_ready, ready) = watch::channel(ensured.is_some());
-        platform.shutdown.spawn(follow_stock(
-            state.clone(),
-            bus.clone(),
-            settings.clone(),
-            ready,
-            token.clone(),
-        ));
-        platform.shutdown.spawn(follow(
-            state.clone(),
-            bus,
-            settings.clone(),
-            ensured,
-            index_ready,
-            token,
-        ));
+    // Create the index before serving, so the first searches find it; when the engine is
+    // down, the follower keeps trying in the background.
+    let ensured = match tokio::time::timeout(Duration::from_secs(15), state.index.ensure()).await {
+        Ok(Ok(created)) => Some(created),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "index setup failed; retrying in the background");
+            None
+        }
+        Err(_) => {
+            tracing::warn!("index setup timed out; retrying in the background");
+            None
+        }
+    };
+    let token = platform.shutdown.token();
+    platform.shutdown.spawn(service::relay(
+        state.clone(),
+        bus.clone(),
+        settings.prefixed(&settings.catalog_topic),
+        token.clone(),
+    ));
+    let (index_ready, ready) = watch::channel(ensured.is_some());
+    platform.shutdown.spawn(follow_stock(
+        state.clone(),
+        bus.clone(),
+        settings.clone(),
+        ready,
+        token.clone(),
+    ));
+    platform.shutdown.spawn(follow(
+        state.clone(),
+        bus,
+        settings.clone(),
+        ensured,
+        index_ready,
+        token,
+    ));
 
-        let service = Service {
-            name: NAME,
-            router: http::router(state.clone()),
-            openapi: http::ApiDoc::openapi(),
-            readiness,
-        };
-        let server = HttpServer::bind(&settings.listen, service).await?;
-        Ok(Self { server, state })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.server.port()
-    }
-
-    /// The shared state (tests drive the relay and the index through it).
-    pub fn state(&self) -> &AppState {
-        &self.state
-    }
-
-    /// Serves until shutdown begins, then drains in-flight requests.
-    pub async fn run_until_stopped(self, platform: Platform) -> std::io::Result<()> {
-        self.server.run(platform.shutdown.token()).await
-    }
+    let service = Service {
+        name: NAME,
+        router: http::router(state.clone()),
+        openapi: http::ApiDoc::openapi(),
+        readiness,
+    };
+    Bound::bind(&settings.listen, service, state).await
 }
 
 async fn retry<T, F, Fut>(what: &str, stop: &CancellationToken, mut f: F) -> Option<T>

@@ -56,7 +56,8 @@ pub async fn accounts(
     seeded: &mut Seeded,
 ) -> std::io::Result<()> {
     for (email, name, roles) in ACCOUNTS {
-        let id = auth.seed_account(email, DEMO_PASSWORD, name, roles).await?;
+        let id =
+            storefront_auth::seed_account(auth.state(), email, DEMO_PASSWORD, name, roles).await?;
         seeded.accounts.push((email, id, roles));
     }
     println!("storefront: seeded {} demo accounts", seeded.accounts.len());

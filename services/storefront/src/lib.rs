@@ -128,8 +128,8 @@ where
 }
 
 macro_rules! bind {
-    ($krate:ident, $settings:expr, $platform:expr) => {{
-        let app = $krate::Application::build($settings, $platform)
+    ($krate:ident, $($build:ident)::+, $settings:expr, $platform:expr) => {{
+        let app = $krate::$($build)::+($settings, $platform)
             .await
             .map_err(start_error($krate::NAME))?;
         bound(
@@ -181,9 +181,14 @@ async fn bind(
     demo: &mut demo::Seeded,
 ) -> Result<Bound, RunError> {
     Ok(match service {
-        ServiceName::Gateway => bind!(storefront_gateway, &settings.gateway, platform),
+        ServiceName::Gateway => bind!(
+            storefront_gateway,
+            Application::build,
+            &settings.gateway,
+            platform
+        ),
         ServiceName::Auth => {
-            let app = storefront_auth::Application::build(&settings.auth, platform)
+            let app = storefront_auth::app::build(&settings.auth, platform)
                 .await
                 .map_err(start_error(storefront_auth::NAME))?;
             if settings.demo {
@@ -197,10 +202,10 @@ async fn bind(
                 app.run_until_stopped(platform.clone()),
             )
         }
-        ServiceName::Search => bind!(storefront_search, &settings.search, platform),
-        ServiceName::Cart => bind!(storefront_cart, &settings.cart, platform),
+        ServiceName::Search => bind!(storefront_search, app::build, &settings.search, platform),
+        ServiceName::Cart => bind!(storefront_cart, app::build, &settings.cart, platform),
         ServiceName::Order => {
-            let app = storefront_order::Application::build(&settings.order, platform)
+            let app = storefront_order::app::build(&settings.order, platform)
                 .await
                 .map_err(start_error(storefront_order::NAME))?;
             if settings.demo {
@@ -215,7 +220,7 @@ async fn bind(
             )
         }
         ServiceName::Delivery => {
-            let app = storefront_delivery::Application::build(&settings.delivery, platform)
+            let app = storefront_delivery::app::build(&settings.delivery, platform)
                 .await
                 .map_err(start_error(storefront_delivery::NAME))?;
             if settings.demo {
@@ -230,7 +235,12 @@ async fn bind(
             )
         }
         ServiceName::Notification => {
-            bind!(storefront_notification, &settings.notification, platform)
+            bind!(
+                storefront_notification,
+                app::build,
+                &settings.notification,
+                platform
+            )
         }
     })
 }

@@ -32,9 +32,7 @@ use storefront_gateway::domain::gcra::Gcra;
 use storefront_gateway::{Application, Settings};
 use storefront_kit::auth::testing::TestIssuer;
 use storefront_kit::backend::CacheUrl;
-use storefront_kit::bus::MemoryBus;
 use storefront_kit::server::Platform;
-use storefront_kit::shutdown::Shutdown;
 use storefront_tests::Stack;
 use tokio::time::MissedTickBehavior;
 
@@ -276,11 +274,7 @@ async fn main() -> anyhow::Result<()> {
     let ns = stack.redis_namespace().await?;
     let prefix = ns.prefix().trim_end_matches(':').to_string();
     let dir = tempfile::tempdir()?;
-    let platform = Platform {
-        data_dir: dir.path().to_path_buf(),
-        shutdown: Shutdown::new(Duration::from_secs(2)),
-        memory_bus: MemoryBus::new(),
-    };
+    let platform = Platform::new(dir.path(), Duration::from_secs(2));
     let upstream = serve_upstream().await?;
     let redis_config = dir.path().join("gateway-redis.yaml");
     std::fs::write(&redis_config, config(&args, upstream, true))?;

@@ -6,14 +6,12 @@ use std::time::Duration;
 use anyhow::Context as _;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
+use storefront_auth::Settings;
 use storefront_auth::settings::SigningKey;
-use storefront_auth::{Application, Settings};
 use storefront_kit::auth::Issuer;
 use storefront_kit::backend::SqlUrl;
-use storefront_kit::bus::MemoryBus;
 use storefront_kit::server::Platform;
 use storefront_kit::settings::Secret;
-use storefront_kit::shutdown::Shutdown;
 use storefront_tests::{MysqlDatabase, Stack};
 
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -94,12 +92,8 @@ async fn try_spawn(backends: Backends, mut settings: Settings) -> anyhow::Result
             settings.signing_keys = vec![signing_key("test-key").0];
         }
     }
-    let platform = Platform {
-        data_dir: dir.path().to_path_buf(),
-        shutdown: Shutdown::new(Duration::from_secs(5)),
-        memory_bus: MemoryBus::new(),
-    };
-    let app = Application::build(&settings, &platform)
+    let platform = Platform::new(dir.path(), Duration::from_secs(5));
+    let app = storefront_auth::app::build(&settings, &platform)
         .await
         .context("build")?;
     let base = format!("http://127.0.0.1:{}", app.port());

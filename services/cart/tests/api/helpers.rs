@@ -7,13 +7,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
-use storefront_cart::{Application, Settings};
+use storefront_cart::Settings;
 use storefront_kit::auth::Role;
 use storefront_kit::auth::testing::TestIssuer;
 use storefront_kit::backend::{CacheUrl, SqlUrl};
-use storefront_kit::bus::MemoryBus;
 use storefront_kit::server::Platform;
-use storefront_kit::shutdown::Shutdown;
 use storefront_tests::{MysqlDatabase, RedisNamespace, Stack};
 
 /// Where the carts are stored.
@@ -82,15 +80,10 @@ impl Catalog {
             demo_products: 0,
             ..storefront_search::Settings::default()
         };
-        let platform = Platform {
-            data_dir: dir.path().to_path_buf(),
-            shutdown: Shutdown::new(Duration::from_secs(5)),
-            memory_bus: MemoryBus::new(),
-        };
-        let app =
-            storefront_search::Application::build_with(&settings, &platform, issuer.verifier())
-                .await
-                .context("build search")?;
+        let platform = Platform::new(dir.path(), Duration::from_secs(5));
+        let app = storefront_search::app::build_with(&settings, &platform, issuer.verifier())
+            .await
+            .context("build search")?;
         let base = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until_stopped(platform.clone()));
         Ok(Self {
@@ -175,12 +168,8 @@ async fn try_spawn(options: Options) -> anyhow::Result<TestApp> {
             ))?);
         }
     }
-    let platform = Platform {
-        data_dir: namespaces.dir.path().to_path_buf(),
-        shutdown: Shutdown::new(Duration::from_secs(10)),
-        memory_bus: MemoryBus::new(),
-    };
-    let app = Application::build_with(&settings, &platform, issuer.verifier())
+    let platform = Platform::new(namespaces.dir.path(), Duration::from_secs(10));
+    let app = storefront_cart::app::build_with(&settings, &platform, issuer.verifier())
         .await
         .context("build cart")?;
     let base = format!("http://127.0.0.1:{}", app.port());

@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
+use storefront_delivery::Settings;
 use storefront_delivery::service::AppState;
-use storefront_delivery::{Application, Settings};
 use storefront_kit::auth::Role;
 use storefront_kit::auth::testing::TestIssuer;
 use storefront_kit::backend::{EventsUrl, SqlUrl};
@@ -136,13 +136,13 @@ impl Env {
     /// One instance of the service on these backends (call again for a second replica).
     pub async fn spawn(&self) -> TestApp {
         let platform = Platform {
-            data_dir: self.dir.path().to_path_buf(),
-            shutdown: Shutdown::new(Duration::from_secs(5)),
             memory_bus: self.memory.clone(),
+            ..Platform::new(self.dir.path(), Duration::from_secs(5))
         };
-        let app = Application::build_with(&self.settings, &platform, self.issuer.verifier())
-            .await
-            .expect("build the delivery service");
+        let app =
+            storefront_delivery::app::build_with(&self.settings, &platform, self.issuer.verifier())
+                .await
+                .expect("build the delivery service");
         let state = app.state().clone();
         let base = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until_stopped(platform.clone()));

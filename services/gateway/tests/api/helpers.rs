@@ -20,10 +20,8 @@ use storefront_auth::settings::SigningKey;
 use storefront_gateway::{Application, Settings};
 use storefront_kit::auth::{Issuer, Role, VerifierSettings};
 use storefront_kit::backend::CacheUrl;
-use storefront_kit::bus::MemoryBus;
 use storefront_kit::server::Platform;
 use storefront_kit::settings::Secret;
-use storefront_kit::shutdown::Shutdown;
 use storefront_tests::{RedisNamespace, Stack};
 
 // ---------------------------------------------------------------- upstreams
@@ -177,12 +175,8 @@ pub fn auth() -> &'static Auth {
                     password_iterations: 1,
                     ..storefront_auth::Settings::default()
                 };
-                let platform = Platform {
-                    data_dir: dir.path().to_path_buf(),
-                    shutdown: Shutdown::new(Duration::from_secs(1)),
-                    memory_bus: MemoryBus::new(),
-                };
-                let app = storefront_auth::Application::build(&settings, &platform)
+                let platform = Platform::new(dir.path(), Duration::from_secs(1));
+                let app = storefront_auth::app::build(&settings, &platform)
                     .await
                     .expect("auth service");
                 tx.send(format!("http://127.0.0.1:{}", app.port()))
@@ -270,11 +264,7 @@ pub async fn spawn_on(
         cors_origins: options.cors_origins,
         ..Settings::default()
     };
-    let platform = Platform {
-        data_dir: dir.path().to_path_buf(),
-        shutdown: Shutdown::new(Duration::from_secs(2)),
-        memory_bus: MemoryBus::new(),
-    };
+    let platform = Platform::new(dir.path(), Duration::from_secs(2));
     let app = Application::build(&settings, &platform)
         .await
         .expect("build the gateway");

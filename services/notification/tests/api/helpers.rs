@@ -12,8 +12,7 @@ use storefront_kit::backend::{EventsUrl, MailUrl, SqlUrl};
 use storefront_kit::bus::{Bus, MemoryBus, Record};
 use storefront_kit::event::Envelope;
 use storefront_kit::server::Platform;
-use storefront_kit::shutdown::Shutdown;
-use storefront_notification::{Application, Settings};
+use storefront_notification::Settings;
 use storefront_tests::{KafkaTopic, MysqlDatabase, Stack};
 use tokio::sync::Mutex;
 
@@ -81,9 +80,8 @@ pub async fn spawn(backends: Backends, tune: impl FnOnce(&mut Settings)) -> Test
     }
     tune(&mut settings);
     let platform = Platform {
-        data_dir: dir.path().to_path_buf(),
-        shutdown: Shutdown::new(Duration::from_secs(5)),
         memory_bus: memory.clone(),
+        ..Platform::new(dir.path(), Duration::from_secs(5))
     };
     let bus =
         Bus::connect(&settings.events(dir.path()), "notification-test", &memory).expect("bus");
@@ -110,7 +108,7 @@ pub async fn spawn(backends: Backends, tune: impl FnOnce(&mut Settings)) -> Test
         }
     });
     let issuer = TestIssuer::new();
-    let app = Application::build_with(&settings, &platform, issuer.verifier())
+    let app = storefront_notification::app::build_with(&settings, &platform, issuer.verifier())
         .await
         .expect("build the notification service");
     let base = format!("http://127.0.0.1:{}", app.port());

@@ -10,10 +10,9 @@ use serde_json::{Value, json};
 use storefront_kit::auth::Role;
 use storefront_kit::auth::testing::TestIssuer;
 use storefront_kit::backend::{EventsUrl, SqlUrl};
-use storefront_kit::bus::{Bus, MemoryBus, Record, Subscription};
+use storefront_kit::bus::{Bus, Record, Subscription};
 use storefront_kit::event::Envelope;
 use storefront_kit::server::Platform;
-use storefront_kit::shutdown::Shutdown;
 use storefront_order::Settings;
 use storefront_tests::{KafkaTopic, MysqlDatabase, Stack};
 
@@ -115,11 +114,7 @@ pub async fn spawn(options: Options) -> World {
 
 async fn try_spawn(options: Options) -> anyhow::Result<World> {
     let dir = tempfile::tempdir()?;
-    let platform = Platform {
-        data_dir: dir.path().to_path_buf(),
-        shutdown: Shutdown::new(Duration::from_secs(10)),
-        memory_bus: MemoryBus::new(),
-    };
+    let platform = Platform::new(dir.path(), Duration::from_secs(10));
     let issuer = TestIssuer::new();
     let mut ns = Namespaces {
         order_db: None,
@@ -168,10 +163,9 @@ async fn try_spawn(options: Options) -> anyhow::Result<World> {
         stock_consumer_group: format!("{group}-stock"),
         ..storefront_search::Settings::default()
     };
-    let search =
-        storefront_search::Application::build_with(&search_settings, &platform, issuer.verifier())
-            .await
-            .context("build search")?;
+    let search = storefront_search::app::build_with(&search_settings, &platform, issuer.verifier())
+        .await
+        .context("build search")?;
     let search_base = format!("http://127.0.0.1:{}", search.port());
     tokio::spawn(search.run_until_stopped(platform.clone()));
 
@@ -201,10 +195,9 @@ async fn try_spawn(options: Options) -> anyhow::Result<World> {
         ns.cart_db = Some(cart_db);
         ns.order_db = Some(order_db);
     }
-    let cart =
-        storefront_cart::Application::build_with(&cart_settings, &platform, issuer.verifier())
-            .await
-            .context("build cart")?;
+    let cart = storefront_cart::app::build_with(&cart_settings, &platform, issuer.verifier())
+        .await
+        .context("build cart")?;
     let cart_base = format!("http://127.0.0.1:{}", cart.port());
     tokio::spawn(cart.run_until_stopped(platform.clone()));
 
@@ -229,7 +222,7 @@ pub async fn start_order(
     platform: &Platform,
     issuer: &TestIssuer,
 ) -> anyhow::Result<String> {
-    let app = storefront_order::Application::build_with(settings, platform, issuer.verifier())
+    let app = storefront_order::app::build_with(settings, platform, issuer.verifier())
         .await
         .context("build order")?;
     let base = format!("http://127.0.0.1:{}", app.port());

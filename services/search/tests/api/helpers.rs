@@ -10,11 +10,10 @@ use serde_json::{Value, json};
 use storefront_kit::auth::Role;
 use storefront_kit::auth::testing::TestIssuer;
 use storefront_kit::backend::{CacheUrl, DocumentsUrl, EventsUrl, SearchIndexUrl};
-use storefront_kit::bus::{Bus, MemoryBus, Record};
+use storefront_kit::bus::{Bus, Record};
 use storefront_kit::event::Envelope;
 use storefront_kit::server::Platform;
-use storefront_kit::shutdown::Shutdown;
-use storefront_search::{Application, Settings};
+use storefront_search::Settings;
 use storefront_tests::{KafkaTopic, MongoDatabase, OpenSearchIndex, RedisNamespace, Stack};
 
 /// Which engines a test app runs on.
@@ -145,11 +144,7 @@ async fn try_spawn(options: Options) -> anyhow::Result<TestApp> {
     if let Some(url) = &options.cache_url {
         settings.cache_url = Some(CacheUrl::parse(url)?);
     }
-    let platform = Platform {
-        data_dir: namespaces.dir.path().to_path_buf(),
-        shutdown: Shutdown::new(Duration::from_secs(10)),
-        memory_bus: MemoryBus::new(),
-    };
+    let platform = Platform::new(namespaces.dir.path(), Duration::from_secs(10));
     let bus = Bus::connect(
         &settings.events(&platform.data_dir),
         "search-test",
@@ -157,7 +152,7 @@ async fn try_spawn(options: Options) -> anyhow::Result<TestApp> {
     )?;
     let orders_topic = settings.prefixed(&settings.orders_topic);
     let issuer = TestIssuer::new();
-    let app = Application::build_with(&settings, &platform, issuer.verifier())
+    let app = storefront_search::app::build_with(&settings, &platform, issuer.verifier())
         .await
         .context("build")?;
     let base = format!("http://127.0.0.1:{}", app.port());
