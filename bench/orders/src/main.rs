@@ -19,6 +19,7 @@ use storefront_kit::auth::Role;
 use storefront_kit::event::Envelope;
 use storefront_tests::Stack;
 
+mod cpu;
 #[path = "../../common/shop.rs"]
 mod shop;
 use shop::Shop;
@@ -403,6 +404,8 @@ async fn main() -> anyhow::Result<()> {
     let mut service = Sample::default();
     let mut bare_sample = Sample::default();
     let mut parts = Parts::default();
+    let meter = cpu::CpuMeter::new(stack.stack_dir.as_deref());
+    let (mut service_cpu, mut bare_cpu) = (cpu::CpuUse::default(), cpu::CpuUse::default());
     let passes: Vec<(usize, bool)> = std::iter::once((args.concurrency * 4, false))
         .chain((1..=args.rounds).map(|r| (r, true)))
         .collect();
@@ -456,6 +459,7 @@ async fn main() -> anyhow::Result<()> {
             bail!("filling carts failed: {:?}", fill.first_error);
         }
         let metrics_before = Parts::snapshot(&http, &order_base).await;
+        let cpu_before = meter.snapshot();
         let placed = {
             let (http, tokens, order_base) = (http.clone(), tokens.clone(), order_base.clone());
             let first = Arc::new(tokio::sync::Mutex::new(None::<Value>));
@@ -497,10 +501,13 @@ async fn main() -> anyhow::Result<()> {
             }
             s
         };
+        let cpu_between = meter.snapshot();
         let metrics_after = Parts::snapshot(&http, &order_base).await;
         if measured {
             parts.add(&metrics_before, &metrics_after);
+            service_cpu.add(&cpu_before, &cpu_between);
         }
+        let cpu_before = meter.snapshot();
         let bare_pass = {
             let (pool, products, sample) = (bare.clone(), products.clone(), sample_order.clone());
             let tag = tag.clone();
@@ -521,6 +528,7 @@ async fn main() -> anyhow::Result<()> {
             .await
         };
         if measured {
+            bare_cpu.add(&cpu_before, &meter.snapshot());
             service.merge(placed);
             bare_sample.merge(bare_pass);
         } else if placed.errors > 0 || bare_pass.errors > 0 {
@@ -578,6 +586,29 @@ async fn main() -> anyhow::Result<()> {
             "| {name} | {count:.0} | {:.2} |",
             sum / count.max(1.0) * 1e3
         );
+    }
+    println!(
+        "\nCPU per order (ms, from /proc: the whole machine and each process, during the measured passes):\n"
+    );
+    println!("| phase | machine | {} |", cpu::NAMES.join(" | "));
+    println!("|---|---:|{}", "---:|".repeat(cpu::NAMES.len()));
+    for (name, s, used) in [
+        ("order service (HTTP)", &service, &service_cpu),
+        ("bare sqlx transaction", &bare_sample, &bare_cpu),
+    ] {
+        let (machine, procs) = used.per_order_ms(s.requests());
+        let cells: Vec<String> = procs
+            .iter()
+            .enumerate()
+            .map(|(i, ms)| {
+                if meter.found(i) {
+                    format!("{ms:.2}")
+                } else {
+                    "?".into()
+                }
+            })
+            .collect();
+        println!("| {name} | {machine:.2} | {} |", cells.join(" | "));
     }
     for (name, s) in [("service", &service), ("bare", &bare_sample)] {
         if let Some(e) = &s.first_error {
