@@ -14,7 +14,6 @@ use anyhow::bail;
 use clap::Parser;
 use serde_json::{Value, json};
 use sqlx::MySqlPool;
-use sqlx::mysql::MySqlPoolOptions;
 use storefront_kit::auth::Role;
 use storefront_kit::event::Envelope;
 use storefront_tests::Stack;
@@ -385,8 +384,8 @@ async fn main() -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("bare schema: {e}"))?,
     );
-    let bare = MySqlPoolOptions::new()
-        .max_connections(16)
+    // The same pool settings as the services' (kit's), so both sides ping alike.
+    let bare = storefront_kit::sql::mysql_pool_options(16)
         .connect(bare_db.url())
         .await?;
     for p in &products {

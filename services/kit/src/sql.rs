@@ -9,6 +9,12 @@ use std::time::Duration;
 /// service answers 503.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_millis(1500);
 
+/// A pooled connection idle this long is pinged before it is handed out. One used more
+/// recently is handed out as it is: a ping per acquire is a round trip per transaction on a
+/// busy service, and a connection that broke since shows it on its first statement, which
+/// answers 503 like a failed ping would.
+pub const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
+
 /// Whether `e` means the database is unreachable or overloaded (no connection within
 /// [`ACQUIRE_TIMEOUT`], a refused or broken connection), as opposed to a failed statement.
 pub fn is_unavailable(e: &sqlx::Error) -> bool {
@@ -36,13 +42,28 @@ pub async fn connect_mysql(
     max_connections: u32,
     migrations: &sqlx::migrate::Migrator,
 ) -> Result<sqlx::MySqlPool, sqlx::Error> {
-    let pool = sqlx::mysql::MySqlPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(ACQUIRE_TIMEOUT)
-        .connect(url)
-        .await?;
+    let pool = mysql_pool_options(max_connections).connect(url).await?;
     migrations.run(&pool).await?;
     Ok(pool)
+}
+
+/// The pool every MySQL/MariaDB adapter uses: at most `max_connections`, requests wait at most
+/// [`ACQUIRE_TIMEOUT`], and a connection is pinged before it is handed out only when it sat
+/// idle for [`IDLE_BEFORE_PING`] (sqlx pings on every acquire by default; it still pings on
+/// every release, which drops a connection a failed statement left broken).
+pub fn mysql_pool_options(max_connections: u32) -> sqlx::mysql::MySqlPoolOptions {
+    sqlx::mysql::MySqlPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= IDLE_BEFORE_PING {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
 }
 
 /// Opens an embedded SQLite database for `storefront up`: creates the file and its directory
