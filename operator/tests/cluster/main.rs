@@ -46,38 +46,46 @@ const WAIT: Duration = Duration::from_secs(30);
 
 // ------------------------------------------------------------------ helpers
 
-/// Install (server-side apply) the CRD once per test process and wait until it is established.
-async fn install_crd(client: &Client) -> anyhow::Result<()> {
-    static DONE: OnceCell<()> = OnceCell::const_new();
-    DONE.get_or_try_init(|| async {
-        let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-        let crd = Storefront::crd();
-        let name = crd.name_any();
-        api.patch(
-            &name,
-            &PatchParams::apply("storefront-tests").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .context("apply the Storefront CRD")?;
-        tokio::time::timeout(
-            WAIT,
-            await_condition(api, &name, conditions::is_crd_established()),
-        )
-        .await
-        .context("CRD not established")??;
-        // The apiserver may need a moment before it serves the new resource.
-        wait_until(WAIT, || async {
-            Ok(client
-                .list_api_group_resources("storefront.dev/v1alpha1")
-                .await
-                .ok()
-                .filter(|l| l.resources.iter().any(|r| r.name == "storefronts")))
-        })
-        .await?;
-        anyhow::Ok(())
+/// Server-side apply `crd` and wait until it is established and the apiserver serves its
+/// resource (which may take a moment longer).
+async fn apply_crd(client: &Client, crd: &CustomResourceDefinition) -> anyhow::Result<()> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let name = crd.name_any();
+    api.patch(
+        &name,
+        &PatchParams::apply("storefront-tests").force(),
+        &Patch::Apply(crd),
+    )
+    .await
+    .with_context(|| format!("apply the CRD {name}"))?;
+    tokio::time::timeout(
+        WAIT,
+        await_condition(api, &name, conditions::is_crd_established()),
+    )
+    .await
+    .with_context(|| format!("CRD {name} not established"))??;
+    let group_version = format!(
+        "{}/{}",
+        crd.spec.group,
+        crd.spec.versions.first().map_or("", |v| v.name.as_str())
+    );
+    let plural = crd.spec.names.plural.clone();
+    wait_until(WAIT, || async {
+        Ok(client
+            .list_api_group_resources(&group_version)
+            .await
+            .ok()
+            .filter(|l| l.resources.iter().any(|r| r.name == plural)))
     })
     .await?;
+    Ok(())
+}
+
+/// Install the Storefront CRD once per test process.
+async fn install_crd(client: &Client) -> anyhow::Result<()> {
+    static DONE: OnceCell<()> = OnceCell::const_new();
+    DONE.get_or_try_init(|| async { apply_crd(client, &Storefront::crd()).await })
+        .await?;
     Ok(())
 }
 
@@ -677,29 +685,7 @@ async fn install_service_monitor_crd(client: &Client) -> anyhow::Result<ApiResou
         )
     })?;
     let crd: CustomResourceDefinition = serde_yaml::from_str(&text).context("parse the CRD")?;
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let name = crd.name_any();
-    api.patch(
-        &name,
-        &PatchParams::apply("storefront-tests").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .context("apply the ServiceMonitor CRD")?;
-    tokio::time::timeout(
-        WAIT,
-        await_condition(api, &name, conditions::is_crd_established()),
-    )
-    .await
-    .context("ServiceMonitor CRD not established")??;
-    wait_until(WAIT, || async {
-        Ok(client
-            .list_api_group_resources("monitoring.coreos.com/v1")
-            .await
-            .ok()
-            .filter(|l| l.resources.iter().any(|r| r.name == "servicemonitors")))
-    })
-    .await?;
+    apply_crd(client, &crd).await?;
     Ok(ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("monitoring.coreos.com", "v1", "ServiceMonitor"),
         "servicemonitors",
