@@ -179,6 +179,11 @@ impl HttpServer {
 
 /// A service bound and ready to run, with its state: what each service's `app::build`
 /// returns (the port is known before it runs; tests and seeding reach the state).
+///
+/// Each service names it `pub type Application = Bound<AppState>`. That is the zero2prod shape
+/// (`build`, `port`, `run_until_stopped`) written once: an alias cannot carry the service's
+/// own constructor, so `build` is a free function in its `app` module rather than
+/// `Application::build`, which would need a wrapper type per service again.
 pub struct Bound<S> {
     server: HttpServer,
     state: S,
