@@ -101,6 +101,55 @@ async fn keyed_records_arrive_in_order_per_key_with_headers() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_group_reports_its_lag_behind_the_partition_as_a_gauge() {
+    let metrics = storefront_kit::metrics::handle();
+    let topic = Stack::get()
+        .kafka_topic("kit-bus-lag", 1)
+        .await
+        .expect("topic");
+    let bus = bus();
+    for n in 0..10 {
+        bus.publish(&record(topic.name(), "k", n))
+            .await
+            .expect("publish");
+    }
+    let group = storefront_tests::unique_name("kit-test-lag", '-');
+    let mut sub = bus.subscribe(&group, &[topic.name()]).expect("subscribe");
+    // All 10 arrive; only the first 3 are committed, so 7 are still to be done.
+    let mut third = None;
+    for n in 0..10 {
+        let r = tokio::time::timeout(Duration::from_secs(30), sub.next())
+            .await
+            .expect("a record in time")
+            .expect("record");
+        if n == 2 {
+            third = Some(r);
+        }
+    }
+    sub.commit(&third.expect("third")).await.expect("commit");
+    // The statistics arrive while the consumer waits for more records.
+    let line = format!(
+        "bus_consumer_lag{{group=\"{group}\",topic=\"{}\",partition=\"0\"}} 7",
+        topic.name()
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !metrics.render().lines().any(|l| l == line) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no `{line}` in:\n{}",
+            metrics
+                .render()
+                .lines()
+                .filter(|l| l.starts_with("bus_consumer_lag"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(500), sub.next()).await;
+    }
+    topic.cleanup().await.expect("cleanup");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn committed_records_are_not_redelivered_to_the_group() {
     let topic = Stack::get()
         .kafka_topic("kit-bus-commit", 1)

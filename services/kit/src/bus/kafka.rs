@@ -5,16 +5,51 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{BusError, Received, Record};
 
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often a consumer reports its lag (librdkafka's `statistics.interval.ms`).
+pub const LAG_INTERVAL: Duration = Duration::from_secs(5);
+
+/// A consumer's context: librdkafka's statistics, every [`LAG_INTERVAL`], become the gauge
+/// `bus_consumer_lag{group, topic, partition}`: the partition's last offset minus the group's
+/// committed one. librdkafka hands them over while the consumer waits for records; while a
+/// handler is being retried the gauge holds its last value and `events_consumed_total
+/// {outcome="retry"}` counts the attempts.
+pub struct LagReporter {
+    group: String,
+}
+
+impl ClientContext for LagReporter {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                // Partition -1 is librdkafka's internal "unassigned" one; -1 lag is unknown.
+                if *partition < 0 || p.consumer_lag < 0 {
+                    continue;
+                }
+                metrics::gauge!(
+                    "bus_consumer_lag",
+                    "group" => self.group.clone(),
+                    "topic" => topic.clone(),
+                    "partition" => partition.to_string(),
+                )
+                .set(p.consumer_lag as f64);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for LagReporter {}
 
 /// A Kafka connection: one producer, consumers made on demand.
 #[derive(Clone)]
@@ -88,14 +123,20 @@ impl KafkaBus {
     }
 
     pub fn subscribe(&self, group: &str, topics: &[&str]) -> Result<KafkaSubscription, BusError> {
-        let consumer: StreamConsumer = ClientConfig::new()
+        let consumer: StreamConsumer<LagReporter> = ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
             .set("client.id", &self.client_id)
             .set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
-            .create()?;
+            .set(
+                "statistics.interval.ms",
+                LAG_INTERVAL.as_millis().to_string(),
+            )
+            .create_with_context(LagReporter {
+                group: group.to_string(),
+            })?;
         consumer.subscribe(topics)?;
         Ok(KafkaSubscription { consumer })
     }
@@ -117,7 +158,7 @@ impl KafkaBus {
 
 /// A consumer group member.
 pub struct KafkaSubscription {
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<LagReporter>,
 }
 
 impl KafkaSubscription {

@@ -78,6 +78,22 @@ impl MemorySubscription {
     async fn poll(&mut self) -> Option<Received> {
         let committed = self.bus.inner.committed.lock().await.clone();
         let logs = self.bus.inner.logs.lock().await;
+        // The same gauge as the Kafka consumers report, refreshed whenever something is
+        // published or this subscriber looks for a record: records not yet committed.
+        for topic in &self.topics {
+            let end = logs.get(topic).map_or(0, Vec::len);
+            let done = committed
+                .get(&(self.group.clone(), topic.clone()))
+                .copied()
+                .unwrap_or(0);
+            metrics::gauge!(
+                "bus_consumer_lag",
+                "group" => self.group.clone(),
+                "topic" => topic.clone(),
+                "partition" => "0",
+            )
+            .set((end as f64 - done as f64).max(0.0));
+        }
         for topic in &self.topics {
             let cursor = *self.cursors.entry(topic.clone()).or_insert_with(|| {
                 committed
@@ -123,6 +139,32 @@ mod tests {
             payload: n.to_string().into_bytes(),
             headers: vec![("event-type".into(), "Test".into())],
         }
+    }
+
+    #[tokio::test]
+    async fn a_group_reports_what_it_has_not_committed_as_its_lag() {
+        let metrics = crate::metrics::handle();
+        let bus = MemoryBus::new();
+        for n in 0..5 {
+            bus.publish(&record("lag.v1", "o-1", n)).await;
+        }
+        let mut sub = bus.subscribe("lagging", &["lag.v1"]);
+        let mut second = None;
+        for n in 0..5 {
+            let r = sub.next().await.expect("record");
+            if n == 1 {
+                second = Some(r);
+            }
+        }
+        sub.commit(&second.expect("second")).await;
+        // Looking for a sixth record refreshes the gauge: 5 published, 2 committed.
+        let _ = tokio::time::timeout(Duration::from_millis(50), sub.next()).await;
+        let line = "bus_consumer_lag{group=\"lagging\",topic=\"lag.v1\",partition=\"0\"} 3";
+        assert!(
+            metrics.render().lines().any(|l| l == line),
+            "{}",
+            metrics.render()
+        );
     }
 
     #[tokio::test]
