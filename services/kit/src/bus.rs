@@ -14,6 +14,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::backend::{EventsUrl, Location};
 
@@ -207,9 +208,12 @@ pub async fn consume<F, Fut>(
     Fut: Future<Output = Result<(), HandlerError>>,
 {
     while let Some(record) = next_or_stop(consumer, &mut subscription, &stop).await {
+        // The handling is one span, a child of the request that caused the event when it
+        // carries that request's trace (exported with OpenTelemetry; see `event_span`).
+        let span = event_span(consumer, &record);
         let mut attempt: u32 = 0;
         loop {
-            let outcome = handler(record.clone()).await;
+            let outcome = handler(record.clone()).instrument(span.clone()).await;
             let label = match &outcome {
                 Ok(()) => "ok",
                 Err(HandlerError::Transient(_)) => "retry",
@@ -237,6 +241,30 @@ pub async fn consume<F, Fut>(
             tracing::warn!(consumer, error = %e, "commit failed; the record may be redelivered");
         }
     }
+}
+
+/// The span a consumer handles `record` in: `event` with the consumer, topic and offset,
+/// continuing the trace named by the envelope's `traceparent` when it has a valid one.
+fn event_span(consumer: &'static str, record: &Received) -> tracing::Span {
+    #[derive(serde::Deserialize)]
+    struct Traced<'a> {
+        #[serde(borrow, default)]
+        traceparent: Option<&'a str>,
+    }
+    let span = tracing::info_span!(
+        "event",
+        consumer,
+        topic = %record.topic,
+        offset = record.offset,
+    );
+    let caller = serde_json::from_slice::<Traced<'_>>(&record.payload)
+        .ok()
+        .and_then(|t| t.traceparent)
+        .and_then(crate::context::TraceParent::parse);
+    if let Some(caller) = caller {
+        crate::telemetry::continue_trace(&span, &caller);
+    }
+    span
 }
 
 /// Runs `handler` on batches of `subscription`'s records until `stop` is cancelled: a batch
@@ -337,6 +365,59 @@ mod tests {
             payload: n.to_string().into_bytes(),
             headers: Vec::new(),
         }
+    }
+
+    #[tokio::test]
+    async fn a_handler_runs_in_a_span_that_continues_the_events_trace() {
+        use opentelemetry::trace::TracerProvider as _;
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let exporter = opentelemetry_sdk::trace::InMemorySpanExporterBuilder::new().build();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        // This test's thread only (the runtime is current-thread).
+        let _default = tracing::subscriber::set_default(subscriber);
+
+        let bus = Bus::Memory(MemoryBus::new());
+        let caused_by = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let mut traced = record(0);
+        traced.payload =
+            format!(r#"{{"id":"e-1","traceparent":"{caused_by}","data":{{}}}}"#).into_bytes();
+        bus.publish(&traced).await.expect("publish");
+        let inside: Arc<Mutex<Option<crate::context::TraceParent>>> = Arc::default();
+        let stop = CancellationToken::new();
+        let sub = bus.subscribe("g", &["t"]).expect("subscribe");
+        consume("test", sub, stop.clone(), {
+            let (inside, stop) = (inside.clone(), stop.clone());
+            move |_| {
+                let (inside, stop) = (inside.clone(), stop.clone());
+                async move {
+                    *inside.lock().await = crate::telemetry::current_traceparent();
+                    stop.cancel();
+                    Ok(())
+                }
+            }
+        })
+        .await;
+        let _ = provider.force_flush();
+        let spans = exporter.get_finished_spans().expect("spans");
+        let event = spans
+            .iter()
+            .find(|s| s.name == "event")
+            .expect("an event span");
+        assert_eq!(
+            event.span_context.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(event.parent_span_id.to_string(), "00f067aa0ba902b7");
+        // What the handler calls or publishes is a child of the event span.
+        let inside = inside
+            .lock()
+            .await
+            .expect("a current trace inside the handler");
+        assert_eq!(inside.span_id(), event.span_context.span_id().to_string());
     }
 
     #[tokio::test]

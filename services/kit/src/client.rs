@@ -348,7 +348,11 @@ mod tests {
         let tp =
             TraceParent::parse(headers["traceparent"].to_str().expect("ascii")).expect("valid");
         assert_eq!(tp.trace_id(), ctx.trace.trace_id(), "same trace");
-        assert_ne!(tp.span_id(), ctx.trace.span_id(), "a child span");
+        assert_eq!(
+            tp.span_id(),
+            ctx.trace.span_id(),
+            "this hop is the parent of the callee's span"
+        );
         assert_eq!(headers["authorization"], "Bearer tok.en.x");
     }
 

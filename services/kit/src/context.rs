@@ -118,6 +118,20 @@ impl TraceParent {
     pub fn sampled(&self) -> bool {
         self.flags & 0x01 == 0x01
     }
+
+    /// Trace id, span id and flags as bytes (for OpenTelemetry's types).
+    pub fn parts(&self) -> ([u8; 16], [u8; 8], u8) {
+        (self.trace_id, self.span_id, self.flags)
+    }
+
+    /// From trace id, span id and flags; `None` when either id is all zeros (invalid).
+    pub fn from_parts(trace_id: [u8; 16], span_id: [u8; 8], flags: u8) -> Option<Self> {
+        (trace_id != [0; 16] && span_id != [0; 8]).then_some(Self {
+            trace_id,
+            span_id,
+            flags,
+        })
+    }
 }
 
 impl fmt::Display for TraceParent {
@@ -175,15 +189,21 @@ pub struct RequestContext {
     pub request_id: String,
     /// The trace context of this service's handling of the request.
     pub trace: TraceParent,
+    /// The `traceparent` the request came with, or, when it came with none, the root this
+    /// service started: the parent of this hop's exported span (see
+    /// [`crate::telemetry::continue_trace`]).
+    pub caller: TraceParent,
     pub credentials: Option<Credentials>,
 }
 
 impl RequestContext {
     /// A context for work that starts here (a background job, a test, a CLI call).
     pub fn new_root() -> Self {
+        let caller = TraceParent::new_root();
         Self {
             request_id: uuid::Uuid::now_v7().to_string(),
-            trace: TraceParent::new_root(),
+            trace: caller.child(),
+            caller,
             credentials: None,
         }
     }
@@ -202,11 +222,10 @@ impl RequestContext {
             .filter(|v| valid_request_id(v))
             .map(str::to_owned)
             .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-        let trace = headers
+        let caller = headers
             .get(&TRACEPARENT)
             .and_then(|v| v.to_str().ok())
             .and_then(TraceParent::parse)
-            .map(|incoming| incoming.child())
             .unwrap_or_else(TraceParent::new_root);
         let credentials = headers
             .get(http::header::AUTHORIZATION)
@@ -214,18 +233,27 @@ impl RequestContext {
             .map(Credentials::new);
         Self {
             request_id,
-            trace,
+            trace: caller.child(),
+            caller,
             credentials,
         }
     }
 
-    /// Headers for a downstream call: request id, a child `traceparent`, the credentials.
+    /// The `traceparent` a downstream call or an event carries, naming this hop as the parent
+    /// of what it causes: the span exported for the current work when OpenTelemetry export is
+    /// on, else this hop's own trace context.
+    pub fn outgoing_traceparent(&self) -> TraceParent {
+        crate::telemetry::current_traceparent().unwrap_or(self.trace)
+    }
+
+    /// Headers for a downstream call: request id, the `traceparent` naming this hop as the
+    /// parent, the credentials.
     pub fn outgoing_headers(&self) -> HeaderMap {
         let mut headers = HeaderMap::new();
         if let Ok(v) = HeaderValue::from_str(&self.request_id) {
             headers.insert(REQUEST_ID, v);
         }
-        headers.insert(TRACEPARENT, self.trace.child().header_value());
+        headers.insert(TRACEPARENT, self.outgoing_traceparent().header_value());
         if let Some(c) = &self.credentials {
             headers.insert(http::header::AUTHORIZATION, c.header_value().clone());
         }
@@ -309,7 +337,13 @@ mod tests {
         headers.insert(TRACEPARENT, HeaderValue::from_static(SAMPLE));
         let ctx = RequestContext::from_headers(&headers);
         assert_eq!(ctx.request_id, "req-42");
+        assert_eq!(ctx.caller.to_string(), SAMPLE);
         assert_eq!(ctx.trace.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_ne!(
+            ctx.trace.span_id(),
+            ctx.caller.span_id(),
+            "this hop's own span"
+        );
 
         let fresh = RequestContext::from_headers(&HeaderMap::new());
         assert!(uuid::Uuid::parse_str(&fresh.request_id).is_ok());

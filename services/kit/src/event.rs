@@ -65,7 +65,7 @@ impl<T> Envelope<T> {
 
     /// Records the trace of the request that caused the event.
     pub fn caused_by(mut self, ctx: &RequestContext) -> Self {
-        self.traceparent = Some(ctx.trace.to_string());
+        self.traceparent = Some(ctx.outgoing_traceparent().to_string());
         self
     }
 

@@ -103,19 +103,22 @@ impl Service {
                         .extensions()
                         .get::<MatchedPath>()
                         .map_or("unmatched", MatchedPath::as_str);
-                    let (request_id, trace_id) = req
-                        .extensions()
-                        .get::<RequestContext>()
+                    let ctx = req.extensions().get::<RequestContext>();
+                    let (request_id, trace_id) = ctx
                         .map(|c| (c.request_id.clone(), c.trace.trace_id()))
                         .unwrap_or_default();
-                    tracing::info_span!(
+                    let span = tracing::info_span!(
                         "http",
                         service = name,
                         method = %req.method(),
                         route,
                         request_id,
                         trace_id,
-                    )
+                    );
+                    if let Some(c) = ctx {
+                        crate::telemetry::continue_trace(&span, &c.caller);
+                    }
+                    span
                 }),
             )
             .layer(CatchPanicLayer::custom(panic_to_problem))
@@ -356,6 +359,88 @@ mod tests {
         let base = format!("http://{}", server.local_addr());
         tokio::spawn(server.run(token));
         base
+    }
+
+    #[tokio::test]
+    async fn exported_spans_continue_the_callers_trace_and_parent_what_they_cause() {
+        use crate::context::TraceParent;
+        use opentelemetry::trace::TracerProvider as _;
+        use tower::ServiceExt as _;
+        use tracing_subscriber::layer::SubscriberExt as _;
+
+        let exporter = opentelemetry_sdk::trace::InMemorySpanExporterBuilder::new().build();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        // This test's thread only (the runtime is current-thread).
+        let _default = tracing::subscriber::set_default(subscriber);
+        // The handler answers with the traceparent it would send downstream or put on an event.
+        let app = Service {
+            name: "traced",
+            router: Router::new().route(
+                "/v1/next",
+                get(|ctx: RequestContext| async move { ctx.outgoing_traceparent().to_string() }),
+            ),
+            openapi: OpenApi::default(),
+            readiness: Readiness::new("traced", CancellationToken::new()),
+        }
+        .into_router();
+        let call = |traceparent: Option<&'static str>| {
+            let app = app.clone();
+            async move {
+                let mut request = Request::get("/v1/next");
+                if let Some(tp) = traceparent {
+                    request = request.header("traceparent", tp);
+                }
+                let response = app
+                    .oneshot(request.body(Body::empty()).expect("request"))
+                    .await
+                    .expect("infallible");
+                let announced = response.headers()["traceparent"]
+                    .to_str()
+                    .expect("ascii")
+                    .to_owned();
+                let body = axum::body::to_bytes(response.into_body(), 1024)
+                    .await
+                    .expect("body");
+                let outgoing = TraceParent::parse(std::str::from_utf8(&body).expect("utf-8"))
+                    .expect("a traceparent");
+                (TraceParent::parse(&announced).expect("announced"), outgoing)
+            }
+        };
+        let caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let (_, continued) = call(Some(caller)).await;
+        let (started, fresh) = call(None).await;
+        let _ = provider.force_flush();
+        let spans = exporter.get_finished_spans().expect("spans");
+        let http: Vec<_> = spans.iter().filter(|s| s.name == "http").collect();
+        assert_eq!(http.len(), 2, "{spans:?}");
+
+        // With a traceparent: the span joins the caller's trace as the caller's child, and
+        // what this hop causes is the exported span's child.
+        let first = http[0];
+        assert_eq!(
+            first.span_context.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(first.parent_span_id.to_string(), "00f067aa0ba902b7");
+        assert_eq!(continued.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(
+            continued.span_id(),
+            first.span_context.span_id().to_string()
+        );
+
+        // Without one: the trace id the response announces (and the logs carry) is the one
+        // exported, and downstream work is again the exported span's child.
+        let second = http[1];
+        assert_eq!(
+            second.span_context.trace_id().to_string(),
+            started.trace_id()
+        );
+        assert_eq!(fresh.trace_id(), started.trace_id());
+        assert_eq!(fresh.span_id(), second.span_context.span_id().to_string());
     }
 
     #[tokio::test]

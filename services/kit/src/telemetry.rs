@@ -119,6 +119,48 @@ pub fn init(settings: &TelemetrySettings, service: &str) -> Result<TelemetryGuar
     Ok(TelemetryGuard { provider })
 }
 
+/// Makes `span`'s exported OpenTelemetry span a child of `caller` (the `traceparent` a request
+/// came with, or the root the kit made up for it), so the spans of one request across services
+/// form one trace with the trace id the logs carry. Nothing happens when export is off.
+pub fn continue_trace(span: &tracing::Span, caller: &crate::context::TraceParent) {
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState,
+    };
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let (trace_id, span_id, flags) = caller.parts();
+    let remote = SpanContext::new(
+        TraceId::from_bytes(trace_id),
+        SpanId::from_bytes(span_id),
+        TraceFlags::new(flags),
+        true,
+        TraceState::default(),
+    );
+    // Only fails when no OpenTelemetry layer is installed or the span is disabled.
+    let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
+}
+
+/// The exported span of the current work as a `traceparent`, when OpenTelemetry export is on
+/// and there is one.
+pub fn current_traceparent() -> Option<crate::context::TraceParent> {
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let current = tracing::Span::current();
+    if current.is_none() {
+        return None;
+    }
+    let cx = current.context();
+    let span = cx.span();
+    let sc = span.span_context();
+    if !sc.is_valid() {
+        return None;
+    }
+    crate::context::TraceParent::from_parts(
+        sc.trace_id().to_bytes(),
+        sc.span_id().to_bytes(),
+        sc.trace_flags().to_u8(),
+    )
+}
+
 /// For tests: logs go to the test's output with `TEST_LOG=1`, nowhere otherwise.
 pub fn init_for_tests() {
     static ONCE: Once = Once::new();

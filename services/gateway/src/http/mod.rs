@@ -243,7 +243,7 @@ async fn gateway(
     if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
         headers.insert(REQUEST_ID, v);
     }
-    headers.insert(TRACEPARENT, ctx.trace.child().header_value());
+    headers.insert(TRACEPARENT, ctx.outgoing_traceparent().header_value());
     if let Some(id) = &identity {
         if let Ok(v) = HeaderValue::from_str(&id.subject) {
             headers.insert(USER_ID, v);
