@@ -369,16 +369,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_handler_runs_in_a_span_that_continues_the_events_trace() {
-        use opentelemetry::trace::TracerProvider as _;
-        use tracing_subscriber::layer::SubscriberExt as _;
-        let exporter = opentelemetry_sdk::trace::InMemorySpanExporterBuilder::new().build();
-        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
-            .with_simple_exporter(exporter.clone())
-            .build();
-        let subscriber = tracing_subscriber::registry()
-            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
-        // This test's thread only (the runtime is current-thread).
-        let _default = tracing::subscriber::set_default(subscriber);
+        let captured = crate::telemetry::CapturedSpans::start();
 
         let bus = Bus::Memory(MemoryBus::new());
         let caused_by = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -387,22 +378,24 @@ mod tests {
             format!(r#"{{"id":"e-1","traceparent":"{caused_by}","data":{{}}}}"#).into_bytes();
         bus.publish(&traced).await.expect("publish");
         let inside: Arc<Mutex<Option<crate::context::TraceParent>>> = Arc::default();
+        let emitted: Arc<Mutex<Option<String>>> = Arc::default();
         let stop = CancellationToken::new();
         let sub = bus.subscribe("g", &["t"]).expect("subscribe");
         consume("test", sub, stop.clone(), {
-            let (inside, stop) = (inside.clone(), stop.clone());
+            let (inside, emitted, stop) = (inside.clone(), emitted.clone(), stop.clone());
             move |_| {
-                let (inside, stop) = (inside.clone(), stop.clone());
+                let (inside, emitted, stop) = (inside.clone(), emitted.clone(), stop.clone());
                 async move {
                     *inside.lock().await = crate::telemetry::current_traceparent();
+                    let next = crate::event::Envelope::new("Next", "test", "s", 0);
+                    *emitted.lock().await = next.traceparent;
                     stop.cancel();
                     Ok(())
                 }
             }
         })
         .await;
-        let _ = provider.force_flush();
-        let spans = exporter.get_finished_spans().expect("spans");
+        let spans = captured.finished();
         let event = spans
             .iter()
             .find(|s| s.name == "event")
@@ -418,6 +411,11 @@ mod tests {
             .await
             .expect("a current trace inside the handler");
         assert_eq!(inside.span_id(), event.span_context.span_id().to_string());
+        assert_eq!(
+            emitted.lock().await.clone(),
+            Some(inside.to_string()),
+            "an event made there names it as its cause"
+        );
     }
 
     #[tokio::test]

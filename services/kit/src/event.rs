@@ -58,7 +58,9 @@ impl<T> Envelope<T> {
             source: source.into(),
             time: Utc::now(),
             subject: subject.into(),
-            traceparent: None,
+            // Inside traced work (a request, a consumed event) with export on, the event names
+            // that span as its cause; `caused_by` says so explicitly.
+            traceparent: crate::telemetry::current_traceparent().map(|t| t.to_string()),
             data,
         }
     }

@@ -364,18 +364,9 @@ mod tests {
     #[tokio::test]
     async fn exported_spans_continue_the_callers_trace_and_parent_what_they_cause() {
         use crate::context::TraceParent;
-        use opentelemetry::trace::TracerProvider as _;
         use tower::ServiceExt as _;
-        use tracing_subscriber::layer::SubscriberExt as _;
 
-        let exporter = opentelemetry_sdk::trace::InMemorySpanExporterBuilder::new().build();
-        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
-            .with_simple_exporter(exporter.clone())
-            .build();
-        let subscriber = tracing_subscriber::registry()
-            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
-        // This test's thread only (the runtime is current-thread).
-        let _default = tracing::subscriber::set_default(subscriber);
+        let captured = crate::telemetry::CapturedSpans::start();
         // The handler answers with the traceparent it would send downstream or put on an event.
         let app = Service {
             name: "traced",
@@ -413,8 +404,7 @@ mod tests {
         let caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let (_, continued) = call(Some(caller)).await;
         let (started, fresh) = call(None).await;
-        let _ = provider.force_flush();
-        let spans = exporter.get_finished_spans().expect("spans");
+        let spans = captured.finished();
         let http: Vec<_> = spans.iter().filter(|s| s.name == "http").collect();
         assert_eq!(http.len(), 2, "{spans:?}");
 

@@ -173,3 +173,35 @@ pub fn init_for_tests() {
         }
     });
 }
+
+/// For the kit's tests: spans exported to memory, through this thread's default subscriber.
+#[cfg(test)]
+pub(crate) struct CapturedSpans {
+    pub exporter: opentelemetry_sdk::trace::InMemorySpanExporter,
+    pub provider: SdkTracerProvider,
+    _default: tracing::subscriber::DefaultGuard,
+}
+
+#[cfg(test)]
+impl CapturedSpans {
+    /// Installs the capture for this thread (a current-thread test runtime runs every task on it).
+    pub fn start() -> Self {
+        let exporter = opentelemetry_sdk::trace::InMemorySpanExporterBuilder::new().build();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        Self {
+            exporter,
+            provider,
+            _default: tracing::subscriber::set_default(subscriber),
+        }
+    }
+
+    /// The spans finished so far.
+    pub fn finished(&self) -> Vec<opentelemetry_sdk::trace::SpanData> {
+        let _ = self.provider.force_flush();
+        self.exporter.get_finished_spans().unwrap_or_default()
+    }
+}
