@@ -1,6 +1,7 @@
 //! The base of every typed REST client (our counterpart of Feign clients): connect and request
 //! timeouts, retries with jittered exponential backoff for idempotent calls only, and
-//! propagation of the request id, a child `traceparent` and the caller's credentials.
+//! propagation of the request id, the `traceparent` and the caller's credentials; each call is
+//! a `call` span.
 //!
 //! A service exposes its callers a small typed client built on [`RestClient`], e.g.
 //! `SearchClient::product(&ctx, id) -> Result<Product, ClientError>`.
@@ -11,6 +12,7 @@ use http::{Method, StatusCode};
 use rand::Rng;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument as _;
 use url::Url;
 
 use crate::context::RequestContext;
@@ -190,7 +192,23 @@ impl RestClient {
         self.call(ctx, method, path, Some(body), idempotent).await
     }
 
+    /// One call, retries included, in a `call` span: with OpenTelemetry export on, the span
+    /// is what the callee's `traceparent` names as its parent.
     async fn call<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        ctx: &RequestContext,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        idempotent: bool,
+    ) -> Result<T, ClientError> {
+        let span = tracing::info_span!("call", service = self.service, method = %method, path);
+        self.attempts(ctx, method, path, body, idempotent)
+            .instrument(span)
+            .await
+    }
+
+    async fn attempts<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         ctx: &RequestContext,
         method: Method,
@@ -354,6 +372,26 @@ mod tests {
             "this hop is the parent of the callee's span"
         );
         assert_eq!(headers["authorization"], "Bearer tok.en.x");
+    }
+
+    #[tokio::test]
+    async fn with_export_on_the_callee_is_a_child_of_the_call_span() {
+        let captured = crate::telemetry::CapturedSpans::start();
+        let seen = Seen::default();
+        let base = spawn(seen.clone()).await;
+        let client = RestClient::new("echo", &base, fast()).expect("client");
+        let ctx = RequestContext::new_root();
+        let _: serde_json::Value = client.get_json(&ctx, "/v1/echo").await.expect("call");
+        let headers = seen.last.lock().await.clone().expect("headers");
+        let sent =
+            TraceParent::parse(headers["traceparent"].to_str().expect("ascii")).expect("valid");
+        let spans = captured.finished();
+        let call = spans
+            .iter()
+            .find(|s| s.name == "call")
+            .expect("a call span");
+        assert_eq!(sent.span_id(), call.span_context.span_id().to_string());
+        assert_eq!(sent.trace_id(), call.span_context.trace_id().to_string());
     }
 
     #[tokio::test]
