@@ -203,51 +203,44 @@ impl RestClient {
         idempotent: bool,
     ) -> Result<T, ClientError> {
         let span = tracing::info_span!("call", service = self.service, method = %method, path);
-        self.attempts(ctx, method, path, body, idempotent)
-            .instrument(span)
-            .await
-    }
-
-    async fn attempts<B: Serialize + ?Sized, T: DeserializeOwned>(
-        &self,
-        ctx: &RequestContext,
-        method: Method,
-        path: &str,
-        body: Option<&B>,
-        idempotent: bool,
-    ) -> Result<T, ClientError> {
-        let url = self.url(path)?;
-        let may_retry = idempotent || method.is_idempotent();
-        let attempts = if may_retry {
-            self.settings.max_retries + 1
-        } else {
-            1
-        };
-        let started = std::time::Instant::now();
-        let budget = Duration::from_millis(self.settings.retry_budget_ms);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut request = self
-                .http
-                .request(method.clone(), url.clone())
-                .headers(ctx.outgoing_headers());
-            if let Some(b) = body {
-                request = request.json(b);
-            }
-            let result = match request.send().await {
-                Ok(response) => self.decode(response).await,
-                Err(e) => Err(self.transport_error(e)),
+        async move {
+            let url = self.url(path)?;
+            let may_retry = idempotent || method.is_idempotent();
+            let attempts = if may_retry {
+                self.settings.max_retries + 1
+            } else {
+                1
             };
-            match result {
-                Err(err) if attempt < attempts && err.retryable() && started.elapsed() < budget => {
-                    let delay = self.backoff(attempt);
-                    tracing::debug!(service = self.service, attempt, ?delay, error = %err, "retrying");
-                    tokio::time::sleep(delay).await;
+            let started = std::time::Instant::now();
+            let budget = Duration::from_millis(self.settings.retry_budget_ms);
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let mut request = self
+                    .http
+                    .request(method.clone(), url.clone())
+                    .headers(ctx.outgoing_headers());
+                if let Some(b) = body {
+                    request = request.json(b);
                 }
-                other => return other,
+                let result = match request.send().await {
+                    Ok(response) => self.decode(response).await,
+                    Err(e) => Err(self.transport_error(e)),
+                };
+                match result {
+                    Err(err)
+                        if attempt < attempts && err.retryable() && started.elapsed() < budget =>
+                    {
+                        let delay = self.backoff(attempt);
+                        tracing::debug!(service = self.service, attempt, ?delay, error = %err, "retrying");
+                        tokio::time::sleep(delay).await;
+                    }
+                    other => return other,
+                }
             }
         }
+        .instrument(span)
+        .await
     }
 
     async fn decode<T: DeserializeOwned>(
