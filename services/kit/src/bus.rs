@@ -210,10 +210,14 @@ pub async fn consume<F, Fut>(
     while let Some(record) = next_or_stop(consumer, &mut subscription, &stop).await {
         // The handling is one span, a child of the request that caused the event when it
         // carries that request's trace (exported with OpenTelemetry; see `event_span`).
-        let span = event_span(consumer, &record);
+        let (span, hop) = event_span(consumer, &record);
         let mut attempt: u32 = 0;
         loop {
-            let outcome = handler(record.clone()).instrument(span.clone()).await;
+            let attempt_work = handler(record.clone()).instrument(span.clone());
+            let outcome = match hop {
+                Some(hop) => crate::context::within_trace(hop, attempt_work).await,
+                None => attempt_work.await,
+            };
             let label = match &outcome {
                 Ok(()) => "ok",
                 Err(HandlerError::Transient(_)) => "retry",
@@ -243,28 +247,34 @@ pub async fn consume<F, Fut>(
     }
 }
 
-/// The span a consumer handles `record` in: `event` with the consumer, topic and offset,
-/// continuing the trace named by the envelope's `traceparent` when it has a valid one.
-fn event_span(consumer: &'static str, record: &Received) -> tracing::Span {
+/// The span a consumer handles `record` in (`event`, with the consumer, topic, offset and the
+/// trace id its logs carry) and, when the envelope names the trace that caused it, this
+/// hop's context in that trace: the exported span continues it, and what the handler calls
+/// or publishes stays in it.
+fn event_span(
+    consumer: &'static str,
+    record: &Received,
+) -> (tracing::Span, Option<crate::context::TraceParent>) {
     #[derive(serde::Deserialize)]
     struct Traced<'a> {
         #[serde(borrow, default)]
         traceparent: Option<&'a str>,
     }
+    let caller = serde_json::from_slice::<Traced<'_>>(&record.payload)
+        .ok()
+        .and_then(|t| t.traceparent)
+        .and_then(crate::context::TraceParent::parse);
     let span = tracing::info_span!(
         "event",
         consumer,
         topic = %record.topic,
         offset = record.offset,
+        trace_id = caller.map(|c| c.trace_id()),
     );
-    let caller = serde_json::from_slice::<Traced<'_>>(&record.payload)
-        .ok()
-        .and_then(|t| t.traceparent)
-        .and_then(crate::context::TraceParent::parse);
-    if let Some(caller) = caller {
-        crate::telemetry::continue_trace(&span, &caller);
+    if let Some(caller) = &caller {
+        crate::telemetry::continue_trace(&span, caller);
     }
-    span
+    (span, caller.map(|c| c.child()))
 }
 
 /// Runs `handler` on batches of `subscription`'s records until `stop` is cancelled: a batch
@@ -365,6 +375,43 @@ mod tests {
             payload: n.to_string().into_bytes(),
             headers: Vec::new(),
         }
+    }
+
+    #[tokio::test]
+    async fn without_export_the_events_a_handler_makes_stay_in_the_trace_that_caused_it() {
+        let bus = Bus::Memory(MemoryBus::new());
+        let caused_by = crate::context::TraceParent::parse(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .expect("valid");
+        let mut traced = record(0);
+        traced.payload =
+            format!(r#"{{"id":"e-1","traceparent":"{caused_by}","data":{{}}}}"#).into_bytes();
+        bus.publish(&traced).await.expect("publish");
+        let emitted: Arc<Mutex<Option<String>>> = Arc::default();
+        let stop = CancellationToken::new();
+        let sub = bus.subscribe("g", &["t"]).expect("subscribe");
+        consume("test", sub, stop.clone(), {
+            let (emitted, stop) = (emitted.clone(), stop.clone());
+            move |_| {
+                let (emitted, stop) = (emitted.clone(), stop.clone());
+                async move {
+                    *emitted.lock().await =
+                        crate::event::Envelope::new("Next", "t", "s", 0).traceparent;
+                    stop.cancel();
+                    Ok(())
+                }
+            }
+        })
+        .await;
+        let emitted = emitted.lock().await.clone().expect("a traceparent");
+        let emitted = crate::context::TraceParent::parse(&emitted).expect("valid");
+        assert_eq!(emitted.trace_id(), caused_by.trace_id());
+        assert_ne!(
+            emitted.span_id(),
+            caused_by.span_id(),
+            "this consumer's own hop"
+        );
     }
 
     #[tokio::test]

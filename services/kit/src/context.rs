@@ -183,6 +183,22 @@ impl fmt::Debug for Credentials {
     }
 }
 
+tokio::task_local! {
+    /// The trace context of the work this task is doing (a request, a consumed event).
+    static CURRENT_TRACE: TraceParent;
+}
+
+/// Runs `work` as part of the trace `hop` (this service's trace context for it): what it
+/// calls or publishes names `hop` as its cause (see [`current_trace`]).
+pub async fn within_trace<F: std::future::Future>(hop: TraceParent, work: F) -> F::Output {
+    CURRENT_TRACE.scope(hop, work).await
+}
+
+/// The trace context of the current request or event, inside [`within_trace`].
+pub fn current_trace() -> Option<TraceParent> {
+    CURRENT_TRACE.try_with(|t| *t).ok()
+}
+
 /// Who and what a request is: handlers extract it and pass it to typed clients.
 #[derive(Clone, Debug)]
 pub struct RequestContext {
@@ -282,9 +298,10 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
 pub async fn propagate(mut request: Request, next: Next) -> Response {
     let ctx = RequestContext::from_headers(request.headers());
     let request_id = HeaderValue::from_str(&ctx.request_id).ok();
-    let trace = ctx.trace.header_value();
+    let hop = ctx.trace;
+    let trace = hop.header_value();
     request.extensions_mut().insert(ctx);
-    let mut response = next.run(request).await;
+    let mut response = within_trace(hop, next.run(request)).await;
     if let Some(v) = request_id {
         response.headers_mut().insert(REQUEST_ID, v);
     }

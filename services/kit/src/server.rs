@@ -362,6 +362,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn without_export_what_a_request_causes_names_this_hop() {
+        use tower::ServiceExt as _;
+        let app = Service {
+            name: "plain",
+            router: Router::new().route(
+                "/v1/emit",
+                get(|| async {
+                    crate::event::Envelope::new("Next", "plain", "s", 0)
+                        .traceparent
+                        .unwrap_or_default()
+                }),
+            ),
+            openapi: OpenApi::default(),
+            readiness: Readiness::new("plain", CancellationToken::new()),
+        }
+        .into_router();
+        let caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let response = app
+            .oneshot(
+                Request::get("/v1/emit")
+                    .header("traceparent", caller)
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("infallible");
+        let hop = response.headers()["traceparent"]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .expect("body");
+        // The event names this hop (the context the response announces), in the caller's trace.
+        assert_eq!(std::str::from_utf8(&body).expect("utf-8"), hop);
+        assert!(
+            hop.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+            "{hop}"
+        );
+    }
+
+    #[tokio::test]
     async fn exported_spans_continue_the_callers_trace_and_parent_what_they_cause() {
         use crate::context::TraceParent;
         use tower::ServiceExt as _;

@@ -139,9 +139,14 @@ pub fn continue_trace(span: &tracing::Span, caller: &crate::context::TraceParent
     let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
 }
 
-/// The exported span of the current work as a `traceparent`, when OpenTelemetry export is on
-/// and there is one.
+/// The current work's trace context as the `traceparent` of what it causes: its exported span
+/// when OpenTelemetry export is on, else the kit's own context of the request or event being
+/// handled ([`crate::context::within_trace`]); `None` outside both.
 pub fn current_traceparent() -> Option<crate::context::TraceParent> {
+    exported_span().or_else(crate::context::current_trace)
+}
+
+fn exported_span() -> Option<crate::context::TraceParent> {
     use opentelemetry::trace::TraceContextExt as _;
     use tracing_opentelemetry::OpenTelemetrySpanExt as _;
     let current = tracing::Span::current();
