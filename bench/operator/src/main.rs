@@ -234,9 +234,20 @@ async fn run_kubectl(stack: &Stack, ns: &KubeNamespace, count: usize) -> anyhow:
     let created = create_storefronts(ns, count).await?;
     let issuer = storefront_kit::auth::Issuer::generate("bench", "storefront", "storefront");
     let pem = issuer.to_pkcs8_pem()?;
+    // The operator also applies a ServiceMonitor where the Prometheus operator's CRD is served
+    // (the stack's apiserver has it once the operator's cluster tests ran): so does this side.
+    let monitors = ns
+        .client()
+        .list_api_group_resources("monitoring.coreos.com/v1")
+        .await
+        .is_ok_and(|l| l.resources.iter().any(|r| r.name == "servicemonitors"));
     let mut text = String::new();
     for sf in &created {
-        for mut obj in rendered_children(sf, &pem, "k-bench") {
+        let mut children = rendered_children(sf, &pem, "k-bench");
+        if monitors {
+            children.push(storefront_operator::children::service_monitor(sf));
+        }
+        for mut obj in children {
             obj["metadata"]["namespace"] = json!(ns.name());
             text.push_str("---\n");
             text.push_str(&serde_yaml::to_string(&obj)?);
