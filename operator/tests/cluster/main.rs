@@ -275,6 +275,27 @@ async fn events_for(env: &Env, name: &str) -> anyhow::Result<Vec<(String, String
         .collect())
 }
 
+/// Waits until events with every one of `reasons` were recorded for `name` (the operator
+/// writes them after the status that shows the change, so a test that saw the status may
+/// read the events a moment too early).
+async fn wait_for_events(env: &Env, name: &str, reasons: &[&str]) -> anyhow::Result<()> {
+    let seen = wait_until(WAIT, || async {
+        let events = events_for(env, name).await?;
+        Ok(reasons
+            .iter()
+            .all(|reason| events.iter().any(|(r, _)| r == reason))
+            .then_some(()))
+    })
+    .await;
+    if seen.is_err() {
+        bail!(
+            "no events {reasons:?} for {name} in {:?}",
+            events_for(env, name).await?
+        );
+    }
+    Ok(())
+}
+
 async fn drop_topics(env: &Env) {
     let kafka: KafkaBackend = serde_json::from_value(json!({
         "bootstrapServers": Stack::get().kafka_brokers, "topicPrefix": env.prefix
@@ -460,13 +481,7 @@ async fn storefront_children_topics_updates_and_restores() -> anyhow::Result<()>
             "{name}"
         );
     }
-    let events = events_for(&env, "shop").await?;
-    for reason in ["SigningKeyCreated", "TopicsCreated"] {
-        assert!(
-            events.iter().any(|(r, _)| r == reason),
-            "no {reason} event in {events:?}"
-        );
-    }
+    wait_for_events(&env, "shop", &["SigningKeyCreated", "TopicsCreated"]).await?;
 
     // Another field manager's fields survive the operator's next apply.
     let deployments: Api<Deployment> = env.ns.api();
@@ -661,13 +676,7 @@ async fn paused_storefront_is_left_alone_until_resumed() -> anyhow::Result<()> {
         condition(&sf, "Progressing").map(|c| c.0),
         Some("True".into())
     );
-    let events = events_for(&env, "paused").await?;
-    for reason in ["Paused", "Resumed"] {
-        assert!(
-            events.iter().any(|(r, _)| r == reason),
-            "no {reason} event in {events:?}"
-        );
-    }
+    wait_for_events(&env, "paused", &["Paused", "Resumed"]).await?;
     operator.stop().await?;
     env.ns.cleanup().await
 }
@@ -830,17 +839,16 @@ async fn unreachable_kafka_degrades_and_does_not_block_deletion_forever() -> any
     })
     .await
     .context("deletion blocked by unreachable Kafka")?;
-    let events = events_for(&env, "nokafka").await?;
-    for reason in [
-        "KafkaUnavailable",
-        "TopicDeletionFailed",
-        "TopicDeletionAbandoned",
-    ] {
-        assert!(
-            events.iter().any(|(r, _)| r == reason),
-            "no {reason} event in {events:?}"
-        );
-    }
+    wait_for_events(
+        &env,
+        "nokafka",
+        &[
+            "KafkaUnavailable",
+            "TopicDeletionFailed",
+            "TopicDeletionAbandoned",
+        ],
+    )
+    .await?;
     operator.stop().await?;
     env.ns.cleanup().await
 }
