@@ -361,9 +361,35 @@ mod tests {
         base
     }
 
+    /// Calls `path` of `app` in-process, with `traceparent` when given: the `traceparent` the
+    /// response announces, and the body.
+    async fn call_with_trace(
+        app: &Router,
+        path: &str,
+        traceparent: Option<&str>,
+    ) -> (String, String) {
+        use tower::ServiceExt as _;
+        let mut request = Request::get(path);
+        if let Some(tp) = traceparent {
+            request = request.header("traceparent", tp);
+        }
+        let response = app
+            .clone()
+            .oneshot(request.body(Body::empty()).expect("request"))
+            .await
+            .expect("infallible");
+        let announced = response.headers()["traceparent"]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .expect("body");
+        (announced, String::from_utf8(body.to_vec()).expect("utf-8"))
+    }
+
     #[tokio::test]
     async fn without_export_what_a_request_causes_names_this_hop() {
-        use tower::ServiceExt as _;
         let app = Service {
             name: "plain",
             router: Router::new().route(
@@ -379,24 +405,9 @@ mod tests {
         }
         .into_router();
         let caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        let response = app
-            .oneshot(
-                Request::get("/v1/emit")
-                    .header("traceparent", caller)
-                    .body(Body::empty())
-                    .expect("request"),
-            )
-            .await
-            .expect("infallible");
-        let hop = response.headers()["traceparent"]
-            .to_str()
-            .expect("ascii")
-            .to_owned();
-        let body = axum::body::to_bytes(response.into_body(), 1024)
-            .await
-            .expect("body");
+        let (hop, body) = call_with_trace(&app, "/v1/emit", Some(caller)).await;
         // The event names this hop (the context the response announces), in the caller's trace.
-        assert_eq!(std::str::from_utf8(&body).expect("utf-8"), hop);
+        assert_eq!(body, hop);
         assert!(
             hop.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
             "{hop}"
@@ -406,7 +417,6 @@ mod tests {
     #[tokio::test]
     async fn exported_spans_continue_the_callers_trace_and_parent_what_they_cause() {
         use crate::context::TraceParent;
-        use tower::ServiceExt as _;
 
         let captured = crate::telemetry::CapturedSpans::start();
         // The handler answers with the traceparent it would send downstream or put on an event.
@@ -423,24 +433,11 @@ mod tests {
         let call = |traceparent: Option<&'static str>| {
             let app = app.clone();
             async move {
-                let mut request = Request::get("/v1/next");
-                if let Some(tp) = traceparent {
-                    request = request.header("traceparent", tp);
-                }
-                let response = app
-                    .oneshot(request.body(Body::empty()).expect("request"))
-                    .await
-                    .expect("infallible");
-                let announced = response.headers()["traceparent"]
-                    .to_str()
-                    .expect("ascii")
-                    .to_owned();
-                let body = axum::body::to_bytes(response.into_body(), 1024)
-                    .await
-                    .expect("body");
-                let outgoing = TraceParent::parse(std::str::from_utf8(&body).expect("utf-8"))
-                    .expect("a traceparent");
-                (TraceParent::parse(&announced).expect("announced"), outgoing)
+                let (announced, body) = call_with_trace(&app, "/v1/next", traceparent).await;
+                (
+                    TraceParent::parse(&announced).expect("announced"),
+                    TraceParent::parse(&body).expect("a traceparent"),
+                )
             }
         };
         let caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
