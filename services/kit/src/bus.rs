@@ -247,6 +247,19 @@ pub async fn consume<F, Fut>(
     }
 }
 
+/// The `traceparent` of the envelope `record` carries, when it names a valid one.
+fn traceparent_of(record: &Received) -> Option<crate::context::TraceParent> {
+    #[derive(serde::Deserialize)]
+    struct Traced<'a> {
+        #[serde(borrow, default)]
+        traceparent: Option<&'a str>,
+    }
+    serde_json::from_slice::<Traced<'_>>(&record.payload)
+        .ok()
+        .and_then(|t| t.traceparent)
+        .and_then(crate::context::TraceParent::parse)
+}
+
 /// The span a consumer handles `record` in (`event`, with the consumer, topic, offset and the
 /// trace id its logs carry) and, when the envelope names the trace that caused it, this
 /// hop's context in that trace: the exported span continues it, and what the handler calls
@@ -255,15 +268,7 @@ fn event_span(
     consumer: &'static str,
     record: &Received,
 ) -> (tracing::Span, Option<crate::context::TraceParent>) {
-    #[derive(serde::Deserialize)]
-    struct Traced<'a> {
-        #[serde(borrow, default)]
-        traceparent: Option<&'a str>,
-    }
-    let caller = serde_json::from_slice::<Traced<'_>>(&record.payload)
-        .ok()
-        .and_then(|t| t.traceparent)
-        .and_then(crate::context::TraceParent::parse);
+    let caller = traceparent_of(record);
     let span = tracing::info_span!(
         "event",
         consumer,
@@ -275,6 +280,16 @@ fn event_span(
         crate::telemetry::continue_trace(&span, caller);
     }
     (span, caller.map(|c| c.child()))
+}
+
+/// The span a consumer handles a batch in (`events`, with the consumer and the batch size),
+/// linked to the trace of each record that names one.
+fn batch_span(consumer: &'static str, batch: &[Received]) -> tracing::Span {
+    let span = tracing::info_span!("events", consumer, records = batch.len());
+    for cause in batch.iter().filter_map(traceparent_of) {
+        crate::telemetry::link_trace(&span, &cause);
+    }
+    span
 }
 
 /// Runs `handler` on batches of `subscription`'s records until `stop` is cancelled: a batch
@@ -305,8 +320,9 @@ pub async fn consume_batches<F, Fut, E>(
                 _ => break,
             }
         }
+        let span = batch_span(consumer, &batch);
         let mut delay = Duration::from_millis(100);
-        while let Err(e) = handler(batch.clone()).await {
+        while let Err(e) = handler(batch.clone()).instrument(span.clone()).await {
             tracing::warn!(consumer, error = %e, records = batch.len(), retry_in = ?delay, "batch failed; retrying");
             if sleep_or_stop(delay, &stop).await {
                 return;
@@ -463,6 +479,57 @@ mod tests {
             Some(inside.to_string()),
             "an event made there names it as its cause"
         );
+    }
+
+    #[tokio::test]
+    async fn a_batch_span_links_the_trace_of_each_record() {
+        let captured = crate::telemetry::CapturedSpans::start();
+        let bus = Bus::Memory(MemoryBus::new());
+        let causes = [
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        ];
+        for (n, cause) in causes.iter().enumerate() {
+            let mut traced = record(u32::try_from(n).expect("small"));
+            traced.payload =
+                format!(r#"{{"id":"e-{n}","traceparent":"{cause}","data":{{}}}}"#).into_bytes();
+            bus.publish(&traced).await.expect("publish");
+        }
+        let stop = CancellationToken::new();
+        let sub = bus.subscribe("g", &["t"]).expect("subscribe");
+        consume_batches(
+            "test",
+            sub,
+            stop.clone(),
+            10,
+            Duration::from_millis(50),
+            move |_| {
+                let stop = stop.clone();
+                async move {
+                    stop.cancel();
+                    Ok::<(), &str>(())
+                }
+            },
+        )
+        .await;
+        let spans = captured.finished();
+        let batch = spans
+            .iter()
+            .find(|s| s.name == "events")
+            .expect("an events span");
+        let linked: Vec<String> = batch
+            .links
+            .links
+            .iter()
+            .map(|l| {
+                format!(
+                    "00-{}-{}-01",
+                    l.span_context.trace_id(),
+                    l.span_context.span_id()
+                )
+            })
+            .collect();
+        assert_eq!(linked, causes);
     }
 
     #[tokio::test]

@@ -119,24 +119,35 @@ pub fn init(settings: &TelemetrySettings, service: &str) -> Result<TelemetryGuar
     Ok(TelemetryGuard { provider })
 }
 
-/// Makes `span`'s exported OpenTelemetry span a child of `caller` (the `traceparent` a request
-/// came with, or the root the kit made up for it), so the spans of one request across services
-/// form one trace with the trace id the logs carry. Nothing happens when export is off.
-pub fn continue_trace(span: &tracing::Span, caller: &crate::context::TraceParent) {
-    use opentelemetry::trace::{
-        SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState,
-    };
-    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+/// `caller` as a remote OpenTelemetry span context.
+fn remote(caller: &crate::context::TraceParent) -> opentelemetry::trace::SpanContext {
+    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
     let (trace_id, span_id, flags) = caller.parts();
-    let remote = SpanContext::new(
+    SpanContext::new(
         TraceId::from_bytes(trace_id),
         SpanId::from_bytes(span_id),
         TraceFlags::new(flags),
         true,
         TraceState::default(),
-    );
+    )
+}
+
+/// Makes `span`'s exported OpenTelemetry span a child of `caller` (the `traceparent` a request
+/// came with, or the root the kit made up for it), so the spans of one request across services
+/// form one trace with the trace id the logs carry. Nothing happens when export is off.
+pub fn continue_trace(span: &tracing::Span, caller: &crate::context::TraceParent) {
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
     // Only fails when no OpenTelemetry layer is installed or the span is disabled.
-    let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
+    let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote(caller)));
+}
+
+/// Links `span`'s exported span to `cause` without making it its parent: work that serves
+/// several traces at once (a batch of events) points at each. Nothing happens when export is
+/// off.
+pub fn link_trace(span: &tracing::Span, cause: &crate::context::TraceParent) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    span.add_link(remote(cause));
 }
 
 /// The current work's trace context as the `traceparent` of what it causes: its exported span
