@@ -393,6 +393,15 @@ mod tests {
         }
     }
 
+    /// Record `n` carrying an envelope caused by the trace `cause`.
+    fn traced(n: u32, cause: &str) -> Record {
+        Record {
+            payload: format!(r#"{{"id":"e-{n}","traceparent":"{cause}","data":{{}}}}"#)
+                .into_bytes(),
+            ..record(n)
+        }
+    }
+
     #[tokio::test]
     async fn without_export_the_events_a_handler_makes_stay_in_the_trace_that_caused_it() {
         let bus = Bus::Memory(MemoryBus::new());
@@ -400,10 +409,9 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         )
         .expect("valid");
-        let mut traced = record(0);
-        traced.payload =
-            format!(r#"{{"id":"e-1","traceparent":"{caused_by}","data":{{}}}}"#).into_bytes();
-        bus.publish(&traced).await.expect("publish");
+        bus.publish(&traced(0, &caused_by.to_string()))
+            .await
+            .expect("publish");
         let emitted: Arc<Mutex<Option<String>>> = Arc::default();
         let stop = CancellationToken::new();
         let sub = bus.subscribe("g", &["t"]).expect("subscribe");
@@ -436,10 +444,7 @@ mod tests {
 
         let bus = Bus::Memory(MemoryBus::new());
         let caused_by = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        let mut traced = record(0);
-        traced.payload =
-            format!(r#"{{"id":"e-1","traceparent":"{caused_by}","data":{{}}}}"#).into_bytes();
-        bus.publish(&traced).await.expect("publish");
+        bus.publish(&traced(0, caused_by)).await.expect("publish");
         let inside: Arc<Mutex<Option<crate::context::TraceParent>>> = Arc::default();
         let emitted: Arc<Mutex<Option<String>>> = Arc::default();
         let stop = CancellationToken::new();
@@ -489,11 +494,8 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
         ];
-        for (n, cause) in causes.iter().enumerate() {
-            let mut traced = record(u32::try_from(n).expect("small"));
-            traced.payload =
-                format!(r#"{{"id":"e-{n}","traceparent":"{cause}","data":{{}}}}"#).into_bytes();
-            bus.publish(&traced).await.expect("publish");
+        for (n, cause) in (0..).zip(causes) {
+            bus.publish(&traced(n, cause)).await.expect("publish");
         }
         let stop = CancellationToken::new();
         let sub = bus.subscribe("g", &["t"]).expect("subscribe");

@@ -46,14 +46,7 @@ impl TraceParent {
         hex::decode_to_slice(trace, &mut trace_id).ok()?;
         hex::decode_to_slice(span, &mut span_id).ok()?;
         hex::decode_to_slice(flags, &mut flag).ok()?;
-        if trace_id == [0; 16] || span_id == [0; 8] {
-            return None;
-        }
-        Some(Self {
-            trace_id,
-            span_id,
-            flags: flag[0],
-        })
+        Self::from_parts(trace_id, span_id, flag[0])
     }
 
     /// A new trace, sampled.

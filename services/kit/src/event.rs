@@ -58,8 +58,9 @@ impl<T> Envelope<T> {
             source: source.into(),
             time: Utc::now(),
             subject: subject.into(),
-            // Inside traced work (a request, a consumed event) with export on, the event names
-            // that span as its cause; `caused_by` says so explicitly.
+            // Made while handling a request or a consumed event, the event names that work as
+            // its cause (its exported span, or the kit's own context of it); `caused_by` says
+            // so explicitly.
             traceparent: crate::telemetry::current_traceparent().map(|t| t.to_string()),
             data,
         }

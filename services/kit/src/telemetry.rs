@@ -193,8 +193,8 @@ pub fn init_for_tests() {
 /// For the kit's tests: spans exported to memory, through this thread's default subscriber.
 #[cfg(test)]
 pub(crate) struct CapturedSpans {
-    pub exporter: opentelemetry_sdk::trace::InMemorySpanExporter,
-    pub provider: SdkTracerProvider,
+    exporter: opentelemetry_sdk::trace::InMemorySpanExporter,
+    provider: SdkTracerProvider,
     _default: tracing::subscriber::DefaultGuard,
 }
 
