@@ -85,6 +85,14 @@ pub trait Catalog: Send + Sync {
         id: &'a ProductId,
     ) -> BoxFuture<'a, Result<Option<Product>, CatalogUnavailable>>;
 
+    /// The products of `ids` as the catalog has them now, those that exist (in one call to
+    /// the catalog where it can).
+    fn products<'a>(
+        &'a self,
+        ctx: &'a RequestContext,
+        ids: &'a [ProductId],
+    ) -> BoxFuture<'a, Result<Vec<Product>, CatalogUnavailable>>;
+
     /// Whether the catalog answers.
     fn check(&self) -> BoxFuture<'_, Result<(), String>>;
 }

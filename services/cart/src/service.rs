@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use axum::extract::FromRef;
 use chrono::{SubsecRound as _, Utc};
-use futures::StreamExt as _;
 use rand::Rng as _;
 use serde::Deserialize;
 use storefront_kit::auth::{Identity, Verifier};
@@ -23,8 +22,6 @@ use crate::ports::{BackendError, CartCache, CartRepo, Catalog, SaveError};
 const WRITE_ATTEMPTS: u32 = 12;
 /// Cap of the jittered pause between two attempts.
 const WRITE_BACKOFF_MAX_MS: u64 = 40;
-/// Catalog lookups in flight for one cart.
-const PRICE_CONCURRENCY: usize = 8;
 /// Longest accepted user id (the `sub` claim); the database column holds this many.
 const MAX_USER_ID: usize = 255;
 
@@ -163,31 +160,30 @@ impl AppState {
     /// slow, no longer has the product or now prices it in another currency, the captured
     /// price is shown. The order service reprices at checkout anyway.
     pub async fn view(&self, ctx: &RequestContext, cart: &Cart) -> Result<CartView, ApiError> {
-        let deadline = tokio::time::Instant::now() + self.price_timeout;
         let ids: Vec<ProductId> = cart.lines.iter().map(|l| l.product_id.clone()).collect();
-        let current: HashMap<ProductId, Product> = futures::stream::iter(ids)
-            .map(|id| async move {
-                let found = tokio::time::timeout_at(deadline, self.catalog.product(ctx, &id)).await;
-                match found {
-                    Ok(Ok(Some(p))) => Some((id, p)),
-                    Ok(Ok(None)) => None,
-                    Ok(Err(e)) => {
-                        tracing::debug!(error = %e, %id, "captured price shown");
-                        None
-                    }
-                    Err(_) => {
-                        tracing::debug!(%id, "catalog too slow; captured price shown");
-                        None
-                    }
+        let current: HashMap<ProductId, Product> = if ids.is_empty() {
+            HashMap::new()
+        } else {
+            match tokio::time::timeout(self.price_timeout, self.catalog.products(ctx, &ids)).await {
+                Ok(Ok(products)) => products.into_iter().map(|p| (p.id.clone(), p)).collect(),
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "captured prices shown");
+                    HashMap::new()
                 }
-            })
-            .buffer_unordered(PRICE_CONCURRENCY)
-            .filter_map(|found| async move { found })
-            .collect()
-            .await;
-        if current.len() < cart.lines.len() {
+                Err(_) => {
+                    tracing::debug!("catalog too slow; captured prices shown");
+                    HashMap::new()
+                }
+            }
+        };
+        let shown = cart
+            .lines
+            .iter()
+            .filter(|l| current.contains_key(&l.product_id))
+            .count();
+        if shown < cart.lines.len() {
             metrics::counter!("cart_captured_prices_shown_total")
-                .increment((cart.lines.len() - current.len()) as u64);
+                .increment((cart.lines.len() - shown) as u64);
         }
         Ok(cart.view(|id| current.get(id).cloned(), &self.currency)?)
     }

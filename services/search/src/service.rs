@@ -161,6 +161,21 @@ impl AppState {
         .await
     }
 
+    /// The products of `ids` that exist, in that order; each through the cache as
+    /// [`AppState::product`] reads it.
+    pub async fn products(&self, ids: &[ProductId]) -> AppResult<Vec<Product>> {
+        let found = futures::future::join_all(ids.iter().map(|id| self.product(id))).await;
+        let mut products = Vec::with_capacity(found.len());
+        for result in found {
+            match result {
+                Ok(product) => products.push(product),
+                Err(AppError(ApiError::NotFound(_))) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(products)
+    }
+
     async fn written(&self) {
         // Product responses must not be served stale once the write is acknowledged.
         self.cache.bump().await;

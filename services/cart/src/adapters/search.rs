@@ -47,6 +47,20 @@ impl Catalog for SearchCatalog {
         .boxed()
     }
 
+    fn products<'a>(
+        &'a self,
+        ctx: &'a RequestContext,
+        ids: &'a [ProductId],
+    ) -> BoxFuture<'a, Result<Vec<Product>, CatalogUnavailable>> {
+        async move {
+            self.client
+                .products(ctx, ids)
+                .await
+                .map_err(|e| CatalogUnavailable(e.to_string()))
+        }
+        .boxed()
+    }
+
     fn check(&self) -> BoxFuture<'_, Result<(), String>> {
         async move {
             self.probe

@@ -468,15 +468,24 @@ async fn with_redis_unreachable_carts_are_served_from_mariadb_quickly() {
 async fn the_cart_shows_current_prices_and_falls_back_to_captured_ones_without_search() {
     let app = spawn_app(Options::real()).await;
     let mug = app.product("Mug", 1000, "EUR").await;
+    let plate = app.product("Plate", 500, "EUR").await;
     assert_eq!(app.add("u1", &mug, 2).await.status(), StatusCode::OK);
+    assert_eq!(app.add("u1", &plate, 1).await.status(), StatusCode::OK);
     app.reprice(&mug, 1200).await;
+    // Every line priced by one catalog read of all its products.
     let cart = app.cart("u1").await;
     assert_eq!(
         item(&cart, &mug)["unit_price"]["minor"],
         1200,
         "current price"
     );
-    assert_eq!(cart["total"]["minor"], 2400);
+    assert_eq!(item(&cart, &plate)["unit_price"]["minor"], 500);
+    assert_eq!(cart["total"]["minor"], 2900);
+    assert_eq!(
+        app.remove("u1", &plate).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(app.cart("u1").await["total"]["minor"], 2400);
 
     app.catalog.stop().await;
     // Reads still work, with the price captured when the product was added.

@@ -11,6 +11,6 @@ pub use product::{
     ProductInput, Sku,
 };
 pub use query::{
-    FacetCount, Facets, Highlights, Hit, SearchParams, SearchQuery, SearchResult, Sort,
-    SuggestParams, SuggestQuery, Suggestion,
+    FacetCount, Facets, Highlights, Hit, MAX_PRODUCT_IDS, ProductList, ProductsParams,
+    SearchParams, SearchQuery, SearchResult, Sort, SuggestParams, SuggestQuery, Suggestion,
 };

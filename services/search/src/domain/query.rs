@@ -316,6 +316,55 @@ impl SuggestParams {
     }
 }
 
+/// Most products one `GET /v1/products?ids=` asks for.
+pub const MAX_PRODUCT_IDS: usize = 100;
+
+/// `GET /v1/products` parameters as received: several products by id, in one call (what a
+/// cart of many lines needs to show current prices).
+#[derive(Clone, Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ProductsParams {
+    /// Product ids, comma-separated, 1 to 100 (repeats count once).
+    pub ids: Option<String>,
+}
+
+impl ProductsParams {
+    /// The distinct ids in the order given; every bad one is named.
+    pub fn validate(self) -> Result<Vec<ProductId>, Vec<FieldError>> {
+        let raw = self.ids.unwrap_or_default();
+        if raw.trim().is_empty() {
+            return Err(vec![FieldError::new("ids", "is required")]);
+        }
+        let mut errors = Vec::new();
+        let mut ids: Vec<ProductId> = Vec::new();
+        for part in raw.split(',') {
+            match ProductId::parse(part.trim()) {
+                Ok(id) if !ids.contains(&id) => ids.push(id),
+                Ok(_) => {}
+                Err(m) => errors.push(FieldError::new("ids", format!("'{part}' {m}"))),
+            }
+        }
+        if ids.len() > MAX_PRODUCT_IDS {
+            errors.push(FieldError::new(
+                "ids",
+                format!("must name at most {MAX_PRODUCT_IDS} products"),
+            ));
+        }
+        if errors.is_empty() {
+            Ok(ids)
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// Several products: those of the ids asked for that exist, in the order asked.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ProductList {
+    pub items: Vec<Product>,
+}
+
 impl SuggestQuery {
     pub fn canonical(&self) -> String {
         format!("{}|{}", self.terms.join(" "), self.limit)
@@ -460,6 +509,33 @@ mod tests {
             .into_iter()
             .map(|e| e.field)
             .collect()
+    }
+
+    #[test]
+    fn product_ids_are_distinct_in_order_and_each_bad_one_named() {
+        let ids = |raw: &str| {
+            ProductsParams {
+                ids: Some(raw.into()),
+            }
+            .validate()
+        };
+        let got = ids("b, a,b,c").expect("valid");
+        let got: Vec<&str> = got.iter().map(ProductId::as_str).collect();
+        assert_eq!(got, ["b", "a", "c"]);
+        let errors = ids("a,bad id,,c").expect_err("invalid");
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors.iter().all(|e| e.field == "ids"));
+        assert!(errors[0].message.contains("'bad id'"), "{errors:?}");
+        assert!(ProductsParams::default().validate().is_err());
+        assert!(ids(" ").is_err());
+        let many: Vec<String> = (0..=MAX_PRODUCT_IDS).map(|i| format!("p{i}")).collect();
+        assert!(ids(&many.join(",")).is_err());
+        assert_eq!(
+            ids(&many[..MAX_PRODUCT_IDS].join(","))
+                .expect("valid")
+                .len(),
+            MAX_PRODUCT_IDS
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use storefront_kit::problem::{FieldError, Problem};
 use crate::domain::product::PriceInput;
 use crate::domain::{
     Attributes, Availability, CategoryPath, Currency, FacetCount, Facets, Highlights, Hit, Money,
-    Product, ProductId, ProductInput, SearchResult, Sku, Sort, Suggestion,
+    Product, ProductId, ProductInput, ProductList, SearchResult, Sku, Sort, Suggestion,
 };
 use crate::service::AppState;
 
@@ -25,13 +25,14 @@ use crate::service::AppState;
         search::search,
         search::suggest,
         products::get_product,
+        products::list_products,
         products::create_product,
         products::update_product,
         products::delete_product,
         admin::reindex,
     ),
     components(schemas(
-        Product, ProductInput, PriceInput, ProductId, Sku, Money, Currency, CategoryPath, Availability,
+        Product, ProductList, ProductInput, PriceInput, ProductId, Sku, Money, Currency, CategoryPath, Availability,
         Attributes, SearchResult, Hit, Highlights, Facets, FacetCount, Sort, Suggestion,
         search::Suggestions, admin::Reindexed, Problem, FieldError,
     )),

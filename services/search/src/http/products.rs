@@ -3,18 +3,18 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use storefront_kit::auth::{Identity, Role};
 use storefront_kit::context::RequestContext;
-use storefront_kit::problem::{ApiError, JsonBody};
+use storefront_kit::problem::{ApiError, JsonBody, QueryParams};
 
-use crate::domain::{Product, ProductId, ProductInput};
+use crate::domain::{Product, ProductId, ProductInput, ProductList, ProductsParams};
 use crate::service::{AppResult, AppState};
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1/products", post(create_product))
+        .route("/v1/products", get(list_products).post(create_product))
         .route(
             "/v1/products/{id}",
             get(get_product).put(update_product).delete(delete_product),
@@ -72,6 +72,23 @@ pub async fn get_product(
 ) -> AppResult<Response> {
     let id = product_id(&id)?;
     Ok(with_etag(StatusCode::OK, state.product(&id).await?))
+}
+
+/// Several products by id in one call (a cart's lines): those that exist, in the order asked;
+/// an id with no product is left out.
+#[utoipa::path(get, path = "/v1/products", tag = "products", params(ProductsParams),
+    responses(
+        (status = 200, description = "The products found", body = ProductList),
+        (status = 422, description = "`ids` missing, malformed or more than 100", body = storefront_kit::problem::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_products(
+    State(state): State<AppState>,
+    QueryParams(params): QueryParams<ProductsParams>,
+) -> AppResult<Json<ProductList>> {
+    let ids = params.validate().map_err(ApiError::Validation)?;
+    Ok(Json(ProductList {
+        items: state.products(&ids).await?,
+    }))
 }
 
 /// Creates a product (admin). Its `ProductUpserted` event is published through the outbox.

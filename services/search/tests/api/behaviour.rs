@@ -383,6 +383,20 @@ pub async fn bad_input_is_a_problem_naming_the_field(backends: Backends) {
         ("/v1/suggest".into(), "q"),
         ("/v1/suggest?q=ab&limit=500".into(), "limit"),
         ("/v1/products/bad%20id".into(), "id"),
+        ("/v1/products".into(), "ids"),
+        ("/v1/products?ids=".into(), "ids"),
+        ("/v1/products?ids=p-1,bad%20id".into(), "ids"),
+        (
+            format!(
+                "/v1/products?ids={}",
+                (0..101)
+                    .map(|i| format!("p-{i}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            "ids",
+        ),
+        ("/v1/products?id=p-1".into(), "id"),
     ] {
         let r = app.get(&path).await;
         assert_problem(r, 422, Some(field)).await;
@@ -585,4 +599,40 @@ pub async fn stock_reports_show_availability_in_order(backends: Backends) {
     // A malformed filter value is a problem naming it.
     let r = app.get("/v1/search?in_stock=maybe").await;
     assert_problem(r, 422, Some("in_stock")).await;
+}
+
+pub async fn products_by_ids_in_one_call(backends: Backends) {
+    let app: TestApp = spawn_app(backends).await;
+    let a = app.create(&product_body("Batch Lamp", 1200)).await;
+    let b = app.create(&product_body("Batch Desk", 8900)).await;
+    let (a, b) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
+    // The order asked, repeats once, missing ids left out.
+    let list = app
+        .get_json(&format!("/v1/products?ids={b},no-such-product,{a},{b}"))
+        .await;
+    let items = list["items"].as_array().expect("items");
+    let ids: Vec<&str> = items.iter().map(|p| p["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [b, a], "{list}");
+    assert_eq!(items[0]["price"]["minor"], 8900);
+    assert_eq!(items[1]["title"], "Batch Lamp");
+    // What one product's GET answers, field for field.
+    assert_eq!(items[1], app.get_json(&format!("/v1/products/{a}")).await);
+    let none = app.get_json("/v1/products?ids=no-such-product").await;
+    assert_eq!(none["items"], json!([]));
+    // A change is seen at once, as by the single read.
+    let admin = app.admin();
+    let mut changed = product_body("Batch Lamp", 1500);
+    changed["version"] = json!(1);
+    let r = app
+        .send(
+            Method::PUT,
+            &format!("/v1/products/{a}"),
+            Some(&admin),
+            None,
+            Some(&changed),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let list = app.get_json(&format!("/v1/products?ids={a}")).await;
+    assert_eq!(list["items"][0]["price"]["minor"], 1500, "{list}");
 }

@@ -37,4 +37,5 @@ on_both!(
     bad_input_is_a_problem_naming_the_field,
     suggestions_complete_prefixes,
     stock_reports_show_availability_in_order,
+    products_by_ids_in_one_call,
 );
