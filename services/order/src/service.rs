@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use sha2::{Digest as _, Sha256};
 use storefront_cart::client::CartClient;
+use storefront_cart::domain::CartView;
 use storefront_kit::auth::Verifier;
 use storefront_kit::bus::{HandlerError, Received};
 use storefront_kit::client::ClientError;
@@ -142,6 +143,35 @@ fn cart_error(e: ClientError) -> AppError {
     }
 }
 
+/// The order's lines and currency from the cart, which must be non-empty and in one currency.
+fn lines_of(cart: CartView) -> AppResult<(Vec<OrderLine>, Currency)> {
+    if cart.items.is_empty() {
+        return Err(ApiError::invalid("cart", "the cart is empty").into());
+    }
+    let currency = cart.items[0].unit_price.currency.clone();
+    if cart.items.iter().any(|l| l.unit_price.currency != currency) {
+        return Err(
+            ApiError::invalid("cart", "the cart mixes currencies; one order has one").into(),
+        );
+    }
+    let lines = cart
+        .items
+        .iter()
+        .map(|l| OrderLine {
+            product_id: l.product_id.as_str().to_string(),
+            sku: l.sku.as_str().to_string(),
+            title: l.title.clone(),
+            quantity: l.quantity,
+            unit_price: l.unit_price.clone(),
+            line_total: Money {
+                minor: l.unit_price.minor * i64::from(l.quantity),
+                currency: currency.clone(),
+            },
+        })
+        .collect();
+    Ok((lines, currency))
+}
+
 fn replay(record: IdempotencyRecord, hash: &str) -> AppResult<Placed> {
     if record.request_hash == hash {
         Ok(Placed {
@@ -169,45 +199,25 @@ impl AppState {
         customer: Customer,
         shipping: Shipping,
     ) -> AppResult<Placed> {
-        // The cart read is a GET: ask it alongside the key lookup (a replay ignores it). A
-        // failed lookup answers at once, without waiting for the cart.
-        let (record, cart) = tokio::try_join!(
-            async {
-                self.repo
-                    .idempotency(user_id, key)
-                    .await
-                    .map_err(AppError::from)
-            },
-            async { Ok(self.cart.get(ctx).await) },
-        )?;
-        if let Some(record) = record {
-            return replay(record, hash);
-        }
-        let cart = cart.map_err(cart_error)?;
-        if cart.items.is_empty() {
-            return Err(ApiError::invalid("cart", "the cart is empty").into());
-        }
-        let currency = cart.items[0].unit_price.currency.clone();
-        if cart.items.iter().any(|l| l.unit_price.currency != currency) {
-            return Err(
-                ApiError::invalid("cart", "the cart mixes currencies; one order has one").into(),
-            );
-        }
-        let lines: Vec<OrderLine> = cart
-            .items
-            .iter()
-            .map(|l| OrderLine {
-                product_id: l.product_id.as_str().to_string(),
-                sku: l.sku.as_str().to_string(),
-                title: l.title.clone(),
-                quantity: l.quantity,
-                unit_price: l.unit_price.clone(),
-                line_total: Money {
-                    minor: l.unit_price.minor * i64::from(l.quantity),
-                    currency: currency.clone(),
-                },
-            })
-            .collect();
+        // The common case is a first request: read the cart and place, with the key's row
+        // written in the placing transaction. A key seen before is looked up only when that
+        // insert finds it taken, or when the cart cannot be placed (a retry after the order
+        // emptied the cart, or while the cart service is down, still gets its replay).
+        let (lines, currency) = match self
+            .cart
+            .get(ctx)
+            .await
+            .map_err(cart_error)
+            .and_then(lines_of)
+        {
+            Ok(placeable) => placeable,
+            Err(e) => {
+                return match self.repo.idempotency(user_id, key).await? {
+                    Some(record) => replay(record, hash),
+                    None => Err(e),
+                };
+            }
+        };
         let order = new_order(
             user_id,
             customer,
