@@ -605,13 +605,16 @@ pub async fn products_by_ids_in_one_call(backends: Backends) {
     let app: TestApp = spawn_app(backends).await;
     let a = app.create(&product_body("Batch Lamp", 1200)).await;
     let b = app.create(&product_body("Batch Desk", 8900)).await;
-    let (a, b) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
+    let (a, b) = (a["id"].as_str().expect("id"), b["id"].as_str().expect("id"));
     // The order asked, repeats once, missing ids left out.
     let list = app
         .get_json(&format!("/v1/products?ids={b},no-such-product,{a},{b}"))
         .await;
     let items = list["items"].as_array().expect("items");
-    let ids: Vec<&str> = items.iter().map(|p| p["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = items
+        .iter()
+        .map(|p| p["id"].as_str().expect("id"))
+        .collect();
     assert_eq!(ids, [b, a], "{list}");
     assert_eq!(items[0]["price"]["minor"], 8900);
     assert_eq!(items[1]["title"], "Batch Lamp");
