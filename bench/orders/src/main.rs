@@ -229,7 +229,7 @@ fn order_body() -> Value {
 }
 
 /// The bare loop's transaction: the statements `OrderRepo::place` runs, in its order, with
-/// the same row sizes, written straight with sqlx (no HTTP, no JWT, no cart, no idempotency lookup).
+/// the same row sizes, written straight with sqlx (no HTTP, no JWT, no cart).
 async fn bare_place(
     pool: &MySqlPool,
     user: &str,
