@@ -719,6 +719,14 @@ pub fn unique_name(prefix: &str, sep: char) -> String {
     format!("{prefix}{sep}{}{}", &v7[..8], &v4[..6])
 }
 
+/// The machine's 1, 5 and 15 minute load averages as `/proc/loadavg` gives them (`unknown`
+/// where it cannot be read): benches print it beside their figures.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 /// Poll `check` every 100 ms until it returns `Some`, or fail after `timeout`.
 pub async fn wait_until<T, F, Fut>(timeout: Duration, mut check: F) -> anyhow::Result<T>
 where

@@ -28,6 +28,7 @@ use storefront_gateway::tokens::Tokens;
 use storefront_gateway::{Application, Settings};
 use storefront_kit::auth::{Issuer, Role, Verifier};
 use storefront_kit::server::Platform;
+use storefront_tests::load_average;
 use tokio::io::AsyncBufReadExt as _;
 
 #[derive(Debug, Parser)]
@@ -564,10 +565,4 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     println!("\nload average after the run: {}", load_average());
     platform.shutdown.trigger();
     Ok(())
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
 }

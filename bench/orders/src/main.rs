@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use sqlx::MySqlPool;
 use storefront_kit::auth::Role;
 use storefront_kit::event::Envelope;
-use storefront_tests::Stack;
+use storefront_tests::{Stack, load_average};
 
 mod cpu;
 #[path = "../../common/shop.rs"]
@@ -212,12 +212,6 @@ impl Parts {
             v.2 += after[i].1 - before[i].1;
         }
     }
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
 }
 
 fn order_body() -> Value {

@@ -32,7 +32,7 @@ use storefront_notification::domain::{OrderSnapshot, Rendered, TemplateKind, Tem
 use storefront_notification::ports::{Mailer as _, OutgoingMail};
 use storefront_order::domain::Order;
 use storefront_order::domain::events::order_confirmed;
-use storefront_tests::Stack;
+use storefront_tests::{Stack, load_average};
 
 #[path = "../../common/shop.rs"]
 mod shop;
@@ -153,12 +153,6 @@ fn stack_pids(stack: &Stack) -> Vec<(&'static str, String)> {
             (name, pid)
         })
         .collect()
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
 }
 
 // ---- mailpit --------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ use clap::Parser;
 use storefront_kit::backend::{CacheUrl, DocumentsUrl, EventsUrl, SearchIndexUrl};
 use storefront_kit::server::Platform;
 use storefront_search::{Settings, demo};
-use storefront_tests::Stack;
+use storefront_tests::{Stack, load_average};
 
 use crate::load::{Sample, Target};
 
@@ -60,12 +60,6 @@ async fn cache_counts(http: &reqwest::Client, base: &str) -> anyhow::Result<(u64
             .sum()
     };
     Ok((count("hit"), count("miss")))
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
 }
 
 struct Phase {

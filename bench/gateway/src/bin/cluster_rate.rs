@@ -33,7 +33,7 @@ use storefront_gateway::{Application, Settings};
 use storefront_kit::auth::testing::TestIssuer;
 use storefront_kit::backend::CacheUrl;
 use storefront_kit::server::Platform;
-use storefront_tests::Stack;
+use storefront_tests::{Stack, load_average};
 use tokio::time::MissedTickBehavior;
 
 /// The allocator of the `storefront` binary, so the figures are the shipped gateway's.
@@ -259,12 +259,6 @@ impl Row {
     fn window(&self) -> f64 {
         (self.tally.last - self.tally.first.unwrap_or_default()).as_secs_f64()
     }
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
 }
 
 #[tokio::main]
