@@ -110,7 +110,7 @@ async fn follow(state: AppState, bus: Bus, settings: Settings, stop: Cancellatio
         settings.orders_topic.as_str(),
         settings.deliveries_topic.as_str(),
     ];
-    if let Err(e) = bus.ensure_topics(&topics, 3).await {
+    if let Err(e) = bus.ensure_topics(&topics, bus::TOPIC_PARTITIONS).await {
         tracing::warn!(error = %e, "could not create the order and delivery topics");
     }
     let orders = [settings.orders_topic.as_str()];

@@ -138,6 +138,21 @@ impl Bus {
         }
     }
 
+    /// Creates `topic` when missing (with [`TOPIC_PARTITIONS`]; a failure is logged, as the
+    /// operator may have created it already) and joins `group` on it, retrying until it
+    /// succeeds or `stop` is cancelled (`None`): how a service starts following a topic.
+    pub async fn follow_topic(
+        &self,
+        group: &str,
+        topic: &str,
+        stop: &CancellationToken,
+    ) -> Option<Subscription> {
+        if let Err(e) = self.ensure_topics(&[topic], TOPIC_PARTITIONS).await {
+            tracing::warn!(error = %e, topic, "could not create the topic");
+        }
+        self.subscribe_until(group, &[topic], stop).await
+    }
+
     /// The `events` check of `/readyz`: [`Bus::check`], shown with `url` (redacted).
     pub fn readiness_check(&self, url: &EventsUrl) -> crate::health::HealthCheck {
         let bus = self.clone();
@@ -156,6 +171,9 @@ impl Bus {
         }
     }
 }
+
+/// Partitions of a topic a service creates when it finds it missing.
+pub const TOPIC_PARTITIONS: i32 = 3;
 
 /// A consumer group membership.
 pub enum Subscription {

@@ -203,3 +203,45 @@ async fn ensure_topics_creates_missing_topics_and_tolerates_existing_ones() {
         .await
         .expect("delete");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn follow_topic_creates_a_missing_topic_and_joins_it() {
+    let name = storefront_tests::unique_name("kit-bus-follow", '-');
+    let bus = bus();
+    let stop = CancellationToken::new();
+    let mut sub = tokio::time::timeout(
+        Duration::from_secs(60),
+        bus.follow_topic("kit-test-follow", &name, &stop),
+    )
+    .await
+    .expect("joined in time")
+    .expect("not stopped");
+    let Bus::Kafka(k) = &bus else { panic!("kafka") };
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", k.brokers())
+            .create()
+            .expect("admin");
+    let metadata = admin
+        .inner()
+        .fetch_metadata(Some(&name), Duration::from_secs(10))
+        .expect("metadata");
+    let partitions = metadata.topics()[0].partitions().len();
+    assert_eq!(
+        i32::try_from(partitions).expect("count"),
+        storefront_kit::bus::TOPIC_PARTITIONS
+    );
+    bus.publish(&record(&name, "k", 7)).await.expect("publish");
+    let got = tokio::time::timeout(Duration::from_secs(60), sub.next())
+        .await
+        .expect("a record in time")
+        .expect("record");
+    assert_eq!(got.key, "k");
+    assert_eq!(got.payload, b"k:7");
+    stop.cancel();
+    drop(sub);
+    admin
+        .delete_topics(&[&name], &rdkafka::admin::AdminOptions::new())
+        .await
+        .expect("delete");
+}

@@ -144,7 +144,7 @@ pub async fn build_with(
                 settings.deliveries_topic.as_str(),
                 settings.dlq_topic.as_str(),
             ],
-            3,
+            bus::TOPIC_PARTITIONS,
         )
         .await
     {

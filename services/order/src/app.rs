@@ -126,7 +126,10 @@ pub async fn build_with(
     ));
     let creator = bus.clone();
     platform.shutdown.spawn(async move {
-        if let Err(e) = creator.ensure_topics(&[orders_topic.as_str()], 3).await {
+        if let Err(e) = creator
+            .ensure_topics(&[orders_topic.as_str()], bus::TOPIC_PARTITIONS)
+            .await
+        {
             tracing::warn!(error = %e, topic = %orders_topic, "could not create the orders topic");
         }
     });
@@ -152,10 +155,7 @@ async fn follow<F, Fut>(
     F: FnMut(Received) -> Fut,
     Fut: Future<Output = Result<(), HandlerError>>,
 {
-    if let Err(e) = bus.ensure_topics(&[topic.as_str()], 3).await {
-        tracing::warn!(error = %e, topic, "could not create the topic");
-    }
-    let Some(subscription) = bus.subscribe_until(&group, &[topic.as_str()], &stop).await else {
+    let Some(subscription) = bus.follow_topic(&group, &topic, &stop).await else {
         return;
     };
     bus::consume(consumer, subscription, stop, handler).await;

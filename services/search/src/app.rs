@@ -258,7 +258,7 @@ async fn follow(
     }
     let topic = settings.prefixed(&settings.catalog_topic);
     let group = settings.prefixed(&settings.consumer_group);
-    let Some(subscription) = subscribe(&bus, &group, &topic, &stop).await else {
+    let Some(subscription) = bus.follow_topic(&group, &topic, &stop).await else {
         return;
     };
     bus::consume("search-indexer", subscription, stop, |record| {
@@ -266,19 +266,6 @@ async fn follow(
         async move { state.follow(record).await }
     })
     .await;
-}
-
-/// Creates `topic` when missing and subscribes `group` to it, retrying until `stop`.
-async fn subscribe(
-    bus: &Bus,
-    group: &str,
-    topic: &str,
-    stop: &CancellationToken,
-) -> Option<bus::Subscription> {
-    if let Err(e) = bus.ensure_topics(&[topic], 3).await {
-        tracing::warn!(error = %e, topic, "could not create the topic");
-    }
-    bus.subscribe_until(group, &[topic], stop).await
 }
 
 /// Most `orders.v1` records applied at once (one catalog transaction, one index write).
@@ -309,7 +296,7 @@ async fn follow_stock(
     let topic = settings.prefixed(&settings.orders_topic);
     let group = settings.prefixed(&settings.stock_consumer_group);
     let linger = Duration::from_millis(settings.stock_linger_ms);
-    let Some(subscription) = subscribe(&bus, &group, &topic, &stop).await else {
+    let Some(subscription) = bus.follow_topic(&group, &topic, &stop).await else {
         return;
     };
     // Reports gathered for the linger: a stream of orders costs one index write and one cache
