@@ -143,6 +143,9 @@ fn cart_error(e: ClientError) -> AppError {
     }
 }
 
+/// How long a placement whose cart could not be read waits for the lookup of its key.
+const REPLAY_LOOKUP_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// The order's lines and currency from the cart, which must be non-empty and in one currency.
 fn lines_of(cart: CartView) -> AppResult<(Vec<OrderLine>, Currency)> {
     if cart.items.is_empty() {
@@ -201,15 +204,23 @@ impl AppState {
     ) -> AppResult<Placed> {
         // The common case is a first request: read the cart and place, with the key's row
         // written in the placing transaction. A key seen before is looked up only when that
-        // insert finds it taken, or when the cart cannot be placed (a retry after the order
-        // emptied the cart, or while the cart service is down, still gets its replay).
-        let (lines, currency) = match self
-            .cart
-            .get(ctx)
-            .await
-            .map_err(cart_error)
-            .and_then(lines_of)
-        {
+        // insert finds it taken, or when the cart cannot be placed: a retry after the order
+        // emptied the cart, or while the cart service is down, still gets its replay.
+        let cart = match self.cart.get(ctx).await {
+            Ok(cart) => lines_of(cart),
+            Err(e) => {
+                let e = cart_error(e);
+                // The lookup waits only briefly here: when the database the cart and the
+                // orders share is down, the answer must not wait out two timeouts in a row.
+                let lookup =
+                    tokio::time::timeout(REPLAY_LOOKUP_WAIT, self.repo.idempotency(user_id, key));
+                return match lookup.await {
+                    Ok(Ok(Some(record))) => replay(record, hash),
+                    _ => Err(e),
+                };
+            }
+        };
+        let (lines, currency) = match cart {
             Ok(placeable) => placeable,
             Err(e) => {
                 return match self.repo.idempotency(user_id, key).await? {

@@ -143,6 +143,28 @@ pub async fn idempotent_retry_replays(b: Backends) {
     );
     assert_eq!(w.stock(&product).await, Some(9), "reserved once");
 
+    // With the cart service unreachable, a retry still replays; a new key cannot place.
+    let mut settings = w.settings.clone();
+    settings.cart_url = format!("http://127.0.0.1:{}", closed_port());
+    settings.relay_enabled = false;
+    settings.consumer_group = format!("{}-cartless", settings.consumer_group);
+    let cartless = start_order(&settings, &w.platform, &w.issuer)
+        .await
+        .expect("an instance without its cart");
+    let url = format!("{cartless}/v1/orders");
+    let headers = [("idempotency-key", k.as_str())];
+    let r = w
+        .call(Method::POST, &url, Some(&bo), &headers, Some(&order_body()))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body, first.body);
+    let fresh = key();
+    let headers = [("idempotency-key", fresh.as_str())];
+    let r = w
+        .call(Method::POST, &url, Some(&bo), &headers, Some(&order_body()))
+        .await;
+    r.assert_problem(503, None);
+
     // Another user with the same key is another order.
     let cy = w.customer("user-cy");
     w.add_to_cart(&cy, &product, 1).await;
@@ -705,4 +727,10 @@ pub async fn forged_tokens_are_rejected(b: Backends) {
     }
     let r = w.order_call(Method::GET, "/v1/orders", None, None).await;
     r.assert_problem(401, None);
+}
+
+/// A loopback port nothing listens on (bound, then released).
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
 }
