@@ -68,6 +68,13 @@ pub struct Stack {
     pub smtp_url: String,
     /// `STOREFRONT_TEST_MAILPIT_URL`, mailpit's REST API, e.g. `http://127.0.0.1:18025`.
     pub mailpit_url: String,
+    /// `STOREFRONT_TEST_OTLP_URL`, the OTLP/HTTP receiver of the stack's Jaeger (an
+    /// OpenTelemetry Collector distribution), e.g. `http://127.0.0.1:14318`; traces go to
+    /// `<url>/v1/traces`.
+    pub otlp_url: String,
+    /// `STOREFRONT_TEST_JAEGER_URL`, the query API of that Jaeger (what arrived), e.g.
+    /// `http://127.0.0.1:16686`.
+    pub jaeger_url: String,
     /// `STOREFRONT_TEST_KUBECONFIG`, a kubeconfig with cluster-admin rights on the test API server.
     pub kubeconfig: PathBuf,
     /// `STOREFRONT_TEST_SERVICEMONITOR_CRD`, if set: the Prometheus operator's ServiceMonitor CRD
@@ -126,6 +133,8 @@ impl Stack {
             mongodb_url: need("STOREFRONT_TEST_MONGODB_URL"),
             smtp_url: need("STOREFRONT_TEST_SMTP_URL"),
             mailpit_url: need("STOREFRONT_TEST_MAILPIT_URL"),
+            otlp_url: need("STOREFRONT_TEST_OTLP_URL"),
+            jaeger_url: need("STOREFRONT_TEST_JAEGER_URL"),
             kubeconfig: PathBuf::from(need("STOREFRONT_TEST_KUBECONFIG")),
             servicemonitor_crd: lookup("STOREFRONT_TEST_SERVICEMONITOR_CRD").map(PathBuf::from),
             kafka_home: lookup("STOREFRONT_TEST_KAFKA_HOME").map(PathBuf::from),

@@ -1,80 +1,23 @@
-//! With `telemetry.otlp_endpoint` set, spans are exported over OTLP/HTTP (protobuf) to that
-//! endpoint, and one request across two services arrives as one trace, each hop under the one
-//! that called it. The receiver is a plain local HTTP server standing where a collector would;
-//! it decodes what arrives with the OpenTelemetry protocol's own message types.
+//! With `telemetry.otlp_endpoint` set, spans are exported over OTLP/HTTP to a collector, here
+//! the local stack's Jaeger (an OpenTelemetry Collector distribution that keeps traces in
+//! memory). One request across two services arrives there as one trace, each hop under the
+//! one that called it, as Jaeger's query API shows it.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::HashMap;
 use std::time::Duration;
 
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
-use prost::Message as _;
+use serde_json::Value;
 use storefront_kit::client::{ClientSettings, RestClient};
 use storefront_kit::context::RequestContext;
 use storefront_kit::health::Readiness;
 use storefront_kit::server::{HttpServer, Service};
 use storefront_kit::telemetry::{LogFormat, TelemetrySettings, init};
-use tokio::sync::Mutex;
+use storefront_tests::{Stack, unique_name};
 use tokio_util::sync::CancellationToken;
 use utoipa::openapi::OpenApi;
-
-/// What the receiver keeps of a span: name, the `service` attribute, and the three ids.
-#[derive(Clone, Debug)]
-struct Seen {
-    name: String,
-    service: Option<String>,
-    trace_id: Vec<u8>,
-    span_id: Vec<u8>,
-    parent_span_id: Vec<u8>,
-}
-
-type Spans = Arc<Mutex<Vec<Seen>>>;
-
-#[derive(Clone, Default)]
-struct Received {
-    spans: Spans,
-    protobuf_posts: Arc<AtomicUsize>,
-}
-
-async fn traces(State(r): State<Received>, headers: HeaderMap, body: Bytes) -> &'static str {
-    if headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/x-protobuf"))
-    {
-        r.protobuf_posts.fetch_add(1, Ordering::SeqCst);
-    }
-    let Ok(request) = ExportTraceServiceRequest::decode(body) else {
-        return "";
-    };
-    let mut spans = r.spans.lock().await;
-    for resource in request.resource_spans {
-        for scope in resource.scope_spans {
-            for span in scope.spans {
-                let service = span.attributes.iter().find_map(|kv| {
-                    (kv.key == "service").then(|| match kv.value.as_ref()?.value.as_ref()? {
-                        AnyValue::StringValue(s) => Some(s.clone()),
-                        _ => None,
-                    })?
-                });
-                spans.push(Seen {
-                    name: span.name,
-                    service,
-                    trace_id: span.trace_id,
-                    span_id: span.span_id,
-                    parent_span_id: span.parent_span_id,
-                });
-            }
-        }
-    }
-    ""
-}
 
 fn service(name: &'static str, router: Router) -> Service {
     Service {
@@ -85,32 +28,54 @@ fn service(name: &'static str, router: Router) -> Service {
     }
 }
 
+/// A span as Jaeger's query API gives it back: operation, the `service` tag, its id and the
+/// span it is a child of.
+#[derive(Clone, Debug)]
+struct Stored {
+    name: String,
+    service: Option<String>,
+    span_id: String,
+    parent: Option<String>,
+    process: String,
+}
+
+fn stored(span: &Value) -> Stored {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    Stored {
+        name: text(&span["operationName"]),
+        service: span["tags"].as_array().and_then(|tags| {
+            tags.iter()
+                .find(|t| t["key"] == "service")
+                .map(|t| text(&t["value"]))
+        }),
+        span_id: text(&span["spanID"]),
+        parent: span["references"].as_array().and_then(|refs| {
+            refs.iter()
+                .find(|r| r["refType"] == "CHILD_OF")
+                .map(|r| text(&r["spanID"]))
+        }),
+        process: text(&span["processID"]),
+    }
+}
+
 #[test]
-fn a_request_through_two_services_is_one_trace_with_each_hop_under_its_caller() {
-    let received = Received::default();
-    let spans = received.spans.clone();
-    let receiver = tokio::runtime::Runtime::new().expect("runtime");
-    let collector = receiver.block_on(async {
-        let app = Router::new()
-            .route("/v1/traces", post(traces))
-            .with_state(received.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        addr
-    });
+fn a_request_through_two_services_is_one_trace_in_jaeger_with_each_hop_under_its_caller() {
+    let stack = Stack::get();
+    // The exporter's `service.name`, unique to this run.
+    let exporter_name = unique_name("kit-otlp", '-');
     let guard = init(
         &TelemetrySettings {
             log_format: LogFormat::Json,
             log_level: "info".into(),
-            otlp_endpoint: Some(format!("http://{collector}/v1/traces")),
+            otlp_endpoint: Some(format!("{}/v1/traces", stack.otlp_url)),
         },
-        "otlp-traces-test",
+        &exporter_name,
     )
     .expect("telemetry");
 
+    // The trace is started by the caller of `front`, whose ids the test picks.
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let caller_span = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
     let services = tokio::runtime::Runtime::new().expect("runtime");
     services.block_on(async {
         let stop = CancellationToken::new();
@@ -143,7 +108,7 @@ fn a_request_through_two_services_is_one_trace_with_each_hop_under_its_caller() 
                         "/v1/front",
                         get(
                             |State(client): State<RestClient>, ctx: RequestContext| async move {
-                                let answer: serde_json::Value =
+                                let answer: Value =
                                     client.get_json(&ctx, "/v1/back").await.expect("back");
                                 Json(answer)
                             },
@@ -156,47 +121,75 @@ fn a_request_through_two_services_is_one_trace_with_each_hop_under_its_caller() 
         .expect("bind front");
         let url = format!("http://{}/v1/front", front.local_addr());
         tokio::spawn(front.run(stop.clone()));
-        let response = reqwest::get(url).await.expect("front");
+        let response = reqwest::Client::new()
+            .get(url)
+            .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
+            .send()
+            .await
+            .expect("front");
         assert_eq!(response.status(), 200);
         stop.cancel();
     });
-    // Dropping the guard flushes the batch.
+    // Dropping the guard flushes the batch to Jaeger.
     drop(guard);
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let find = |spans: &[Seen], name: &str, service: Option<&str>| {
+    let url = format!("{}/api/traces/{trace_id}", stack.jaeger_url);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let find = |spans: &[Stored], name: &str, service: &str| {
         spans
             .iter()
-            .find(|s| s.name == name && (service.is_none() || s.service.as_deref() == service))
+            .find(|s| s.name == name && s.service.as_deref() == Some(service))
             .cloned()
     };
-    let (front, call, back) = loop {
-        let seen = receiver.block_on(async { spans.lock().await.clone() });
-        if let (Some(f), Some(c), Some(b)) = (
-            find(&seen, "http", Some("front")),
-            find(&seen, "call", Some("back")),
-            find(&seen, "http", Some("back")),
-        ) {
-            break (f, c, b);
+    let (trace, front, call, back) = loop {
+        let answer = services.block_on(async {
+            let r = reqwest::get(&url).await.expect("jaeger query");
+            if r.status().is_success() {
+                r.json::<Value>().await.ok()
+            } else {
+                None
+            }
+        });
+        if let Some(trace) = answer.as_ref().map(|a| a["data"][0].clone()) {
+            let spans: Vec<Stored> = trace["spans"]
+                .as_array()
+                .map(|s| s.iter().map(stored).collect())
+                .unwrap_or_default();
+            if let (Some(f), Some(c), Some(b)) = (
+                find(&spans, "http", "front"),
+                find(&spans, "call", "back"),
+                find(&spans, "http", "back"),
+            ) {
+                break (trace, f, c, b);
+            }
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "spans received: {seen:?}"
+            "trace {trace_id} not complete in Jaeger after 30 s: {answer:?}"
         );
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(200));
     };
-    assert!(
-        received.protobuf_posts.load(Ordering::SeqCst) >= 1,
-        "OTLP/HTTP sends protobuf"
-    );
-    assert_eq!(call.trace_id, front.trace_id, "one trace");
-    assert_eq!(back.trace_id, front.trace_id, "one trace");
     assert_eq!(
-        call.parent_span_id, front.span_id,
+        front.parent.as_deref(),
+        Some(caller_span.as_str()),
+        "the front's span is under its caller's"
+    );
+    assert_eq!(
+        call.parent,
+        Some(front.span_id.clone()),
         "the call is the front's"
     );
     assert_eq!(
-        back.parent_span_id, call.span_id,
+        back.parent,
+        Some(call.span_id.clone()),
         "the back's span is the call's"
     );
+    let processes: HashMap<String, Value> =
+        serde_json::from_value(trace["processes"].clone()).expect("processes");
+    for span in [&front, &call, &back] {
+        assert_eq!(
+            processes[&span.process]["serviceName"], exporter_name,
+            "exported under the service's name"
+        );
+    }
 }
