@@ -60,6 +60,7 @@ impl Application {
                 Compiler {
                     redis,
                     upstreams: settings.upstreams.clone(),
+                    ..Compiler::default()
                 },
             )
             .await
@@ -105,6 +106,9 @@ impl Application {
             client(),
             stop.clone(),
         ));
+        platform
+            .shutdown
+            .spawn(runtime::resolve_upstreams(shared.clone(), stop.clone()));
         platform.shutdown.spawn(runtime::maintain_limits(
             shared.clone(),
             Duration::from_secs(10),

@@ -9,7 +9,7 @@
 //! `/readyz`) until a valid file replaces it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -64,7 +64,15 @@ pub struct Runtime {
     pub instances: HashMap<String, Arc<Instance>>,
     /// SHA-256 of the file text this came from.
     pub hash: String,
+    /// The configuration this was compiled from (after the upstream overrides).
+    pub config: Arc<GatewayConfig>,
+    /// The addresses host-named instance URLs resolved to when this was compiled.
+    pub addresses: Arc<Addresses>,
 }
+
+/// What each host-named instance URL (as written, without a trailing `/`) last resolved to,
+/// sorted; a URL not in the map is one instance under its name.
+pub type Addresses = BTreeMap<String, Vec<SocketAddr>>;
 
 impl Runtime {
     /// The route for `path`: the longest matching prefix.
@@ -94,6 +102,8 @@ pub struct Compiler {
     pub redis: Option<Arc<RedisStore>>,
     /// Upstream base URL by service name, replacing `upstream` of routes without `instances`.
     pub upstreams: BTreeMap<String, String>,
+    /// The latest DNS answers for host-named instance URLs ([`resolve_upstreams`] keeps them).
+    pub addresses: ArcSwap<Addresses>,
 }
 
 impl Compiler {
@@ -111,24 +121,34 @@ impl Compiler {
                 route.upstream.clone_from(url);
             }
         }
-        let config = &config;
         config.validate()?;
+        let config = Arc::new(config);
+        let addresses = self.addresses.load_full();
         let defaults = config.upstream_defaults.clone();
         let mut instances: HashMap<String, Arc<Instance>> = HashMap::new();
         let mut routes = Vec::with_capacity(config.routes.len());
         for r in &config.routes {
             let mut members = Vec::new();
             for url in r.instance_urls() {
-                let key = url.trim_end_matches('/').to_string();
-                let instance = instances
-                    .entry(key.clone())
-                    .or_insert_with(|| {
-                        previous
-                            .and_then(|p| p.instances.get(&key).cloned())
-                            .unwrap_or_else(|| Arc::new(Instance::new(&r.service, &key)))
-                    })
-                    .clone();
-                members.push(instance);
+                let url = url.trim_end_matches('/');
+                // A host name that resolved is one instance per address.
+                let keys: Vec<String> = match addresses.get(url) {
+                    Some(addrs) if !addrs.is_empty() && defaults.dns_refresh_ms > 0 => {
+                        addrs.iter().map(|a| config::at_address(url, *a)).collect()
+                    }
+                    _ => vec![url.to_string()],
+                };
+                for key in keys {
+                    let instance = instances
+                        .entry(key.clone())
+                        .or_insert_with(|| {
+                            previous
+                                .and_then(|p| p.instances.get(&key).cloned())
+                                .unwrap_or_else(|| Arc::new(Instance::new(&r.service, &key)))
+                        })
+                        .clone();
+                    members.push(instance);
+                }
             }
             let methods: Vec<Method> = r
                 .methods
@@ -155,7 +175,7 @@ impl Compiler {
             .iter()
             .filter_map(|c| config::parse_cidr(c))
             .collect();
-        let limits = self.limits(config, previous)?;
+        let limits = self.limits(&config, previous)?;
         Ok(Runtime {
             routes,
             trusted,
@@ -164,6 +184,8 @@ impl Compiler {
             defaults,
             instances,
             hash,
+            config,
+            addresses,
         })
     }
 
@@ -307,6 +329,35 @@ impl Shared {
         }
     }
 
+    /// Takes new DNS answers: when they differ from those the running configuration was
+    /// compiled with, it is compiled again with them (instance health carries over by URL).
+    /// A reload racing this wins; the next refresh compares again.
+    pub fn set_addresses(&self, addresses: Addresses) {
+        let addresses = Arc::new(addresses);
+        self.compiler.addresses.store(addresses.clone());
+        let previous = self.current.load_full();
+        if previous.addresses == addresses {
+            return;
+        }
+        match self
+            .compiler
+            .compile(&previous.config, previous.hash.clone(), Some(&previous))
+        {
+            Ok(runtime) => {
+                let swapped = self.current.compare_and_swap(&previous, Arc::new(runtime));
+                if Arc::ptr_eq(&swapped, &previous) {
+                    let instances: usize = addresses.values().map(Vec::len).sum();
+                    tracing::info!(
+                        names = addresses.len(),
+                        instances,
+                        "upstream addresses changed"
+                    );
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "upstream addresses not applied"),
+        }
+    }
+
     fn record_error(&self, error: String) {
         let status = self.status.load();
         metrics::counter!("gateway_config_reload_errors_total").increment(1);
@@ -384,6 +435,63 @@ pub async fn check_health(shared: Arc<Shared>, client: HttpClient, stop: Cancell
     }
 }
 
+/// Resolves the host-named instance URLs of the running configuration every
+/// `upstreamDefaults.dnsRefreshMs` until `stop`, so each address is an instance of its own
+/// (the pods behind a headless Service come and go). A name that fails to resolve keeps its
+/// last addresses (and is counted in `gateway_upstream_dns_errors_total`).
+pub async fn resolve_upstreams(shared: Arc<Shared>, stop: CancellationToken) {
+    loop {
+        let runtime = shared.current.load_full();
+        let every = runtime.defaults.dns_refresh_ms;
+        if every > 0 {
+            let names: BTreeMap<String, (String, u16)> = runtime
+                .config
+                .routes
+                .iter()
+                .flat_map(|r| r.instance_urls())
+                .filter_map(|url| {
+                    let url = url.trim_end_matches('/').to_string();
+                    config::dns_name(&url).map(|name| (url, name))
+                })
+                .collect();
+            let mut addresses = Addresses::new();
+            for (url, (host, port)) in names {
+                let found = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    tokio::net::lookup_host((host.as_str(), port)),
+                )
+                .await;
+                match found {
+                    Ok(Ok(addrs)) => {
+                        let mut addrs: Vec<SocketAddr> = addrs.collect();
+                        addrs.sort();
+                        addrs.dedup();
+                        addresses.insert(url, addrs);
+                    }
+                    failed => {
+                        let error = match failed {
+                            Ok(Err(e)) => e.to_string(),
+                            _ => "timed out".to_string(),
+                        };
+                        metrics::counter!("gateway_upstream_dns_errors_total", "host" => host.clone())
+                            .increment(1);
+                        tracing::warn!(%host, %error, "upstream name did not resolve; keeping its last addresses");
+                        if let Some(last) = runtime.addresses.get(&url) {
+                            addresses.insert(url, last.clone());
+                        }
+                    }
+                }
+            }
+            shared.set_addresses(addresses);
+        }
+        let wait = Duration::from_millis(if every > 0 { every } else { 5_000 });
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
 /// Drops idle in-memory buckets every few seconds until `stop`.
 pub async fn maintain_limits(shared: Arc<Shared>, every: Duration, stop: CancellationToken) {
     loop {
@@ -433,6 +541,84 @@ mod tests {
             .err()
             .expect("refused");
         assert!(err.to_string().starts_with("rateLimit.store"), "{err}");
+    }
+
+    fn addresses(url: &str, addrs: &[&str]) -> Addresses {
+        [(
+            url.to_string(),
+            addrs.iter().map(|a| a.parse().expect("addr")).collect(),
+        )]
+        .into()
+    }
+
+    fn bases(runtime: &Runtime) -> Vec<String> {
+        runtime.routes[0]
+            .pool
+            .instances
+            .iter()
+            .map(|i| i.base.clone())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn each_address_of_a_name_is_an_instance_and_one_still_there_keeps_its_health() {
+        let text = "version: 1\nroutes:\n- {pathPrefix: /x, service: x, upstream: 'http://x-pods:8080/', methods: [GET], auth: public}\n";
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("gateway.yaml");
+        std::fs::write(&path, text).expect("write");
+        let shared = Shared::load(Some(&path), Compiler::default())
+            .await
+            .expect("load");
+        assert_eq!(
+            bases(&shared.current.load()),
+            ["http://x-pods:8080"],
+            "not resolved yet"
+        );
+
+        shared.set_addresses(addresses(
+            "http://x-pods:8080",
+            &["10.0.0.1:8080", "10.0.0.2:8080"],
+        ));
+        let first = shared.current.load_full();
+        assert_eq!(
+            bases(&first),
+            ["http://10.0.0.1:8080", "http://10.0.0.2:8080"]
+        );
+        first.instances["http://10.0.0.2:8080"].set_health(false);
+
+        // The same answer again compiles nothing.
+        shared.set_addresses(addresses(
+            "http://x-pods:8080",
+            &["10.0.0.1:8080", "10.0.0.2:8080"],
+        ));
+        assert!(Arc::ptr_eq(&first, &shared.current.load_full()));
+
+        // A pod gone, another new: the one still there is the same instance, still unhealthy.
+        shared.set_addresses(addresses(
+            "http://x-pods:8080",
+            &["10.0.0.2:8080", "10.0.0.3:8080"],
+        ));
+        let second = shared.current.load_full();
+        assert_eq!(
+            bases(&second),
+            ["http://10.0.0.2:8080", "http://10.0.0.3:8080"]
+        );
+        assert!(Arc::ptr_eq(
+            &first.instances["http://10.0.0.2:8080"],
+            &second.instances["http://10.0.0.2:8080"]
+        ));
+        assert!(!second.instances["http://10.0.0.2:8080"].is_healthy());
+        assert!(second.instances["http://10.0.0.3:8080"].is_healthy());
+
+        // A reload keeps the addresses; with the refresh off the name is one instance again.
+        shared.apply(text.as_bytes()).expect("reload");
+        assert_eq!(
+            bases(&shared.current.load()),
+            ["http://10.0.0.2:8080", "http://10.0.0.3:8080"]
+        );
+        let off = format!("{text}upstreamDefaults: {{dnsRefreshMs: 0}}\n");
+        shared.apply(off.as_bytes()).expect("reload");
+        assert_eq!(bases(&shared.current.load()), ["http://x-pods:8080"]);
     }
 
     #[tokio::test]

@@ -135,6 +135,36 @@ impl RouteConfig {
     }
 }
 
+/// The host name and port of an instance URL, unless its host is an IP address (nothing to
+/// resolve) or the URL does not parse (validation reports it).
+pub fn dns_name(url: &str) -> Option<(String, u16)> {
+    let uri = url.parse::<http::Uri>().ok()?;
+    let host = uri.host()?;
+    if host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+        .is_ok()
+    {
+        return None;
+    }
+    let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
+        Some("https") => 443,
+        _ => 80,
+    });
+    Some((host.to_string(), port))
+}
+
+/// `url` with its host and port replaced by `addr` (scheme and path kept).
+pub fn at_address(url: &str, addr: std::net::SocketAddr) -> String {
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return url.to_string();
+    };
+    let scheme = uri.scheme_str().unwrap_or("http");
+    let path = uri.path().trim_end_matches('/');
+    format!("{scheme}://{addr}{path}")
+}
+
 /// Gateway-only defaults for calling upstreams.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
@@ -146,6 +176,10 @@ pub struct UpstreamDefaults {
     pub load_balancing: LoadBalancing,
     pub health_check: HealthCheckConfig,
     pub outlier: OutlierConfig,
+    /// How often an instance URL with a host name is resolved again; each address it
+    /// resolves to is an instance of its own (a headless Kubernetes Service names its ready
+    /// pods). 0 turns this off: the name is then one instance, resolved at each connect.
+    pub dns_refresh_ms: u64,
 }
 
 impl Default for UpstreamDefaults {
@@ -156,6 +190,7 @@ impl Default for UpstreamDefaults {
             load_balancing: LoadBalancing::RoundRobin,
             health_check: HealthCheckConfig::default(),
             outlier: OutlierConfig::default(),
+            dns_refresh_ms: 5_000,
         }
     }
 }
@@ -498,6 +533,12 @@ impl GatewayConfig {
                 "must be at least 1".into(),
             ));
         }
+        if d.dns_refresh_ms != 0 && d.dns_refresh_ms < 100 {
+            errors.push((
+                "upstreamDefaults.dnsRefreshMs".into(),
+                "must be 0 (off) or at least 100".into(),
+            ));
+        }
         if d.health_check.interval_ms < 50 || d.health_check.timeout_ms == 0 {
             errors.push((
                 "upstreamDefaults.healthCheck".into(),
@@ -619,6 +660,36 @@ trustedProxies:
         );
         assert_eq!(c.routes.len(), 18);
         assert_eq!(builtin(), c);
+    }
+
+    #[test]
+    fn host_names_are_told_from_addresses_and_replaced_by_them() {
+        assert_eq!(
+            dns_name("http://shop-search:8082"),
+            Some(("shop-search".into(), 8082))
+        );
+        assert_eq!(dns_name("http://search"), Some(("search".into(), 80)));
+        assert_eq!(dns_name("http://10.1.2.3:8082"), None);
+        assert_eq!(dns_name("http://[::1]:8082"), None);
+        assert_eq!(dns_name("not a url"), None);
+        let v4: std::net::SocketAddr = "10.1.2.3:8082".parse().expect("addr");
+        let v6: std::net::SocketAddr = "[fd00::7]:8082".parse().expect("addr");
+        assert_eq!(
+            at_address("http://shop-search:8082/", v4),
+            "http://10.1.2.3:8082"
+        );
+        assert_eq!(
+            at_address("http://shop-search:8082", v6),
+            "http://[fd00::7]:8082"
+        );
+        let err = parse(
+            "version: 1\nroutes:\n- {pathPrefix: /a, service: a, upstream: 'http://a:1', methods: [GET], auth: public}\nupstreamDefaults: {dnsRefreshMs: 50}\n",
+        )
+        .expect_err("too often");
+        assert!(
+            err.to_string().contains("upstreamDefaults.dnsRefreshMs"),
+            "{err}"
+        );
     }
 
     #[test]

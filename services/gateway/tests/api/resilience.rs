@@ -175,3 +175,73 @@ async fn an_instance_failing_its_health_check_leaves_the_rotation_until_it_recov
     .await
     .expect("the recovered instance is back in rotation");
 }
+
+/// An instance URL with a host name becomes one instance per address it resolves to (the
+/// system resolver, every `dnsRefreshMs`); with `dnsRefreshMs: 0` the name is one instance.
+#[tokio::test]
+async fn a_host_name_is_resolved_into_an_instance_per_address() {
+    let a = Upstream::start("a");
+    let port = a.addr.port();
+    let line = format!(
+        "- {{pathPrefix: /api/search, service: search, upstream: \"http://localhost:{port}\", methods: [GET], auth: public}}\n"
+    );
+    let defaults = "upstreamDefaults:\n  dnsRefreshMs: 100\n  healthCheck: {path: /healthz, intervalMs: 100, timeoutMs: 200}\n";
+    let gw = spawn(&config(&[line], defaults)).await;
+    // localhost's IPv4 address is an instance of its own, health-checked under that address
+    // (where localhost also names ::1, that instance fails its checks: nothing listens there).
+    let by_address = format!("instance=\"127.0.0.1:{port}\"");
+    let mut metrics = String::new();
+    for _ in 0..50 {
+        metrics = gw.metrics().await;
+        if metrics.lines().any(|l| {
+            l.starts_with("gateway_upstream_healthy")
+                && l.contains(&by_address)
+                && l.ends_with(" 1")
+        }) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("gateway_upstream_healthy")
+                && l.contains(&by_address)
+                && l.ends_with(" 1")),
+        "an instance at 127.0.0.1:{port}:\n{metrics}"
+    );
+    for _ in 0..5 {
+        let (status, _, body) = answer(gw.get("/api/search").await).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["instance"], "a");
+    }
+
+    // Off: the name itself is the one instance (another upstream, so that no metric of the
+    // first gateway can answer for this one).
+    let b = Upstream::start("b");
+    let port = b.addr.port();
+    let line = format!(
+        "- {{pathPrefix: /api/search, service: search, upstream: \"http://localhost:{port}\", methods: [GET], auth: public}}\n"
+    );
+    let off = "upstreamDefaults:\n  dnsRefreshMs: 0\n  healthCheck: {path: /healthz, intervalMs: 100, timeoutMs: 200}\n";
+    let gw = spawn(&config(&[line], off)).await;
+    let (status, _, body) = answer(gw.get("/api/search").await).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["instance"], "b");
+    // Several health-check rounds later, still under its name only.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let metrics = gw.metrics().await;
+    let healthy = |label: &str| {
+        metrics
+            .lines()
+            .any(|l| l.starts_with("gateway_upstream_healthy") && l.contains(label))
+    };
+    assert!(
+        healthy(&format!("instance=\"localhost:{port}\"")),
+        "{metrics}"
+    );
+    assert!(
+        !healthy(&format!("instance=\"127.0.0.1:{port}\"")),
+        "{metrics}"
+    );
+}
