@@ -585,6 +585,35 @@ pub fn service(sf: &Storefront, c: Component) -> Service {
     }
 }
 
+/// The headless Service of a component the gateway routes to (`<name>-<short>-pods`): its
+/// DNS name resolves to each ready pod, which the gateway balances over. Its port is named
+/// `upstream`, not `http`, so the ServiceMonitor (port `http`) does not scrape each pod twice.
+pub fn pods_service(sf: &Storefront, c: Component) -> Service {
+    let port = i32::from(c.default_port());
+    Service {
+        metadata: meta(
+            sf,
+            gateway_config::pods_service_name(&sf_name(sf), c),
+            component_labels(sf, c),
+        ),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".to_owned()),
+            cluster_ip: Some("None".to_owned()),
+            selector: Some(selector_labels(sf, c)),
+            publish_not_ready_addresses: Some(false),
+            ports: Some(vec![ServicePort {
+                name: Some("upstream".to_owned()),
+                port,
+                target_port: Some(IntOrString::String("http".to_owned())),
+                protocol: Some("TCP".to_owned()),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
 /// The autoscaling/v2 HorizontalPodAutoscaler of one component, if enabled.
 pub fn hpa(sf: &Storefront, c: Component) -> Option<HorizontalPodAutoscaler> {
     let a = sf
@@ -884,6 +913,9 @@ pub fn rendered_children(sf: &Storefront, jwt_pem: &str, jwt_kid: &str) -> Vec<V
     for c in Component::ALL {
         out.push(value(deployment(sf, c, &checksum)));
         out.push(value(service(sf, c)));
+        if c.is_backend() {
+            out.push(value(pods_service(sf, c)));
+        }
         out.push(value(pdb(sf, c)));
         if let Some(h) = hpa(sf, c) {
             out.push(value(h));
@@ -1316,6 +1348,36 @@ mod tests {
                 .and_then(|s| s.match_labels.as_ref())
                 .expect("labels")[INSTANCE_LABEL],
             "shop"
+        );
+    }
+
+    #[test]
+    fn each_backend_has_a_headless_service_for_the_gateway_whose_name_fits() {
+        let sf = full();
+        for c in Component::ALL.into_iter().filter(|c| c.is_backend()) {
+            let s = pods_service(&sf, c);
+            let spec = s.spec.expect("spec");
+            assert_eq!(spec.cluster_ip.as_deref(), Some("None"), "{c}: headless");
+            assert_eq!(spec.selector, service(&sf, c).spec.expect("spec").selector);
+            let ports = spec.ports.expect("ports");
+            assert_eq!(ports[0].port, i32::from(c.default_port()));
+            assert_eq!(
+                ports[0].name.as_deref(),
+                Some("upstream"),
+                "not scraped twice"
+            );
+            let longest = "a".repeat(crate::crd::MAX_NAME_LENGTH);
+            assert!(
+                gateway_config::pods_service_name(&longest, c).len() <= 63,
+                "{c}"
+            );
+        }
+        assert_eq!(
+            pods_service(&sf, Component::Notification)
+                .metadata
+                .name
+                .as_deref(),
+            Some("shop-notif-pods")
         );
     }
 

@@ -45,6 +45,16 @@ impl Component {
         Component::Notification,
     ];
 
+    /// At most 7 characters, for names with a suffix that must still fit in 63 characters
+    /// behind a 50-character Storefront name (`<name>-<short>-pods`).
+    pub const fn short(self) -> &'static str {
+        match self {
+            Component::Delivery => "deliv",
+            Component::Notification => "notif",
+            other => other.as_str(),
+        }
+    }
+
     /// The lowercase name used in resource names, labels, the CRD and the `storefront` binary.
     pub const fn as_str(self) -> &'static str {
         match self {

@@ -352,6 +352,9 @@ async fn apply_children(
     for c in Component::ALL {
         let deployment = apply(client, &ns, &children::deployment(sf, c, &checksum)).await?;
         apply(client, &ns, &children::service(sf, c)).await?;
+        if c.is_backend() {
+            apply(client, &ns, &children::pods_service(sf, c)).await?;
+        }
         apply(client, &ns, &children::pdb(sf, c)).await?;
         match children::hpa(sf, c) {
             Some(hpa) => {

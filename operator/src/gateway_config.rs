@@ -11,7 +11,7 @@
 //! routes:                       # longest pathPrefix wins
 //!   - pathPrefix: /api/cart     # what the client asks for
 //!     service: cart             # which component serves it
-//!     upstream: http://shop-cart:8083
+//!     upstream: http://shop-cart-pods:8083   # the headless Service: one instance per pod
 //!     rewrite: /v1              # replaces pathPrefix before forwarding
 //!     methods: [GET, POST, PUT, PATCH, DELETE]
 //!     auth: authenticated       # public | authenticated | role
@@ -331,11 +331,30 @@ pub fn service_name(sf_name: &str, component: Component) -> String {
     format!("{sf_name}-{component}")
 }
 
-/// In-cluster base URL of a component: `http://<storefront>-<component>:<port>`.
+/// Name of a component's headless Service, whose DNS name lists its ready pods:
+/// `<storefront>-<short component>-pods`.
+pub fn pods_service_name(sf_name: &str, component: Component) -> String {
+    format!("{sf_name}-{}-pods", component.short())
+}
+
+/// In-cluster base URL of a component, for the services' typed clients:
+/// `http://<storefront>-<component>:<port>` (its ClusterIP Service).
 pub fn upstream_url(sf_name: &str, component: Component) -> String {
     format!(
         "http://{}:{}",
         service_name(sf_name, component),
+        component.default_port()
+    )
+}
+
+/// The gateway's base URL of a component: its headless Service,
+/// `http://<storefront>-<short component>-pods:<port>`. The gateway resolves the name into
+/// one instance per ready pod and balances, health-checks and ejects them one by one; through
+/// the ClusterIP Service kube-proxy would spread its keep-alive connections, not requests.
+pub fn gateway_upstream_url(sf_name: &str, component: Component) -> String {
+    format!(
+        "http://{}:{}",
+        pods_service_name(sf_name, component),
         component.default_port()
     )
 }
@@ -389,7 +408,7 @@ pub fn gateway_config(sf: &Storefront) -> GatewayConfig {
         .map(|(prefix, service, rewrite, methods, auth, role)| Route {
             path_prefix: (*prefix).to_owned(),
             service: *service,
-            upstream: upstream_url(name, *service),
+            upstream: gateway_upstream_url(name, *service),
             rewrite: (*rewrite).to_owned(),
             methods: methods.iter().map(|m| (*m).to_owned()).collect(),
             auth: *auth,
@@ -497,7 +516,7 @@ mod tests {
             .iter()
             .find(|r| r.path_prefix == "/api/cart")
             .expect("cart route");
-        assert_eq!(cart.upstream, "http://shop-cart:8083");
+        assert_eq!(cart.upstream, "http://shop-cart-pods:8083");
         assert_eq!(cart.auth, AuthPolicy::Authenticated);
         let admin = config
             .routes

@@ -397,6 +397,18 @@ async fn storefront_children_topics_updates_and_restores() -> anyhow::Result<()>
         );
         let p: PodDisruptionBudget = wait_for(&env, &name).await?;
         assert!(owned_by(&p.metadata, &sf));
+        if c.is_backend() {
+            // The headless Service the gateway balances over, one instance per ready pod.
+            let pods = storefront_operator::gateway_config::pods_service_name("shop", c);
+            let s: Service = wait_for(&env, &pods).await?;
+            assert!(owned_by(&s.metadata, &sf), "{pods}");
+            let spec = s.spec.expect("spec");
+            assert_eq!(spec.cluster_ip.as_deref(), Some("None"), "{pods}");
+            assert_eq!(
+                spec.ports.expect("ports")[0].port,
+                i32::from(c.default_port())
+            );
+        }
     }
     let hpa: HorizontalPodAutoscaler = wait_for(&env, "shop-cart").await?;
     assert!(owned_by(&hpa.metadata, &sf));
@@ -428,7 +440,7 @@ async fn storefront_children_topics_updates_and_restores() -> anyhow::Result<()>
     assert!(owned_by(&cm.metadata, &sf));
     let gateway_yaml = cm.data.as_ref().expect("data")["gateway.yaml"].clone();
     assert!(
-        gateway_yaml.contains("http://shop-cart:8083"),
+        gateway_yaml.contains("http://shop-cart-pods:8083"),
         "{gateway_yaml}"
     );
     assert!(gateway_yaml.contains("name: login"), "{gateway_yaml}");
@@ -736,10 +748,21 @@ async fn a_service_monitor_scrapes_every_service_when_the_prometheus_operator_cr
             "{name}: no port named http in {ports:?}"
         );
     }
+    // The headless Services it also selects have no port named http: no pod is scraped twice.
     let listed = services
         .list(&ListParams::default().labels(&labels_selector(&selector)))
         .await?;
-    assert_eq!(listed.items.len(), Component::ALL.len());
+    let scraped = listed
+        .items
+        .iter()
+        .filter(|s| {
+            s.spec
+                .as_ref()
+                .and_then(|s| s.ports.as_ref())
+                .is_some_and(|ports| ports.iter().any(|p| p.name.as_deref() == Some("http")))
+        })
+        .count();
+    assert_eq!(scraped, Component::ALL.len());
 
     // A deleted ServiceMonitor comes back; deleting the Storefront collects it.
     monitors.delete("watched", &DeleteParams::default()).await?;

@@ -8,7 +8,7 @@
 //! routes:                       # longest pathPrefix wins
 //!   - pathPrefix: /api/cart
 //!     service: cart
-//!     upstream: http://shop-cart:8083
+//!     upstream: http://shop-cart-pods:8083   # a headless Service: an instance per pod
 //!     rewrite: /v1/cart         # replaces pathPrefix before forwarding
 //!     methods: [GET, POST, PUT, PATCH, DELETE]
 //!     auth: authenticated       # public | authenticated | role
@@ -34,6 +34,7 @@
 //!   loadBalancing: roundRobin
 //!   healthCheck: {path: /healthz, intervalMs: 5000, timeoutMs: 1000}
 //!   outlier: {consecutiveFailures: 3, baseEjectionMs: 10000, maxEjectionMs: 60000}
+//!   dnsRefreshMs: 5000          # re-resolve host names into an instance per address; 0 = off
 //! ```
 //!
 //! Unknown fields are ignored, so an operator newer than the gateway does not break it.
