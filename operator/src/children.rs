@@ -566,44 +566,35 @@ pub fn deployment(sf: &Storefront, c: Component, gateway_checksum: &str) -> Depl
 
 /// The ClusterIP Service of one component, port `http`.
 pub fn service(sf: &Storefront, c: Component) -> Service {
-    let port = i32::from(c.default_port());
-    Service {
-        metadata: meta(sf, component_name(sf, c), component_labels(sf, c)),
-        spec: Some(ServiceSpec {
-            type_: Some("ClusterIP".to_owned()),
-            selector: Some(selector_labels(sf, c)),
-            ports: Some(vec![ServicePort {
-                name: Some("http".to_owned()),
-                port,
-                target_port: Some(IntOrString::String("http".to_owned())),
-                protocol: Some("TCP".to_owned()),
-                ..ServicePort::default()
-            }]),
-            ..ServiceSpec::default()
-        }),
-        status: None,
-    }
+    component_service(sf, c, component_name(sf, c), "http", None)
 }
 
 /// The headless Service of a component the gateway routes to (`<name>-<short>-pods`): its
 /// DNS name resolves to each ready pod, which the gateway balances over. Its port is named
 /// `upstream`, not `http`, so the ServiceMonitor (port `http`) does not scrape each pod twice.
 pub fn pods_service(sf: &Storefront, c: Component) -> Service {
-    let port = i32::from(c.default_port());
+    let name = gateway_config::pods_service_name(&sf_name(sf), c);
+    component_service(sf, c, name, "upstream", Some("None"))
+}
+
+/// A Service selecting the pods of `c` on their `http` port, named `port_name` here.
+fn component_service(
+    sf: &Storefront,
+    c: Component,
+    name: String,
+    port_name: &str,
+    cluster_ip: Option<&str>,
+) -> Service {
     Service {
-        metadata: meta(
-            sf,
-            gateway_config::pods_service_name(&sf_name(sf), c),
-            component_labels(sf, c),
-        ),
+        metadata: meta(sf, name, component_labels(sf, c)),
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".to_owned()),
-            cluster_ip: Some("None".to_owned()),
+            cluster_ip: cluster_ip.map(str::to_owned),
             selector: Some(selector_labels(sf, c)),
-            publish_not_ready_addresses: Some(false),
+            publish_not_ready_addresses: cluster_ip.map(|_| false),
             ports: Some(vec![ServicePort {
-                name: Some("upstream".to_owned()),
-                port,
+                name: Some(port_name.to_owned()),
+                port: i32::from(c.default_port()),
                 target_port: Some(IntOrString::String("http".to_owned())),
                 protocol: Some("TCP".to_owned()),
                 ..ServicePort::default()

@@ -728,6 +728,61 @@ pub fn unique_name(prefix: &str, sep: char) -> String {
     format!("{prefix}{sep}{}{}", &v7[..8], &v4[..6])
 }
 
+/// An HTTP server (an axum app) on a runtime and thread of its own, so that [`kill`] closes
+/// its listener and every connection it has open, as the death of a process would: a server
+/// on the test's runtime would keep serving the connections it already accepted.
+///
+/// [`kill`]: IsolatedServer::kill
+pub struct IsolatedServer {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl IsolatedServer {
+    /// Serves `app` on `listener` until killed or dropped.
+    pub fn start(listener: std::net::TcpListener, app: axum::Router) -> Self {
+        listener
+            .set_nonblocking(true)
+            .expect("a non-blocking listener");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                tokio::select! {
+                    _ = axum::serve(listener, app) => {}
+                    _ = rx => {}
+                }
+            });
+            // Dropping the runtime drops every connection task: the server is gone.
+            rt.shutdown_background();
+        });
+        Self {
+            stop: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops serving and closes every open connection.
+    pub fn kill(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for IsolatedServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// The machine's 1, 5 and 15 minute load averages as `/proc/loadavg` gives them (`unknown`
 /// where it cannot be read): benches print it beside their figures.
 pub fn load_average() -> String {

@@ -16,6 +16,15 @@ fn bus() -> Bus {
     Bus::connect(&url, "kit-test", &MemoryBus::new()).expect("connect")
 }
 
+/// An admin client on the broker `bus` talks to (to inspect and delete test topics).
+fn admin(bus: &Bus) -> rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> {
+    let Bus::Kafka(k) = bus else { panic!("kafka") };
+    rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", k.brokers())
+        .create()
+        .expect("admin")
+}
+
 fn record(topic: &str, key: &str, n: usize) -> Record {
     Record {
         topic: topic.to_string(),
@@ -192,12 +201,7 @@ async fn ensure_topics_creates_missing_topics_and_tolerates_existing_ones() {
     bus.publish(&record(&name, "k", 0))
         .await
         .expect("publish to the new topic");
-    let Bus::Kafka(k) = &bus else { panic!("kafka") };
-    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
-        rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", k.brokers())
-            .create()
-            .expect("admin");
+    let admin = admin(&bus);
     admin
         .delete_topics(&[&name], &rdkafka::admin::AdminOptions::new())
         .await
@@ -216,12 +220,7 @@ async fn follow_topic_creates_a_missing_topic_and_joins_it() {
     .await
     .expect("joined in time")
     .expect("not stopped");
-    let Bus::Kafka(k) = &bus else { panic!("kafka") };
-    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
-        rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", k.brokers())
-            .create()
-            .expect("admin");
+    let admin = admin(&bus);
     let metadata = admin
         .inner()
         .fetch_metadata(Some(&name), Duration::from_secs(10))

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
+use storefront_tests::IsolatedServer;
 
 const NSS_WRAPPER: [&str; 2] = [
     "/usr/lib/x86_64-linux-gnu/libnss_wrapper.so",
@@ -30,56 +31,14 @@ fn nss_wrapper() -> PathBuf {
         })
 }
 
-/// An upstream on `ip:port` answering `/healthz` and `/v1/who` (its id), on a runtime of its
-/// own so that stopping it closes its open connections too.
-struct Upstream {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Upstream {
-    fn start(ip: &str, port: u16, id: &'static str) -> Self {
-        let listener = std::net::TcpListener::bind((ip, port))
-            .unwrap_or_else(|e| panic!("bind {ip}:{port}: {e}"));
-        listener.set_nonblocking(true).expect("nonblocking");
-        let app = Router::new()
-            .route("/healthz", get(|| async { "ok" }))
-            .route("/v1/who", get(move || async move { id }));
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                tokio::select! {
-                    _ = axum::serve(listener, app) => {}
-                    _ = rx => {}
-                }
-            });
-            rt.shutdown_background();
-        });
-        Self {
-            stop: Some(tx),
-            thread: Some(thread),
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// An upstream on `ip:port` answering `/healthz` and `/v1/who` (its id).
+fn upstream(ip: &str, port: u16, id: &'static str) -> IsolatedServer {
+    let listener =
+        std::net::TcpListener::bind((ip, port)).unwrap_or_else(|e| panic!("bind {ip}:{port}: {e}"));
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/v1/who", get(move || async move { id }));
+    IsolatedServer::start(listener, app)
 }
 
 struct Gateway(Child);
@@ -100,8 +59,8 @@ async fn a_name_with_two_addresses_is_two_instances_and_one_left_takes_every_req
         .local_addr()
         .expect("addr")
         .port();
-    let _first = Upstream::start("127.0.0.1", port, "first");
-    let mut second = Upstream::start("127.0.0.2", port, "second");
+    let _first = upstream("127.0.0.1", port, "first");
+    let mut second = upstream("127.0.0.2", port, "second");
 
     let dir = tempfile::tempdir().expect("tempdir");
     let hosts = dir.path().join("hosts");

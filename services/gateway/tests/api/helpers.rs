@@ -22,7 +22,7 @@ use storefront_kit::auth::{Issuer, Role, VerifierSettings};
 use storefront_kit::backend::CacheUrl;
 use storefront_kit::server::Platform;
 use storefront_kit::settings::Secret;
-use storefront_tests::{RedisNamespace, Stack};
+use storefront_tests::{IsolatedServer, RedisNamespace, Stack};
 
 // ---------------------------------------------------------------- upstreams
 
@@ -39,8 +39,7 @@ pub struct Upstream {
     pub addr: SocketAddr,
     pub hits: Arc<AtomicUsize>,
     pub healthy: Arc<AtomicBool>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    server: IsolatedServer,
 }
 
 async fn echo(State(s): State<EchoState>, request: Request) -> impl IntoResponse {
@@ -82,7 +81,6 @@ async fn healthz(State(s): State<EchoState>) -> StatusCode {
 impl Upstream {
     pub fn start(id: &str) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind upstream");
-        listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("addr");
         let state = EchoState {
             id: id.to_string(),
@@ -95,28 +93,11 @@ impl Upstream {
             .route("/", any(echo))
             .route("/{*path}", any(echo))
             .with_state(state);
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                tokio::select! {
-                    _ = axum::serve(listener, app) => {}
-                    _ = rx => {}
-                }
-            });
-            // Dropping the runtime drops every connection task: the instance is gone.
-            rt.shutdown_background();
-        });
         Self {
             addr,
             hits,
             healthy,
-            stop: Some(tx),
-            thread: Some(thread),
+            server: IsolatedServer::start(listener, app),
         }
     }
 
@@ -126,18 +107,7 @@ impl Upstream {
 
     /// Kills the instance: listener and every open connection.
     pub fn kill(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        self.kill();
+        self.server.kill();
     }
 }
 
