@@ -75,6 +75,20 @@ pub struct Runtime {
 pub type Addresses = BTreeMap<String, Vec<SocketAddr>>;
 
 impl Runtime {
+    /// Sets `gateway_upstream_instances{service}`: how many instances (addresses, once host
+    /// names are resolved) each service's routes balance over.
+    fn publish_instances(&self) {
+        let mut by_service: BTreeMap<&str, std::collections::BTreeSet<&str>> = BTreeMap::new();
+        for route in &self.routes {
+            let bases = by_service.entry(route.service.as_str()).or_default();
+            bases.extend(route.pool.instances.iter().map(|i| i.base.as_str()));
+        }
+        for (service, bases) in by_service {
+            metrics::gauge!("gateway_upstream_instances", "service" => service.to_string())
+                .set(bases.len() as f64);
+        }
+    }
+
     /// The route for `path`: the longest matching prefix.
     pub fn route(&self, path: &str) -> Option<&Route> {
         routing::longest_match(self.routes.iter().map(|r| r.prefix.as_str()), path)
@@ -292,6 +306,7 @@ impl Shared {
         let h = hash(&text);
         let runtime = parse_and_compile(&compiler, &text, h.clone(), None)
             .map_err(|e| format!("invalid gateway configuration {source}: {e}"))?;
+        runtime.publish_instances();
         Ok(Self {
             current: ArcSwap::from_pointee(runtime),
             status: ArcSwap::from_pointee(Status {
@@ -310,6 +325,7 @@ impl Shared {
         let previous = self.current.load_full();
         match parse_and_compile(&self.compiler, text, h.clone(), Some(&previous)) {
             Ok(runtime) => {
+                runtime.publish_instances();
                 self.current.store(Arc::new(runtime));
                 let status = self.status.load();
                 self.status.store(Arc::new(Status {
@@ -344,8 +360,10 @@ impl Shared {
             .compile(&previous.config, previous.hash.clone(), Some(&previous))
         {
             Ok(runtime) => {
-                let swapped = self.current.compare_and_swap(&previous, Arc::new(runtime));
+                let runtime = Arc::new(runtime);
+                let swapped = self.current.compare_and_swap(&previous, runtime.clone());
                 if Arc::ptr_eq(&swapped, &previous) {
+                    runtime.publish_instances();
                     let instances: usize = addresses.values().map(Vec::len).sum();
                     tracing::info!(
                         names = addresses.len(),
