@@ -252,6 +252,9 @@ pub async fn run(
     settings: &Settings,
     shutdown: Shutdown,
 ) -> Result<(), RunError> {
+    // The metrics recorder before any service is built: a gauge set while building (or by a
+    // task the build spawns) before it was installed would be lost.
+    storefront_kit::metrics::handle();
     let platform = Platform {
         data_dir: settings.data_dir.clone(),
         shutdown: shutdown.clone(),

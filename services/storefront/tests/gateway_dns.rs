@@ -127,20 +127,23 @@ async fn a_name_with_two_addresses_is_two_instances_and_one_left_takes_every_req
         seen,
         BTreeSet::from(["first".to_string(), "second".to_string()])
     );
-    let metrics = http
-        .get(format!("{url}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("gateway_upstream_instances{service=\"who\"} 2")),
-        "{metrics}"
-    );
+    let two = "gateway_upstream_instances{service=\"who\"} 2";
+    let mut metrics = String::new();
+    for _ in 0..50 {
+        metrics = http
+            .get(format!("{url}/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        if metrics.lines().any(|l| l.starts_with(two)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(metrics.lines().any(|l| l.starts_with(two)), "{metrics}");
 
     // One pod gone: every request is answered by the other.
     second.kill();
