@@ -110,7 +110,23 @@ impl AppState {
     {
         // Read the generation before loading: an entry filled from data older than a bump is
         // stored under the old generation, where nobody looks any more.
-        let Some(generation) = self.cache.generation().await else {
+        let generation = self.cache.generation().await;
+        self.cached_in(generation, key, load).await
+    }
+
+    /// [`AppState::cached`] under a generation read beforehand (`None`: no cache).
+    async fn cached_in<T, F, Fut>(
+        &self,
+        generation: Option<u64>,
+        key: &str,
+        load: F,
+    ) -> AppResult<T>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = AppResult<T>>,
+    {
+        let Some(generation) = generation else {
             return load().await;
         };
         let key = format!("g{generation}:{key}");
@@ -151,8 +167,13 @@ impl AppState {
     }
 
     pub async fn product(&self, id: &ProductId) -> AppResult<Product> {
+        let generation = self.cache.generation().await;
+        self.product_in(generation, id).await
+    }
+
+    async fn product_in(&self, generation: Option<u64>, id: &ProductId) -> AppResult<Product> {
         let key = format!("product:{id}");
-        self.cached(&key, || async {
+        self.cached_in(generation, &key, || async {
             self.catalog
                 .get(id)
                 .await?
@@ -162,9 +183,11 @@ impl AppState {
     }
 
     /// The products of `ids` that exist, in that order; each through the cache as
-    /// [`AppState::product`] reads it.
+    /// [`AppState::product`] reads it, under one read of the cache's generation.
     pub async fn products(&self, ids: &[ProductId]) -> AppResult<Vec<Product>> {
-        let found = futures::future::join_all(ids.iter().map(|id| self.product(id))).await;
+        let generation = self.cache.generation().await;
+        let found =
+            futures::future::join_all(ids.iter().map(|id| self.product_in(generation, id))).await;
         let mut products = Vec::with_capacity(found.len());
         for result in found {
             match result {
