@@ -502,9 +502,6 @@ pub async fn resolve_upstreams(shared: Arc<Shared>, stop: CancellationToken) {
             }
             shared.set_addresses(addresses);
         }
-        // Every cycle, not only on a change: a gauge set before the process installed its
-        // metrics recorder would otherwise stay missing.
-        shared.current.load().publish_instances();
         let wait = Duration::from_millis(if every > 0 { every } else { 5_000 });
         tokio::select! {
             () = stop.cancelled() => return,

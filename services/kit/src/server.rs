@@ -44,6 +44,9 @@ impl Platform {
     /// within `drain`. Services that must share one bus set `memory_bus` over this
     /// (`Platform { memory_bus, ..Platform::new(dir, drain) }`).
     pub fn new(data_dir: impl Into<PathBuf>, drain: Duration) -> Self {
+        // The metrics recorder before any service is built on this platform: a gauge set
+        // while building (or by a task the build spawns) before it was installed is lost.
+        crate::metrics::handle();
         Self {
             data_dir: data_dir.into(),
             shutdown: Shutdown::new(drain),
