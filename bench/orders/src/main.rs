@@ -214,6 +214,45 @@ impl Parts {
     }
 }
 
+/// MariaDB's own counters of the commands it ran (`SHOW GLOBAL STATUS`), so a phase's
+/// statements per order can be compared with the other's. Read over the bare loop's pool; the
+/// other databases on the server are idle during the bench.
+const DB_COUNTERS: [&str; 10] = [
+    "Com_select",
+    "Com_insert",
+    "Com_update",
+    "Com_delete",
+    "Com_begin",
+    "Com_commit",
+    "Com_rollback",
+    "Com_stmt_prepare",
+    "Com_admin_commands",
+    "Questions",
+];
+
+async fn db_counters(pool: &MySqlPool) -> Vec<f64> {
+    let rows: Vec<(String, String)> = sqlx::query_as("SHOW GLOBAL STATUS")
+        .fetch_all(pool)
+        .await
+        .unwrap_or_default();
+    DB_COUNTERS
+        .iter()
+        .map(|name| {
+            rows.iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(0.0)
+        })
+        .collect()
+}
+
+fn add_counts(total: &mut Vec<f64>, before: &[f64], after: &[f64]) {
+    total.resize(DB_COUNTERS.len(), 0.0);
+    for (i, t) in total.iter_mut().enumerate() {
+        *t += after[i] - before[i];
+    }
+}
+
 fn order_body() -> Value {
     json!({
         "customer": {"name": "Bench Buyer", "email": "bench@example.com"},
@@ -399,6 +438,7 @@ async fn main() -> anyhow::Result<()> {
     let mut parts = Parts::default();
     let meter = cpu::CpuMeter::new(stack.stack_dir.as_deref());
     let (mut service_cpu, mut bare_cpu) = (cpu::CpuUse::default(), cpu::CpuUse::default());
+    let (mut service_db, mut bare_db_counts) = (Vec::new(), Vec::new());
     let passes: Vec<(usize, bool)> = std::iter::once((args.concurrency * 4, false))
         .chain((1..=args.rounds).map(|r| (r, true)))
         .collect();
@@ -452,6 +492,7 @@ async fn main() -> anyhow::Result<()> {
             bail!("filling carts failed: {:?}", fill.first_error);
         }
         let metrics_before = Parts::snapshot(&http, &order_base).await;
+        let db_before = db_counters(&bare).await;
         let cpu_before = meter.snapshot();
         let placed = {
             let (http, tokens, order_base) = (http.clone(), tokens.clone(), order_base.clone());
@@ -495,11 +536,14 @@ async fn main() -> anyhow::Result<()> {
             s
         };
         let cpu_between = meter.snapshot();
+        let db_between = db_counters(&bare).await;
         let metrics_after = Parts::snapshot(&http, &order_base).await;
         if measured {
             parts.add(&metrics_before, &metrics_after);
             service_cpu.add(&cpu_before, &cpu_between);
+            add_counts(&mut service_db, &db_before, &db_between);
         }
+        let db_before = db_counters(&bare).await;
         let cpu_before = meter.snapshot();
         let bare_pass = {
             let (pool, products, sample) = (bare.clone(), products.clone(), sample_order.clone());
@@ -522,6 +566,7 @@ async fn main() -> anyhow::Result<()> {
         };
         if measured {
             bare_cpu.add(&cpu_before, &meter.snapshot());
+            add_counts(&mut bare_db_counts, &db_before, &db_counters(&bare).await);
             service.merge(placed);
             bare_sample.merge(bare_pass);
         } else if placed.errors > 0 || bare_pass.errors > 0 {
@@ -602,6 +647,19 @@ async fn main() -> anyhow::Result<()> {
             })
             .collect();
         println!("| {name} | {machine:.2} | {} |", cells.join(" | "));
+    }
+    println!(
+        "\nMariaDB commands per order (`SHOW GLOBAL STATUS`, measured passes; `Com_stmt_prepare` counts statements sqlx had not cached, `Com_admin_commands` pings):\n"
+    );
+    println!("| phase | {} |", DB_COUNTERS.join(" | "));
+    println!("|---|{}", "---:|".repeat(DB_COUNTERS.len()));
+    for (name, s, counts) in [
+        ("order service (HTTP)", &service, &service_db),
+        ("bare sqlx transaction", &bare_sample, &bare_db_counts),
+    ] {
+        let n = s.requests().max(1) as f64;
+        let cells: Vec<String> = counts.iter().map(|c| format!("{:.2}", c / n)).collect();
+        println!("| {name} | {} |", cells.join(" | "));
     }
     for (name, s) in [("service", &service), ("bare", &bare_sample)] {
         if let Some(e) = &s.first_error {

@@ -50,6 +50,14 @@ pub trait CartRepo: Send + Sync {
     /// (0: not stored yet); the stored version becomes `cart.version + 1`, which is returned.
     fn save<'a>(&'a self, cart: &'a Cart) -> BoxFuture<'a, Result<u64, SaveError>>;
 
+    /// Empties the user's cart in one step if it has lines, stamping it `at`; returns the
+    /// version that wrote, or `None` when there was no cart or it was already empty.
+    fn clear<'a>(
+        &'a self,
+        user_id: &'a str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> BoxFuture<'a, Result<Option<u64>>>;
+
     /// A cheap query proving the database answers.
     fn check(&self) -> BoxFuture<'_, Result<()>>;
 }

@@ -282,14 +282,13 @@ impl AppState {
             .map(drop)
     }
 
-    /// `DELETE /v1/cart`: empties the cart (a cart that is already empty is left alone).
+    /// `DELETE /v1/cart`: empties the cart (a cart that is already empty is left alone), in
+    /// one statement: no load, no version to race with.
     pub async fn clear(&self, user: &str) -> Result<(), ApiError> {
-        self.write(user, |cart| {
-            let changed = !cart.lines.is_empty();
-            cart.lines.clear();
-            Ok(changed)
-        })
-        .await
-        .map(drop)
+        let at = Utc::now().trunc_subsecs(3);
+        if let Some(version) = self.repo.clear(user, at).await? {
+            self.cache.invalidate(user, version).await;
+        }
+        Ok(())
     }
 }

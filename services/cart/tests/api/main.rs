@@ -2,6 +2,7 @@
 //! real search service as its catalog; the embedded twins (SQLite, memory) pass the same flow.
 
 mod helpers;
+mod migrations;
 
 use std::time::{Duration, Instant};
 
