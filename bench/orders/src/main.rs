@@ -43,6 +43,14 @@ struct Args {
     /// every order: every placement then waits for the stock row locks of the one before.
     #[arg(long)]
     products: Option<usize>,
+    /// Orders of the unmeasured warm-up pass of each phase (default: `--orders`), enough for
+    /// every pool to open its connections and prepare its statements, and for Kafka's JIT.
+    #[arg(long)]
+    warmup: Option<usize>,
+    /// A `perf record --control fifo:PATH` control FIFO: the profile is enabled during the
+    /// measured service passes only (see bench/orders/README.md, "Profiling").
+    #[arg(long)]
+    perf_ctl: Option<std::path::PathBuf>,
     /// Do not run the order service's outbox relay (events stay in the outbox), to see what
     /// publishing to Kafka meanwhile costs the placements.
     #[arg(long)]
@@ -253,6 +261,19 @@ fn add_counts(total: &mut Vec<f64>, before: &[f64], after: &[f64]) {
     }
 }
 
+/// Sends `command` to `perf record`'s control FIFO, when one was given.
+fn perf_control(fifo: Option<&std::path::Path>, command: &str) {
+    use std::io::Write as _;
+    let Some(fifo) = fifo else { return };
+    let sent = std::fs::OpenOptions::new()
+        .write(true)
+        .open(fifo)
+        .and_then(|mut f| f.write_all(format!("{command}\n").as_bytes()));
+    if let Err(e) = sent {
+        eprintln!("perf control {}: {e}", fifo.display());
+    }
+}
+
 fn order_body() -> Value {
     json!({
         "customer": {"name": "Bench Buyer", "email": "bench@example.com"},
@@ -439,9 +460,10 @@ async fn main() -> anyhow::Result<()> {
     let meter = cpu::CpuMeter::new(stack.stack_dir.as_deref());
     let (mut service_cpu, mut bare_cpu) = (cpu::CpuUse::default(), cpu::CpuUse::default());
     let (mut service_db, mut bare_db_counts) = (Vec::new(), Vec::new());
-    let passes: Vec<(usize, bool)> = std::iter::once((args.concurrency * 4, false))
-        .chain((1..=args.rounds).map(|r| (r, true)))
-        .collect();
+    let passes: Vec<(usize, bool)> =
+        std::iter::once((args.warmup.unwrap_or(args.orders).max(1), false))
+            .chain((1..=args.rounds).map(|r| (r, true)))
+            .collect();
     for (round, measured) in passes {
         let n = if measured { args.orders } else { round };
         let tag = if measured {
@@ -493,6 +515,9 @@ async fn main() -> anyhow::Result<()> {
         }
         let metrics_before = Parts::snapshot(&http, &order_base).await;
         let db_before = db_counters(&bare).await;
+        if measured {
+            perf_control(args.perf_ctl.as_deref(), "enable");
+        }
         let cpu_before = meter.snapshot();
         let placed = {
             let (http, tokens, order_base) = (http.clone(), tokens.clone(), order_base.clone());
@@ -536,6 +561,9 @@ async fn main() -> anyhow::Result<()> {
             s
         };
         let cpu_between = meter.snapshot();
+        if measured {
+            perf_control(args.perf_ctl.as_deref(), "disable");
+        }
         let db_between = db_counters(&bare).await;
         let metrics_after = Parts::snapshot(&http, &order_base).await;
         if measured {
