@@ -33,6 +33,24 @@ fn first_migration(dir: &Path, backend: &str) -> std::path::PathBuf {
     only
 }
 
+/// Puts the database behind `pool` in the state a deployment before 0002 left it in (the
+/// first migration, then [`OLD_ROWS`]) and closes the pool. A macro, as the two pools' types
+/// share no trait sqlx's migrator and queries both accept.
+macro_rules! as_before_0002 {
+    ($pool:expr, $dir:expr, $backend:expr) => {
+        sqlx::migrate::Migrator::new(first_migration($dir, $backend))
+            .await
+            .expect("0001")
+            .run(&$pool)
+            .await
+            .expect("apply 0001");
+        for sql in OLD_ROWS {
+            sqlx::query(sql).execute(&$pool).await.expect(sql);
+        }
+        $pool.close().await;
+    };
+}
+
 async fn assert_carried_over(repo: &dyn CartRepo) {
     let cart = repo.load("shopper-1").await.expect("load").expect("cart");
     assert_eq!(cart.version, 3);
@@ -76,16 +94,7 @@ async fn carts_saved_before_the_lines_moved_into_the_row_read_back_on_mariadb() 
     let db = Stack::get().mysql_database().await.expect("database");
     let dir = tempfile::tempdir().expect("dir");
     let pool = sqlx::MySqlPool::connect(db.url()).await.expect("connect");
-    sqlx::migrate::Migrator::new(first_migration(dir.path(), "mysql"))
-        .await
-        .expect("0001")
-        .run(&pool)
-        .await
-        .expect("apply 0001");
-    for sql in OLD_ROWS {
-        sqlx::query(sql).execute(&pool).await.expect(sql);
-    }
-    pool.close().await;
+    as_before_0002!(pool, dir.path(), "mysql");
     let repo = MysqlCarts::connect(db.url())
         .await
         .expect("migrate to the latest");
@@ -99,16 +108,7 @@ async fn carts_saved_before_the_lines_moved_into_the_row_read_back_on_sqlite() {
     let pool = storefront_kit::sql::open_sqlite(&file, |o| o.foreign_keys(true))
         .await
         .expect("open");
-    sqlx::migrate::Migrator::new(first_migration(dir.path(), "sqlite"))
-        .await
-        .expect("0001")
-        .run(&pool)
-        .await
-        .expect("apply 0001");
-    for sql in OLD_ROWS {
-        sqlx::query(sql).execute(&pool).await.expect(sql);
-    }
-    pool.close().await;
+    as_before_0002!(pool, dir.path(), "sqlite");
     let repo = SqliteCarts::open(&file)
         .await
         .expect("migrate to the latest");
