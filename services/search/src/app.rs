@@ -269,7 +269,7 @@ async fn follow(
 }
 
 /// Most `orders.v1` records applied at once (one catalog transaction, one index write).
-const STOCK_BATCH: usize = 500;
+const STOCK_BATCH: usize = 5000;
 
 /// Follows `orders.v1` until shutdown, applying `StockChanged` to the catalog and the index
 /// (once the index exists: a write before would create it without its mapping).
