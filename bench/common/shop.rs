@@ -8,9 +8,9 @@ use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 use storefront_kit::auth::Role;
 use storefront_kit::auth::testing::TestIssuer;
-use storefront_kit::backend::{EventsUrl, SqlUrl};
+use storefront_kit::backend::{CacheUrl, EventsUrl, SqlUrl};
 use storefront_kit::server::Platform;
-use storefront_tests::{KafkaTopic, MysqlDatabase, Stack};
+use storefront_tests::{KafkaTopic, MysqlDatabase, RedisNamespace, Stack};
 
 /// Search, cart and order, running; the namespaces live as long as this.
 #[allow(
@@ -28,6 +28,7 @@ pub struct Shop {
     pub cart: String,
     pub order: String,
     _databases: [MysqlDatabase; 2],
+    _cart_cache: RedisNamespace,
     _dir: tempfile::TempDir,
 }
 
@@ -37,8 +38,9 @@ pub fn local(port: u16) -> String {
 }
 
 impl Shop {
-    /// Starts search (embedded catalog and index), cart and order (MariaDB, Kafka) on topics
-    /// named after `label`; `order` adjusts the order service's settings.
+    /// Starts search (embedded catalog and index), cart (MariaDB, its cache in Redis) and
+    /// order (MariaDB, Kafka) on topics named after `label`; `order` adjusts the order
+    /// service's settings.
     pub async fn start(
         stack: &Stack,
         label: &str,
@@ -49,6 +51,7 @@ impl Shop {
         let deliveries = stack.kafka_topic(&format!("{label}-deliveries"), 3).await?;
         let cart_db = stack.mysql_database().await?;
         let order_db = stack.mysql_database().await?;
+        let cart_cache = stack.redis_namespace().await?;
         let dir = tempfile::tempdir()?;
         let platform = Platform::new(dir.path(), Duration::from_secs(10));
         let issuer = TestIssuer::new();
@@ -77,6 +80,9 @@ impl Shop {
             &storefront_cart::Settings {
                 listen: "127.0.0.1:0".into(),
                 database_url: Some(SqlUrl::parse(cart_db.url())?),
+                // As in Kubernetes: the cart cache in Redis, not in the process.
+                cache_url: Some(CacheUrl::parse(&stack.redis_url)?),
+                cache_prefix: cart_cache.prefix().trim_end_matches(':').to_string(),
                 search_url: search_base.clone(),
                 ..storefront_cart::Settings::default()
             },
@@ -116,6 +122,7 @@ impl Shop {
             cart: cart_base,
             order: order_base,
             _databases: [cart_db, order_db],
+            _cart_cache: cart_cache,
             _dir: dir,
         })
     }

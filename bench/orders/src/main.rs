@@ -52,6 +52,10 @@ struct Args {
     /// measured service passes only (see bench/orders/README.md, "Profiling").
     #[arg(long)]
     perf_ctl: Option<std::path::PathBuf>,
+    /// Do not view each filled cart before placing its order: by default a cart is read once
+    /// after filling, as the web UI's checkout page does, so the placement finds it cached.
+    #[arg(long)]
+    cold_cart: bool,
     /// Do not run the order service's outbox relay (events stay in the outbox), to see what
     /// publishing to Kafka meanwhile costs the placements.
     #[arg(long)]
@@ -486,6 +490,7 @@ async fn main() -> anyhow::Result<()> {
                 cart_base.clone(),
             );
             let lines = args.lines;
+            let view = !args.cold_cart;
             closed_loop(n, args.concurrency, move |i| {
                 let (http, tokens, products, cart_base) = (
                     http.clone(),
@@ -504,6 +509,17 @@ async fn main() -> anyhow::Result<()> {
                             .map_err(|e| e.to_string())?;
                         if !r.status().is_success() {
                             return Err(format!("cart add: {}", r.status()));
+                        }
+                    }
+                    if view {
+                        let r = http
+                            .get(format!("{cart_base}/v1/cart"))
+                            .bearer_auth(&tokens[i])
+                            .send()
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        if !r.status().is_success() {
+                            return Err(format!("cart view: {}", r.status()));
                         }
                     }
                     Ok(())
@@ -610,12 +626,17 @@ async fn main() -> anyhow::Result<()> {
 
     // --- report ----------------------------------------------------------------------------
     println!(
-        "\n{} orders per pass, {} lines each from {} products; {} closed-loop workers; {} measured passes per phase (alternating); outbox relay {}; load average {load_before} before, {load_after} after.\n",
+        "\n{} orders per pass, {} lines each from {} products; {} closed-loop workers; {} measured passes per phase (alternating); {}; outbox relay {}; load average {load_before} before, {load_after} after.\n",
         args.orders,
         args.lines,
         products.len(),
         args.concurrency,
         args.rounds,
+        if args.cold_cart {
+            "carts not viewed before placing (--cold-cart)"
+        } else {
+            "each cart viewed once before placing, as the checkout page does"
+        },
         if args.no_relay { "off" } else { "on" }
     );
     println!("| phase | orders | errors | orders/s | p50 ms | p99 ms | max ms |");
