@@ -1,7 +1,8 @@
 //! `bench-gateway`: requests per second and p50/p99 latency, measured by `wrk`, of one small
 //! JSON endpoint reached (a) directly, (b) through nginx `proxy_pass` with keep-alive and
 //! `limit_req`, (c) through the gateway with no auth and no limits, and (d) through the
-//! gateway with JWT verification (cached) and a per-user rate limit on; then per-operation
+//! gateway with JWT verification (cached) and a per-user rate limit on, and (e)-(g) through
+//! three bare hyper proxies, the floor under the gateway (`floor.rs`); then per-operation
 //! figures of the limiter and of token verification (cached and uncached), and of one Redis
 //! GCRA decision when `STOREFRONT_TEST_REDIS_URL` is set.
 //!
@@ -31,6 +32,8 @@ use storefront_kit::server::Platform;
 use storefront_tests::load_average;
 use tokio::io::AsyncBufReadExt as _;
 
+mod floor;
+
 #[derive(Debug, Parser)]
 #[command(about = "Upstream direct vs nginx vs the Storefront gateway, measured with wrk")]
 struct Args {
@@ -58,6 +61,12 @@ struct Args {
     /// Internal: serve a gateway with this configuration file (a child of the benchmark).
     #[arg(long, hide = true)]
     serve_gateway: Option<std::path::PathBuf>,
+    /// Internal: serve the bare hyper proxy (`floor.rs`) in front of this upstream address.
+    #[arg(long, hide = true)]
+    serve_gateway_floor: Option<SocketAddr>,
+    /// Internal: which floor variant to serve.
+    #[arg(long, hide = true, value_enum, default_value_t = floor::Variant::Bare)]
+    floor_variant: floor::Variant,
     /// Internal: the PKCS#8 PEM of the issuer whose tokens the served gateway accepts.
     #[arg(long, hide = true)]
     issuer_key: Option<std::path::PathBuf>,
@@ -193,25 +202,43 @@ async fn start_gateway(
     );
     let path = dir.join(format!("gateway-{secured}.yaml"));
     std::fs::write(&path, config)?;
-    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+    let mut command = tokio::process::Command::new(std::env::current_exe()?);
+    command
         .arg("--serve-gateway")
         .arg(&path)
         .arg("--issuer-key")
-        .arg(issuer_key)
+        .arg(issuer_key);
+    spawn_server(command).await
+}
+
+/// Starts a bare hyper proxy (`floor.rs`) in front of `upstream`, in a process of its own.
+async fn start_floor(upstream: SocketAddr, variant: &str) -> anyhow::Result<GatewayProcess> {
+    let mut command = tokio::process::Command::new(std::env::current_exe()?);
+    command
+        .arg("--serve-gateway-floor")
+        .arg(upstream.to_string())
+        .arg("--floor-variant")
+        .arg(variant);
+    spawn_server(command).await
+}
+
+/// Runs `command`, a child that prints `port=<port>` once it serves.
+async fn spawn_server(mut command: tokio::process::Command) -> anyhow::Result<GatewayProcess> {
+    let mut child = command
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .context("start a gateway process")?;
-    let stdout = child.stdout.take().context("gateway stdout")?;
+        .context("start a proxy process")?;
+    let stdout = child.stdout.take().context("proxy stdout")?;
     let mut lines = tokio::io::BufReader::new(stdout).lines();
     let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
         .await
-        .context("the gateway process did not report its port")??
-        .context("the gateway process exited")?;
+        .context("the proxy process did not report its port")??
+        .context("the proxy process exited")?;
     let port = line
         .strip_prefix("port=")
         .and_then(|p| p.trim().parse().ok())
-        .with_context(|| format!("unexpected first line from the gateway process: {line}"))?;
+        .with_context(|| format!("unexpected first line from the proxy process: {line}"))?;
     Ok(GatewayProcess {
         _child: child,
         port,
@@ -360,6 +387,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(upstream) = args.serve_gateway_floor {
+        return floor::serve(upstream, args.floor_variant);
+    }
     if let Some(config) = args.serve_gateway.clone() {
         let key = args.issuer_key.clone().context("--issuer-key")?;
         // What `storefront run gateway` installs: the log subscriber at `info` (so every
@@ -407,9 +437,14 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     let nginx = start_nginx(dir.path(), upstream, args.nginx_workers).await?;
     let plain_gw = start_gateway(dir.path(), upstream, false, &issuer_key).await?;
     let secured_gw = start_gateway(dir.path(), upstream, true, &issuer_key).await?;
+    let floors = [
+        start_floor(upstream, "bare").await?,
+        start_floor(upstream, "pooled").await?,
+        start_floor(upstream, "axum").await?,
+    ];
     let (plain, secured) = (plain_gw.port, secured_gw.port);
 
-    let targets: [(&'static str, String, Option<&str>); 4] = [
+    let targets: [(&'static str, String, Option<&str>); 7] = [
         (
             "upstream direct",
             format!("http://{upstream}/v1/bench/item"),
@@ -429,6 +464,21 @@ async fn bench(args: Args) -> anyhow::Result<()> {
             "gateway, JWT + rate limit",
             format!("http://127.0.0.1:{secured}/api/bench/item"),
             Some(token.as_str()),
+        ),
+        (
+            "floor: bare hyper, a connection per client",
+            format!("http://127.0.0.1:{}/api/bench/item", floors[0].port),
+            None,
+        ),
+        (
+            "floor: bare hyper, pooled client",
+            format!("http://127.0.0.1:{}/api/bench/item", floors[1].port),
+            None,
+        ),
+        (
+            "floor: axum::serve + Router, pooled client",
+            format!("http://127.0.0.1:{}/api/bench/item", floors[2].port),
+            None,
         ),
     ];
     // Rounds alternate the targets, so a burst of load elsewhere on the machine hits them
@@ -452,7 +502,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         .map(|s| median(&s))
         .collect();
     drop(nginx);
-    drop((plain_gw, secured_gw));
+    drop((plain_gw, secured_gw, floors));
 
     println!(
         "\n## wrk: {} thread(s), {} connections, median of {} rounds of {} s per target (nginx: {} workers)\n",

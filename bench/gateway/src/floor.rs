@@ -1,0 +1,191 @@
+//! The floor for any proxy built on hyper: a bare HTTP/1 proxy with none of the gateway's
+//! work (no route table, auth, limits, retries, health, metrics or logs), serving as the
+//! gateway does (a current-thread runtime per core, each with its own `SO_REUSEPORT` socket).
+//! It shows how much of the gap to nginx is hyper itself. Not a product: a measuring stick.
+//!
+//! Three variants, each adding one piece of how the gateway is built:
+//! - [`Variant::Bare`]: hyper's HTTP/1 server hands each request to hyper's HTTP/1 client on
+//!   one keep-alive upstream connection per client connection, on the same thread;
+//! - [`Variant::Pooled`]: the same server, with the gateway's upstream client instead
+//!   (`hyper_util`'s pooled `Client`, one pool per thread);
+//! - [`Variant::Axum`]: `axum::serve` with a one-route `Router` in front of that pooled
+//!   client, as the gateway serves (without its middleware and its own work).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::extract::State;
+use axum::response::IntoResponse as _;
+use axum::routing::any;
+use http::Uri;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// Which pieces of the gateway's build the proxy has (see the module docs).
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Variant {
+    Bare,
+    Pooled,
+    Axum,
+}
+
+/// `/api/bench/<rest>` → `/v1/bench/<rest>` on `upstream` (the pooled variants' absolute URI).
+fn rewrite(uri: &Uri, upstream: Option<SocketAddr>) -> anyhow::Result<Uri> {
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let rest = path.strip_prefix("/api/bench").unwrap_or(path);
+    let uri = match upstream {
+        Some(at) => format!("http://{at}/v1/bench{rest}"),
+        None => format!("/v1/bench{rest}"),
+    };
+    uri.parse().context("rewritten path")
+}
+
+/// Serves `/api/bench/...` → `upstream` `/v1/bench/...` on one thread per core until killed,
+/// after printing `port=<port>`.
+pub fn serve(upstream: SocketAddr, variant: Variant) -> anyhow::Result<()> {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let (bound_tx, bound_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
+    let mut handles = Vec::new();
+    for i in 0..threads {
+        let bound = bound_tx.clone();
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("floor-{i}"))
+                .spawn(move || shard(addr, upstream, variant, &bound))?,
+        );
+    }
+    for _ in 0..threads {
+        bound_rx.recv()??;
+    }
+    println!("port={}", addr.port());
+    for h in handles {
+        h.join()
+            .map_err(|_| anyhow::anyhow!("a serving thread panicked"))??;
+    }
+    Ok(())
+}
+
+fn shard(
+    addr: SocketAddr,
+    upstream: SocketAddr,
+    variant: Variant,
+    bound: &std::sync::mpsc::Sender<anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = (|| {
+            let socket = TcpSocket::new_v4()?;
+            socket.set_reuseaddr(true)?;
+            socket.set_reuseport(true)?;
+            socket.bind(addr)?;
+            socket.listen(1024)
+        })();
+        let listener = match listener {
+            Ok(l) => {
+                let _ = bound.send(Ok(()));
+                l
+            }
+            Err(e) => {
+                let _ = bound.send(Err(anyhow::anyhow!("bind {addr}: {e}")));
+                return Err(e.into());
+            }
+        };
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let pooled: Client<HttpConnector, Incoming> =
+            Client::builder(TokioExecutor::new()).build(connector.clone());
+        if let Variant::Axum = variant {
+            let client: Client<HttpConnector, axum::body::Body> =
+                Client::builder(TokioExecutor::new()).build(connector);
+            let app = axum::Router::new()
+                .route("/{*rest}", any(axum_proxy))
+                .with_state((client, upstream));
+            axum::serve(listener, app).await?;
+            return Ok(());
+        }
+        loop {
+            let (client, _) = listener.accept().await?;
+            let pooled = pooled.clone();
+            tokio::spawn(async move {
+                let served = match variant {
+                    Variant::Pooled => pooled_connection(client, pooled, upstream).await,
+                    _ => connection(client, upstream).await,
+                };
+                if let Err(e) = served {
+                    eprintln!("floor proxy connection: {e:#}");
+                }
+            });
+        }
+    })
+}
+
+async fn axum_proxy(
+    State((client, upstream)): State<(Client<HttpConnector, axum::body::Body>, SocketAddr)>,
+    mut request: axum::extract::Request,
+) -> axum::response::Response {
+    match rewrite(request.uri(), Some(upstream)) {
+        Ok(uri) => *request.uri_mut() = uri,
+        Err(_) => return http::StatusCode::BAD_REQUEST.into_response(),
+    }
+    match client.request(request).await {
+        Ok(response) => response.map(axum::body::Body::new),
+        Err(_) => http::StatusCode::BAD_GATEWAY.into_response(),
+    }
+}
+
+/// One client connection through the shared pooled client.
+async fn pooled_connection(
+    client: TcpStream,
+    pooled: Client<HttpConnector, Incoming>,
+    upstream: SocketAddr,
+) -> anyhow::Result<()> {
+    client.set_nodelay(true)?;
+    let service = service_fn(move |mut request: Request<Incoming>| {
+        let pooled = pooled.clone();
+        async move {
+            *request.uri_mut() = rewrite(request.uri(), Some(upstream))?;
+            let response: Response<Incoming> = pooled.request(request).await?;
+            Ok::<_, anyhow::Error>(response)
+        }
+    });
+    hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(client), service)
+        .await
+        .context("client connection")
+}
+
+/// One client connection, with its own upstream connection.
+async fn connection(client: TcpStream, upstream: SocketAddr) -> anyhow::Result<()> {
+    client.set_nodelay(true)?;
+    let up = TcpStream::connect(upstream).await?;
+    up.set_nodelay(true)?;
+    let (sender, up_conn) = hyper::client::conn::http1::handshake(TokioIo::new(up))
+        .await
+        .context("upstream handshake")?;
+    tokio::spawn(up_conn);
+    // HTTP/1 serves one request of a connection at a time, so the lock is never contended.
+    let sender = Arc::new(tokio::sync::Mutex::new(sender));
+    let service = service_fn(move |mut request: Request<Incoming>| {
+        let sender = sender.clone();
+        async move {
+            *request.uri_mut() = rewrite(request.uri(), None)?;
+            let mut sender = sender.lock().await;
+            sender.ready().await?;
+            let response: Response<Incoming> = sender.send_request(request).await?;
+            Ok::<_, anyhow::Error>(response)
+        }
+    });
+    hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(client), service)
+        .await
+        .context("client connection")
+}
