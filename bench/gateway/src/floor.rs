@@ -9,7 +9,9 @@
 //! - [`Variant::Pooled`]: the same server, with the gateway's upstream client instead
 //!   (`hyper_util`'s pooled `Client`, one pool per thread);
 //! - [`Variant::Axum`]: `axum::serve` with a one-route `Router` in front of that pooled
-//!   client, as the gateway serves (without its middleware and its own work).
+//!   client, as the gateway serves (without its middleware and its own work);
+//! - [`Variant::Mini`]: hyper's server with a minimal per-thread pool of hyper client
+//!   connections.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,6 +35,47 @@ pub enum Variant {
     Bare,
     Pooled,
     Axum,
+    Mini,
+}
+
+/// A minimal pool: ready connections are taken, used and put back once the response head
+/// arrives (a connection still streaming a body is not ready and is skipped).
+#[derive(Default)]
+struct MiniPool {
+    conns: tokio::sync::Mutex<Vec<hyper::client::conn::http1::SendRequest<Incoming>>>,
+}
+
+impl MiniPool {
+    async fn send(
+        &self,
+        upstream: SocketAddr,
+        request: Request<Incoming>,
+    ) -> anyhow::Result<Response<Incoming>> {
+        let found = {
+            let mut conns = self.conns.lock().await;
+            conns.retain(|c| !c.is_closed());
+            conns
+                .iter()
+                .position(hyper::client::conn::http1::SendRequest::is_ready)
+                .map(|i| conns.swap_remove(i))
+        };
+        let mut sender = match found {
+            Some(s) => s,
+            None => {
+                let up = TcpStream::connect(upstream).await?;
+                up.set_nodelay(true)?;
+                let (mut sender, conn) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(up)).await?;
+                tokio::spawn(conn);
+                sender.ready().await?;
+                sender
+            }
+        };
+        let response = sender.send_request(request);
+        let response = response.await;
+        self.conns.lock().await.push(sender);
+        Ok(response?)
+    }
 }
 
 /// `/api/bench/<rest>` → `/v1/bench/<rest>` on `upstream` (the pooled variants' absolute URI).
@@ -112,12 +155,15 @@ fn shard(
             axum::serve(listener, app).await?;
             return Ok(());
         }
+        let mini = Arc::new(MiniPool::default());
         loop {
             let (client, _) = listener.accept().await?;
             let pooled = pooled.clone();
+            let mini = mini.clone();
             tokio::spawn(async move {
                 let served = match variant {
                     Variant::Pooled => pooled_connection(client, pooled, upstream).await,
+                    Variant::Mini => mini_connection(client, mini, upstream).await,
                     _ => connection(client, upstream).await,
                 };
                 if let Err(e) = served {
@@ -140,6 +186,26 @@ async fn axum_proxy(
         Ok(response) => response.map(axum::body::Body::new),
         Err(_) => http::StatusCode::BAD_GATEWAY.into_response(),
     }
+}
+
+/// One client connection through the minimal pool.
+async fn mini_connection(
+    client: TcpStream,
+    mini: Arc<MiniPool>,
+    upstream: SocketAddr,
+) -> anyhow::Result<()> {
+    client.set_nodelay(true)?;
+    let service = service_fn(move |mut request: Request<Incoming>| {
+        let mini = mini.clone();
+        async move {
+            *request.uri_mut() = rewrite(request.uri(), None)?;
+            mini.send(upstream, request).await
+        }
+    });
+    hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(client), service)
+        .await
+        .context("client connection")
 }
 
 /// One client connection through the shared pooled client.

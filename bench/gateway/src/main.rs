@@ -1,8 +1,8 @@
 //! `bench-gateway`: requests per second and p50/p99 latency, measured by `wrk`, of one small
 //! JSON endpoint reached (a) directly, (b) through nginx `proxy_pass` with keep-alive and
 //! `limit_req`, (c) through the gateway with no auth and no limits, and (d) through the
-//! gateway with JWT verification (cached) and a per-user rate limit on, and (e)-(g) through
-//! three bare hyper proxies, the floor under the gateway (`floor.rs`); then per-operation
+//! gateway with JWT verification (cached) and a per-user rate limit on, and (e)-(h) through
+//! four bare hyper proxies, the floor under the gateway (`floor.rs`); then per-operation
 //! figures of the limiter and of token verification (cached and uncached), and of one Redis
 //! GCRA decision when `STOREFRONT_TEST_REDIS_URL` is set.
 //!
@@ -441,10 +441,11 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         start_floor(upstream, "bare").await?,
         start_floor(upstream, "pooled").await?,
         start_floor(upstream, "axum").await?,
+        start_floor(upstream, "mini").await?,
     ];
     let (plain, secured) = (plain_gw.port, secured_gw.port);
 
-    let targets: [(&'static str, String, Option<&str>); 7] = [
+    let targets: [(&'static str, String, Option<&str>); 8] = [
         (
             "upstream direct",
             format!("http://{upstream}/v1/bench/item"),
@@ -478,6 +479,11 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         (
             "floor: axum::serve + Router, pooled client",
             format!("http://127.0.0.1:{}/api/bench/item", floors[2].port),
+            None,
+        ),
+        (
+            "floor: bare hyper, minimal pool",
+            format!("http://127.0.0.1:{}/api/bench/item", floors[3].port),
             None,
         ),
     ];

@@ -34,7 +34,8 @@ struct EchoState {
 }
 
 /// An upstream instance: echoes what it got as JSON with its id; `/v1/fail` answers 503,
-/// `/v1/slow` sleeps two seconds; `/healthz` is 200 while healthy.
+/// `/v1/slow` sleeps two seconds, `/v1/close` closes the connection after answering;
+/// `/healthz` is 200 while healthy.
 pub struct Upstream {
     pub addr: SocketAddr,
     pub hits: Arc<AtomicUsize>,
@@ -60,14 +61,21 @@ async fn echo(State(s): State<EchoState>, request: Request) -> impl IntoResponse
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("?").to_string()))
         .collect();
-    axum::Json(json!({
+    let mut response = axum::Json(json!({
         "instance": s.id,
         "method": parts.method.as_str(),
         "path": parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
         "headers": headers,
         "body_len": body.len(),
     }))
-    .into_response()
+    .into_response();
+    if path.ends_with("/close") {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 async fn healthz(State(s): State<EchoState>) -> StatusCode {

@@ -245,3 +245,39 @@ async fn a_host_name_is_resolved_into_an_instance_per_address() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn an_upstream_closing_its_connections_loses_no_request() {
+    let up = Upstream::start("u");
+    let gw = spawn(&config(
+        &[route(
+            "/api/x",
+            "x",
+            &[&up],
+            "rewrite: /v1, methods: [GET, POST], auth: public, retries: 0",
+        )],
+        "",
+    ))
+    .await;
+    // Every answer closes its connection: a kept one must never be used again, or a POST
+    // (never retried) would fail.
+    for i in 0..20 {
+        let r = gw
+            .http
+            .post(gw.url("/api/x/close"))
+            .body(format!("order {i}"))
+            .send()
+            .await
+            .expect("POST");
+        let (status, _, body) = answer(r).await;
+        assert_eq!(status, 200, "POST {i}: {body}");
+        assert_eq!(
+            body["headers"]["host"],
+            up.addr.to_string(),
+            "the instance's Host"
+        );
+        let (status, _, body) = answer(gw.get("/api/x/close").await).await;
+        assert_eq!(status, 200, "GET {i}: {body}");
+    }
+    assert_eq!(up.hits.load(Ordering::SeqCst), 40);
+}
