@@ -194,7 +194,6 @@ async fn mini_connection(
     mini: Arc<MiniPool>,
     upstream: SocketAddr,
 ) -> anyhow::Result<()> {
-    client.set_nodelay(true)?;
     let service = service_fn(move |mut request: Request<Incoming>| {
         let mini = mini.clone();
         async move {
@@ -202,10 +201,7 @@ async fn mini_connection(
             mini.send(upstream, request).await
         }
     });
-    hyper::server::conn::http1::Builder::new()
-        .serve_connection(TokioIo::new(client), service)
-        .await
-        .context("client connection")
+    serve_client(client, service).await
 }
 
 /// One client connection through the shared pooled client.
@@ -214,7 +210,6 @@ async fn pooled_connection(
     pooled: Client<HttpConnector, Incoming>,
     upstream: SocketAddr,
 ) -> anyhow::Result<()> {
-    client.set_nodelay(true)?;
     let service = service_fn(move |mut request: Request<Incoming>| {
         let pooled = pooled.clone();
         async move {
@@ -223,15 +218,11 @@ async fn pooled_connection(
             Ok::<_, anyhow::Error>(response)
         }
     });
-    hyper::server::conn::http1::Builder::new()
-        .serve_connection(TokioIo::new(client), service)
-        .await
-        .context("client connection")
+    serve_client(client, service).await
 }
 
 /// One client connection, with its own upstream connection.
 async fn connection(client: TcpStream, upstream: SocketAddr) -> anyhow::Result<()> {
-    client.set_nodelay(true)?;
     let up = TcpStream::connect(upstream).await?;
     up.set_nodelay(true)?;
     let (sender, up_conn) = hyper::client::conn::http1::handshake(TokioIo::new(up))
@@ -250,6 +241,18 @@ async fn connection(client: TcpStream, upstream: SocketAddr) -> anyhow::Result<(
             Ok::<_, anyhow::Error>(response)
         }
     });
+    serve_client(client, service).await
+}
+
+/// Serves HTTP/1 on one client connection with `service`.
+async fn serve_client<S>(client: TcpStream, service: S) -> anyhow::Result<()>
+where
+    S: hyper::service::HttpService<Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    client.set_nodelay(true)?;
     hyper::server::conn::http1::Builder::new()
         .serve_connection(TokioIo::new(client), service)
         .await
