@@ -13,6 +13,9 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry, fmt};
 
+mod span_fields;
+pub use span_fields::SpanJsonFields;
+
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -82,6 +85,7 @@ pub fn init(settings: &TelemetrySettings, service: &str) -> Result<TelemetryGuar
             .json()
             .with_current_span(true)
             .with_span_list(false)
+            .fmt_fields(SpanJsonFields)
             .with_writer(std::io::stderr)
             .boxed()
     } else {
