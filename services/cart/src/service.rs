@@ -194,13 +194,13 @@ impl AppState {
         self.view(ctx, &cart).await
     }
 
-    /// Applies `change` to the user's cart as stored now (never the cached copy), saves it
-    /// if `change` says so, retrying on concurrent writes, and invalidates the cached cart
-    /// after the commit. Returns the cart as saved.
+    /// Applies `change` to the user's cart as stored now (never the cached copy), saves it,
+    /// retrying on concurrent writes, and invalidates the cached cart after the commit.
+    /// Returns the cart as saved.
     async fn write(
         &self,
         user: &str,
-        change: impl Fn(&mut Cart) -> Result<bool, CartError>,
+        change: impl Fn(&mut Cart) -> Result<(), CartError>,
     ) -> Result<Cart, ApiError> {
         for attempt in 0..WRITE_ATTEMPTS {
             let mut cart = self
@@ -208,9 +208,7 @@ impl AppState {
                 .load(user)
                 .await?
                 .unwrap_or_else(|| Cart::empty(user, Utc::now()));
-            if !change(&mut cart)? {
-                return Ok(cart);
-            }
+            change(&mut cart)?;
             // Stored in milliseconds: answer what a later read will show.
             cart.updated_at = Utc::now().trunc_subsecs(3);
             match self.repo.save(&cart).await {
@@ -255,7 +253,7 @@ impl AppState {
             })?
             .ok_or_else(|| ApiError::invalid("product_id", "no such product in the catalog"))?;
         let cart = self
-            .write(user, |cart| cart.add(&product, quantity).map(|()| true))
+            .write(user, |cart| cart.add(&product, quantity))
             .await?;
         self.view(ctx, &cart).await
     }
@@ -270,16 +268,14 @@ impl AppState {
     ) -> Result<CartView, ApiError> {
         let quantity = input.validate()?;
         let cart = self
-            .write(user, |cart| cart.set_quantity(id, quantity).map(|()| true))
+            .write(user, |cart| cart.set_quantity(id, quantity))
             .await?;
         self.view(ctx, &cart).await
     }
 
     /// `DELETE /v1/cart/items/{product}`.
     pub async fn remove(&self, user: &str, id: &ProductId) -> Result<(), ApiError> {
-        self.write(user, |cart| cart.remove(id).map(|()| true))
-            .await
-            .map(drop)
+        self.write(user, |cart| cart.remove(id)).await.map(drop)
     }
 
     /// `DELETE /v1/cart`: empties the cart (a cart that is already empty is left alone), in
