@@ -7,7 +7,7 @@
 //! Measured in bench/gateway, the request span was the largest piece of the gateway's own
 //! cost.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 use tracing::field::{Field, Visit};
 use tracing::span::Record;
@@ -19,16 +19,17 @@ use tracing_subscriber::fmt::{FormatFields, FormattedFields};
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SpanJsonFields;
 
-/// A JSON object being written; the closing brace is added by [`JsonObject::finish`].
+/// A JSON object being written; the closing brace is added by [`JsonObject::finish`]. Keys
+/// and values are written by serde_json, so they are escaped as JSON wants.
 struct JsonObject {
-    out: String,
+    out: Vec<u8>,
     empty: bool,
 }
 
 impl JsonObject {
     fn new() -> Self {
-        let mut out = String::with_capacity(160);
-        out.push('{');
+        let mut out = Vec::with_capacity(160);
+        out.push(b'{');
         Self { out, empty: true }
     }
 
@@ -36,7 +37,7 @@ impl JsonObject {
     fn continuing(fields: &str) -> Self {
         match fields.trim_end().strip_suffix('}') {
             Some(open) if open.trim_start().starts_with('{') => Self {
-                out: open.to_string(),
+                out: open.as_bytes().to_vec(),
                 empty: open.trim() == "{",
             },
             _ => Self::new(),
@@ -45,72 +46,60 @@ impl JsonObject {
 
     fn key(&mut self, field: &Field) {
         if !self.empty {
-            self.out.push(',');
+            self.out.push(b',');
         }
         self.empty = false;
         let name = field.name();
-        push_str(&mut self.out, name.strip_prefix("r#").unwrap_or(name));
-        self.out.push(':');
+        self.value(name.strip_prefix("r#").unwrap_or(name));
+        self.out.push(b':');
+    }
+
+    fn value<T: serde::Serialize + ?Sized>(&mut self, value: &T) {
+        // Writing into a Vec fails only for values JSON cannot hold, which no caller passes.
+        let _ = serde_json::to_writer(&mut self.out, value);
     }
 
     fn finish(mut self) -> String {
-        self.out.push('}');
-        self.out
+        self.out.push(b'}');
+        // serde_json writes UTF-8, and a continued object was a `str`.
+        String::from_utf8(self.out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
-}
-
-/// `s` as a JSON string.
-fn push_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 impl Visit for JsonObject {
     fn record_str(&mut self, field: &Field, value: &str) {
         self.key(field);
-        push_str(&mut self.out, value);
+        self.value(value);
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         self.key(field);
-        push_str(&mut self.out, &format!("{value:?}"));
+        self.value(&format!("{value:?}"));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
         self.key(field);
-        let _ = write!(self.out, "{value}");
+        self.value(&value);
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
         self.key(field);
-        let _ = write!(self.out, "{value}");
+        self.value(&value);
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
         self.key(field);
-        self.out.push_str(if value { "true" } else { "false" });
+        self.value(&value);
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
         self.key(field);
         if value.is_finite() {
-            let _ = write!(self.out, "{value}");
+            self.value(&value);
         } else {
             // JSON has no NaN or infinity: as the text, like a debug value.
-            push_str(&mut self.out, &value.to_string());
+            self.value(&value.to_string());
         }
     }
 }
@@ -217,7 +206,7 @@ mod tests {
     fn a_span_with_no_fields_is_an_empty_object_and_takes_fields_later() {
         let mut object = JsonObject::continuing("{}");
         assert!(object.empty);
-        object.out.push_str("\"a\":1");
+        object.out.extend_from_slice(b"\"a\":1");
         assert_eq!(object.finish(), "{\"a\":1}");
         assert_eq!(JsonObject::new().finish(), "{}");
         assert_eq!(JsonObject::continuing("").finish(), "{}");
