@@ -783,6 +783,17 @@ impl Drop for IsolatedServer {
     }
 }
 
+/// The Prometheus text a service serves at `{base}/metrics` (panics unless it answers 200).
+pub async fn metrics_text(http: &reqwest::Client, base: &str) -> String {
+    let response = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics");
+    assert_eq!(response.status(), 200, "GET {base}/metrics");
+    response.text().await.expect("the metrics text")
+}
+
 /// The machine's 1, 5 and 15 minute load averages as `/proc/loadavg` gives them (`unknown`
 /// where it cannot be read): benches print it beside their figures.
 pub fn load_average() -> String {

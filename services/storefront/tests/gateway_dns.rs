@@ -130,14 +130,7 @@ async fn a_name_with_two_addresses_is_two_instances_and_one_left_takes_every_req
     let two = "gateway_upstream_instances{service=\"who\"} 2";
     let mut metrics = String::new();
     for _ in 0..50 {
-        metrics = http
-            .get(format!("{url}/metrics"))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
+        metrics = storefront_tests::metrics_text(&http, &url).await;
         if metrics.lines().any(|l| l.starts_with(two)) {
             break;
         }

@@ -554,15 +554,7 @@ async fn readyz_reports_each_dependency_and_openapi_lists_the_endpoints() {
     }
     assert!(doc["components"]["schemas"]["CartView"].is_object());
 
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = storefront_tests::metrics_text(&app.http, &app.base).await;
     assert!(metrics.contains("http_requests_total"), "kit metrics");
 }
 
