@@ -4,9 +4,7 @@
 
 use std::fmt;
 
-use axum::extract::{FromRequestParts, Request};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::extract::FromRequestParts;
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use rand::RngCore;
@@ -284,22 +282,6 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
             .cloned()
             .unwrap_or_else(|| RequestContext::from_headers(&parts.headers)))
     }
-}
-
-/// Middleware: puts a [`RequestContext`] into the request's extensions and echoes the request id
-/// and this hop's `traceparent` on the response.
-pub async fn propagate(mut request: Request, next: Next) -> Response {
-    let ctx = RequestContext::from_headers(request.headers());
-    let request_id = HeaderValue::from_str(&ctx.request_id).ok();
-    let hop = ctx.trace;
-    let trace = hop.header_value();
-    request.extensions_mut().insert(ctx);
-    let mut response = within_trace(hop, next.run(request)).await;
-    if let Some(v) = request_id {
-        response.headers_mut().insert(REQUEST_ID, v);
-    }
-    response.headers_mut().insert(TRACEPARENT, trace);
-    response
 }
 
 #[cfg(test)]

@@ -3,11 +3,8 @@
 //! matched route, and the `/metrics` handler.
 
 use std::sync::OnceLock;
-use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use http::{HeaderValue, header};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -48,29 +45,66 @@ pub async fn render() -> impl IntoResponse {
     )
 }
 
-/// Middleware recording `http_requests_total`, `http_request_errors_total` (5xx) and
-/// `http_request_duration_seconds`, labelled by service, method, matched route and status.
-pub async fn track(State(service): State<&'static str>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = request.method().as_str().to_owned();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let response = next.run(request).await;
-    let status = response.status();
-    let labels = [
-        ("service", service.to_owned()),
-        ("method", method),
-        ("route", route),
-        ("status", status.as_u16().to_string()),
-    ];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    if status.is_server_error() {
-        metrics::counter!("http_request_errors_total", &labels).increment(1);
+/// A counter whose only varying label is `status`, keeping its handle for each status seen:
+/// a count then costs no label strings and no registry lookup (the gateway counts every
+/// proxied request by route and status).
+pub struct StatusCounter {
+    name: &'static str,
+    labels: Vec<metrics::Label>,
+    seen: std::sync::RwLock<Vec<(u16, metrics::Counter)>>,
+}
+
+impl StatusCounter {
+    /// `name` with the fixed `labels`; `status` is added to them.
+    pub fn new(name: &'static str, labels: &[(&'static str, &str)]) -> Self {
+        Self {
+            name,
+            labels: labels
+                .iter()
+                .map(|(k, v)| metrics::Label::new(*k, (*v).to_owned()))
+                .collect(),
+            seen: std::sync::RwLock::default(),
+        }
     }
-    metrics::histogram!("http_request_duration_seconds", &labels[..3])
-        .record(started.elapsed().as_secs_f64());
-    response
+
+    pub fn increment(&self, status: http::StatusCode) {
+        let status = status.as_u16();
+        if let Ok(seen) = self.seen.read()
+            && let Some((_, counter)) = seen.iter().find(|(s, _)| *s == status)
+        {
+            counter.increment(1);
+            return;
+        }
+        let mut labels = self.labels.clone();
+        labels.push(metrics::Label::new("status", status.to_string()));
+        let counter = metrics::counter!(self.name, labels);
+        counter.increment(1);
+        // Statuses are a small set (a gateway answers with a few dozen at most).
+        if let Ok(mut seen) = self.seen.write()
+            && !seen.iter().any(|(s, _)| *s == status)
+        {
+            seen.push((status, counter));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_counter_counts_each_status_under_its_labels() {
+        let counter = StatusCounter::new("kit_test_status_total", &[("route", "/api/x")]);
+        handle();
+        for status in [200, 200, 503, 200] {
+            counter.increment(http::StatusCode::from_u16(status).expect("status"));
+        }
+        let text = handle().render();
+        for series in [
+            r#"kit_test_status_total{route="/api/x",status="200"} 3"#,
+            r#"kit_test_status_total{route="/api/x",status="503"} 1"#,
+        ] {
+            assert!(text.contains(series), "{series} in {text}");
+        }
+    }
 }

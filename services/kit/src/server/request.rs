@@ -1,0 +1,193 @@
+//! The layer every route of every service runs under: the request's context (request id and
+//! trace context, see [`crate::context`]), its `http` span, its metrics, and the response's
+//! `x-request-id` and `traceparent`.
+//!
+//! One layer with one boxed future per request, in place of a context middleware,
+//! tower-http's `TraceLayer` and a metrics middleware: the gateway measured those three at
+//! several microseconds of CPU per proxied request, a tenth of its budget (bench/gateway).
+
+use std::convert::Infallible;
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::MatchedPath;
+use axum::response::Response;
+use futures::future::BoxFuture;
+use http::{HeaderValue, Method, Request, StatusCode};
+use metrics::{Counter, Histogram};
+use tower::{Layer, Service};
+use tracing::Instrument;
+
+use crate::context::{REQUEST_ID, RequestContext, TRACEPARENT, within_trace};
+
+/// See the module's documentation; `service` labels the span and the metrics.
+#[derive(Clone, Copy)]
+pub(crate) struct RequestLayer {
+    pub service: &'static str,
+}
+
+impl<S> Layer<S> for RequestLayer {
+    type Service = RequestService<S>;
+
+    /// Axum layers each route on its own, so each route keeps its own few metric handles.
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestService {
+            inner,
+            service: self.service,
+            metrics: Arc::default(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct RequestService<S> {
+    inner: S,
+    service: &'static str,
+    metrics: Arc<RouteMetrics>,
+}
+
+impl<S> Service<Request<Body>> for RequestService<S>
+where
+    S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+        let started = Instant::now();
+        let ctx = RequestContext::from_headers(request.headers());
+        let route = request.extensions().get::<MatchedPath>().cloned();
+        let method = request.method().clone();
+        let span = tracing::info_span!(
+            "http",
+            service = self.service,
+            method = method.as_str(),
+            route = route.as_ref().map_or(UNMATCHED, MatchedPath::as_str),
+            request_id = ctx.request_id.as_str(),
+            trace_id = ctx.trace.trace_id(),
+        );
+        crate::telemetry::continue_trace(&span, &ctx.caller);
+        let request_id = HeaderValue::from_str(&ctx.request_id).ok();
+        let hop = ctx.trace;
+        request.extensions_mut().insert(ctx);
+        // The clone that was made ready is the one to call (tower's documented idiom).
+        let ready = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, ready);
+        let metrics = self.metrics.clone();
+        let service = self.service;
+        Box::pin(async move {
+            let Ok(mut response) = within_trace(hop, inner.call(request))
+                .instrument(span.clone())
+                .await;
+            let status = response.status();
+            let elapsed = started.elapsed();
+            if status.is_server_error() {
+                let _entered = span.enter();
+                tracing::error!(
+                    status = status.as_u16(),
+                    latency_ms = elapsed.as_millis() as u64,
+                    "response failed"
+                );
+            }
+            metrics.record(service, &method, route.as_ref(), status, elapsed);
+            let headers = response.headers_mut();
+            if let Some(v) = request_id {
+                headers.insert(REQUEST_ID, v);
+            }
+            headers.insert(TRACEPARENT, hop.header_value());
+            Ok(response)
+        })
+    }
+}
+
+/// The `route` label of a request no route matched.
+const UNMATCHED: &str = "unmatched";
+
+/// A route's metric handles by method and status, so a request costs no label strings or
+/// registry lookups once its kind has been seen: `http_requests_total`,
+/// `http_request_errors_total` (5xx) and `http_request_duration_seconds`, labelled by service,
+/// method, matched route and (not the histogram) status.
+#[derive(Default)]
+pub(crate) struct RouteMetrics {
+    seen: RwLock<Vec<Handles>>,
+}
+
+struct Handles {
+    method: Method,
+    route: Option<MatchedPath>,
+    status: StatusCode,
+    requests: Counter,
+    errors: Option<Counter>,
+    duration: Histogram,
+}
+
+/// Kinds kept per route; past it (a client making up methods), handles are looked up each time.
+const MAX_KINDS: usize = 64;
+
+impl RouteMetrics {
+    fn record(
+        &self,
+        service: &'static str,
+        method: &Method,
+        route: Option<&MatchedPath>,
+        status: StatusCode,
+        elapsed: Duration,
+    ) {
+        let same = |h: &Handles| {
+            h.status == status
+                && h.method == *method
+                && h.route.as_ref().map(MatchedPath::as_str) == route.map(MatchedPath::as_str)
+        };
+        let seconds = elapsed.as_secs_f64();
+        if let Ok(seen) = self.seen.read()
+            && let Some(h) = seen.iter().find(|h| same(h))
+        {
+            h.record(seconds);
+            return;
+        }
+        let labels = [
+            ("service", service.to_owned()),
+            ("method", method.as_str().to_owned()),
+            (
+                "route",
+                route.map_or(UNMATCHED, MatchedPath::as_str).to_owned(),
+            ),
+            ("status", status.as_u16().to_string()),
+        ];
+        let handles = Handles {
+            method: method.clone(),
+            route: route.cloned(),
+            status,
+            requests: metrics::counter!("http_requests_total", &labels),
+            errors: status
+                .is_server_error()
+                .then(|| metrics::counter!("http_request_errors_total", &labels)),
+            duration: metrics::histogram!("http_request_duration_seconds", &labels[..3]),
+        };
+        handles.record(seconds);
+        if let Ok(mut seen) = self.seen.write()
+            && seen.len() < MAX_KINDS
+            && !seen.iter().any(same)
+        {
+            seen.push(handles);
+        }
+    }
+}
+
+impl Handles {
+    fn record(&self, seconds: f64) {
+        self.requests.increment(1);
+        if let Some(errors) = &self.errors {
+            errors.increment(1);
+        }
+        self.duration.record(seconds);
+    }
+}
