@@ -4,11 +4,13 @@
 
 use std::io::IsTerminal;
 use std::sync::Once;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use serde::Deserialize;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry, fmt};
@@ -57,6 +59,15 @@ pub enum TelemetryError {
     AlreadySet,
 }
 
+/// Whether spans are exported (an OpenTelemetry layer is installed): without it, the span
+/// context calls below are skipped rather than asked of a subscriber that has none, which
+/// every request would pay for.
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
+
 /// Keeps the OTLP pipeline alive; flushes spans when dropped.
 pub struct TelemetryGuard {
     provider: Option<SdkTracerProvider>,
@@ -72,9 +83,20 @@ impl Drop for TelemetryGuard {
 
 /// Installs the global subscriber for a binary.
 pub fn init(settings: &TelemetrySettings, service: &str) -> Result<TelemetryGuard, TelemetryError> {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&settings.log_level))
+    // `RUST_LOG` when it is set and valid, else the setting.
+    let directive = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|d| EnvFilter::try_new(d).is_ok())
+        .unwrap_or_else(|| settings.log_level.clone());
+    let filter = EnvFilter::try_new(&directive)
         .map_err(|_| TelemetryError::Filter(settings.log_level.clone()))?;
+    // Levels by target alone (`info`, `info,sqlx=warn`) are applied as `Targets`, which keeps
+    // no state per span; `EnvFilter`, needed for span and field directives, takes a lock on
+    // every entry into and exit from a span, a few of them for each request.
+    let (targets, filter) = match directive.parse::<Targets>() {
+        Ok(targets) if !directive.trim().is_empty() => (Some(targets), None),
+        _ => (None, Some(filter)),
+    };
     let json = match settings.log_format {
         LogFormat::Json => true,
         LogFormat::Pretty => false,
@@ -114,12 +136,17 @@ pub fn init(settings: &TelemetrySettings, service: &str) -> Result<TelemetryGuar
         }
         None => (None, None),
     };
+    let exports = otel.is_some();
     tracing_subscriber::registry()
         .with(fmt_layer)
         .with(otel)
+        .with(targets)
         .with(filter)
         .try_init()
         .map_err(|_| TelemetryError::AlreadySet)?;
+    if exports {
+        EXPORTING.store(true, Ordering::Relaxed);
+    }
     Ok(TelemetryGuard { provider })
 }
 
@@ -142,6 +169,9 @@ fn remote(caller: &crate::context::TraceParent) -> opentelemetry::trace::SpanCon
 pub fn continue_trace(span: &tracing::Span, caller: &crate::context::TraceParent) {
     use opentelemetry::trace::TraceContextExt as _;
     use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    if !exporting() {
+        return;
+    }
     // Only fails when no OpenTelemetry layer is installed or the span is disabled.
     let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote(caller)));
 }
@@ -151,7 +181,9 @@ pub fn continue_trace(span: &tracing::Span, caller: &crate::context::TraceParent
 /// off.
 pub fn link_trace(span: &tracing::Span, cause: &crate::context::TraceParent) {
     use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-    span.add_link(remote(cause));
+    if exporting() {
+        span.add_link(remote(cause));
+    }
 }
 
 /// The current work's trace context as the `traceparent` of what it causes: its exported span
@@ -164,6 +196,9 @@ pub fn current_traceparent() -> Option<crate::context::TraceParent> {
 fn exported_span() -> Option<crate::context::TraceParent> {
     use opentelemetry::trace::TraceContextExt as _;
     use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    if !exporting() {
+        return None;
+    }
     let current = tracing::Span::current();
     if current.is_none() {
         return None;
@@ -212,6 +247,8 @@ impl CapturedSpans {
             .build();
         let subscriber = tracing_subscriber::registry()
             .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        // For this process from now on; threads without the capture just take the slower path.
+        EXPORTING.store(true, Ordering::Relaxed);
         Self {
             exporter,
             provider,
