@@ -137,7 +137,7 @@ pub async fn forward(
     let Outgoing {
         method,
         path_and_query,
-        headers,
+        mut headers,
         body,
     } = outgoing;
     let declared = headers
@@ -189,12 +189,11 @@ pub async fn forward(
             tokio::time::sleep(Duration::from_millis(25 * u64::from(attempt))).await;
         }
         if attempt > 0 {
-            metrics::counter!("gateway_upstream_retries_total", "service" => route.service.clone())
-                .increment(1);
+            route.upstream_retries.increment(1);
         }
         tried.push(index);
         let instance = &route.pool.instances[index];
-        let Ok(uri) = format!("{}{path_and_query}", instance.base).parse::<http::Uri>() else {
+        let Ok(uri) = instance.uri(&path_and_query) else {
             return ApiError::BadRequest("The request path is not valid.".into()).into_response();
         };
         let body = match (&buffered, streamed.take()) {
@@ -205,12 +204,18 @@ pub async fn forward(
         let mut request = Request::new(body);
         *request.method_mut() = method.clone();
         *request.uri_mut() = uri;
-        *request.headers_mut() = headers.clone();
+        // The last try takes the headers; an earlier one keeps them for the next.
+        *request.headers_mut() = if attempt + 1 == attempts {
+            std::mem::take(&mut headers)
+        } else {
+            headers.clone()
+        };
         let in_flight = instance.start();
         let started = Instant::now();
         let result = tokio::time::timeout(route.timeout, client.request(request)).await;
         drop(in_flight);
-        metrics::histogram!("gateway_upstream_duration_seconds", "service" => route.service.clone())
+        route
+            .upstream_duration
             .record(started.elapsed().as_secs_f64());
         let more = attempt + 1 < attempts;
         match result {

@@ -19,6 +19,7 @@ use http::{HeaderValue, Method};
 use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 use storefront_kit::auth::Role;
+use storefront_kit::metrics::StatusCounter;
 use tokio_util::sync::CancellationToken;
 
 use crate::adapters::memory::GovernorStore;
@@ -45,6 +46,12 @@ pub struct Route {
     pub pool: Pool,
     pub timeout: Duration,
     pub retries: u32,
+    /// `gateway_requests_total{route, status}`.
+    pub requests: StatusCounter,
+    /// `gateway_upstream_duration_seconds{service}`: each try's time to the upstream's answer.
+    pub upstream_duration: metrics::Histogram,
+    /// `gateway_upstream_retries_total{service}`.
+    pub upstream_retries: metrics::Counter,
 }
 
 impl Route {
@@ -136,6 +143,9 @@ impl Compiler {
             }
         }
         config.validate()?;
+        // The recorder before the routes' metric handles are taken (one taken without it
+        // would count nowhere).
+        storefront_kit::metrics::handle();
         let config = Arc::new(config);
         let addresses = self.addresses.load_full();
         let defaults = config.upstream_defaults.clone();
@@ -182,6 +192,18 @@ impl Compiler {
                 pool: Pool::new(members, r.load_balancing.unwrap_or(defaults.load_balancing)),
                 timeout: Duration::from_millis(r.timeout_ms.unwrap_or(defaults.timeout_ms)),
                 retries: r.retries.unwrap_or(defaults.retries),
+                requests: StatusCounter::new(
+                    "gateway_requests_total",
+                    &[("route", &r.path_prefix)],
+                ),
+                upstream_duration: metrics::histogram!(
+                    "gateway_upstream_duration_seconds",
+                    "service" => r.service.clone()
+                ),
+                upstream_retries: metrics::counter!(
+                    "gateway_upstream_retries_total",
+                    "service" => r.service.clone()
+                ),
             });
         }
         let trusted = config

@@ -43,6 +43,8 @@ pub struct Instance {
     pub base: String,
     /// `host:port`, a metric label.
     pub authority: String,
+    /// Scheme and authority, parsed once, when the base URL is no more than these.
+    origin: Option<(http::uri::Scheme, http::uri::Authority)>,
     service: String,
     healthy: AtomicBool,
     failures: AtomicU32,
@@ -54,20 +56,38 @@ pub struct Instance {
 impl Instance {
     pub fn new(service: &str, base: &str) -> Self {
         let base = base.trim_end_matches('/').to_string();
-        let authority = base
-            .parse::<http::Uri>()
-            .ok()
+        let parsed = base.parse::<http::Uri>().ok();
+        let authority = parsed
+            .as_ref()
             .and_then(|u| u.authority().map(|a| a.to_string()))
             .unwrap_or_else(|| base.clone());
+        let origin = parsed.and_then(|u| {
+            let bare = matches!(u.path(), "" | "/") && u.query().is_none();
+            let parts = u.into_parts();
+            parts.scheme.zip(parts.authority).filter(|_| bare)
+        });
         Self {
             base,
             authority,
+            origin,
             service: service.to_string(),
             healthy: AtomicBool::new(true),
             failures: AtomicU32::new(0),
             ejections: AtomicU32::new(0),
             ejected_until_ms: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    /// The URI of `path_and_query` on this instance.
+    pub fn uri(&self, path_and_query: &str) -> Result<http::Uri, http::Error> {
+        match &self.origin {
+            Some((scheme, authority)) => http::Uri::builder()
+                .scheme(scheme.clone())
+                .authority(authority.clone())
+                .path_and_query(path_and_query)
+                .build(),
+            None => Ok(format!("{}{path_and_query}", self.base).parse::<http::Uri>()?),
         }
     }
 
@@ -259,6 +279,22 @@ mod tests {
                 .collect(),
             policy,
         )
+    }
+
+    #[test]
+    fn an_instance_places_a_path_under_its_base() {
+        let plain = Instance::new("s", "http://10.0.0.1:8080/");
+        assert_eq!(
+            plain.uri("/v1/cart?x=1").expect("uri").to_string(),
+            "http://10.0.0.1:8080/v1/cart?x=1"
+        );
+        // A base with a path of its own keeps it in front.
+        let nested = Instance::new("s", "http://10.0.0.1:8080/shop");
+        assert_eq!(
+            nested.uri("/v1/cart").expect("uri").to_string(),
+            "http://10.0.0.1:8080/shop/v1/cart"
+        );
+        assert!(plain.uri("/v1/a b").is_err());
     }
 
     #[test]

@@ -51,12 +51,31 @@ pub fn rewrite_path(prefix: &str, rewrite: Option<&str>, path: &str) -> String {
 
 /// Whether a path holds a `.` or `..` segment, literally or percent-encoded: such paths could
 /// leave the matched prefix once an upstream normalizes them, so the gateway refuses them.
+/// Checked on every request, so without allocating.
 pub fn has_dot_segments(path: &str) -> bool {
-    path.split('/').any(|seg| {
-        let decoded = seg.to_ascii_lowercase().replace("%2e", ".");
-        decoded == "." || decoded == ".."
-    }) || path.to_ascii_lowercase().contains("%2f")
+    path.split('/').any(is_dot_segment)
+        || path
+            .as_bytes()
+            .windows(3)
+            .any(|w| w.eq_ignore_ascii_case(b"%2f"))
         || path.contains('\\')
+}
+
+/// `.` or `..`, each dot possibly written `%2e` or `%2E`.
+fn is_dot_segment(segment: &str) -> bool {
+    let mut rest = segment.as_bytes();
+    let mut dots = 0;
+    while !rest.is_empty() {
+        if rest[0] == b'.' {
+            rest = &rest[1..];
+        } else if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case(b"%2e") {
+            rest = &rest[3..];
+        } else {
+            return false;
+        }
+        dots += 1;
+    }
+    dots == 1 || dots == 2
 }
 
 #[cfg(test)]
@@ -127,5 +146,14 @@ mod tests {
         assert!(has_dot_segments("/api/products%2f..%2fadmin"));
         assert!(!has_dot_segments("/api/products/a.b/c..d"));
         assert!(!has_dot_segments("/.well-known/jwks.json"));
+        assert!(has_dot_segments("/api/%2e"));
+        assert!(has_dot_segments("/api/.%2E/x"));
+        assert!(has_dot_segments("/api/x/.."));
+        assert!(has_dot_segments("/api/x%2Fy"));
+        assert!(has_dot_segments("/api\\x"));
+        assert!(!has_dot_segments("/api/.../x"));
+        assert!(!has_dot_segments("/api/%2e%2e%2e"));
+        assert!(!has_dot_segments("/api/%2"));
+        assert!(!has_dot_segments("/api/x/"));
     }
 }

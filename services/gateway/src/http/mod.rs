@@ -126,10 +126,11 @@ fn bearer(headers: &http::HeaderMap) -> Option<String> {
         .and_then(|c| c.bearer_token().map(str::to_owned))
 }
 
-fn count(route: &str, status: http::StatusCode) {
+/// Counts a request no route took (the routes count theirs, [`crate::runtime::Route::requests`]).
+fn count_unmatched(status: http::StatusCode) {
     metrics::counter!(
         "gateway_requests_total",
-        "route" => route.to_owned(),
+        "route" => "unmatched",
         "status" => status.as_u16().to_string()
     )
     .increment(1);
@@ -143,21 +144,24 @@ async fn gateway(
     request: Request,
 ) -> Response {
     let runtime = state.shared.current.load_full();
-    let path = request.uri().path().to_owned();
-    if has_dot_segments(&path) {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path();
+    if has_dot_segments(path) {
         return ApiError::BadRequest("The path may not hold `.` or `..` segments.".into())
             .into_response();
     }
-    let Some(route) = runtime.route(&path) else {
+    let Some(route) = runtime.route(path) else {
         let is_api = path == "/api" || path.starts_with("/api/");
-        if !is_api && matches!(*request.method(), Method::GET | Method::HEAD) {
-            return ui::serve(&path, request.headers());
+        if !is_api && matches!(parts.method, Method::GET | Method::HEAD) {
+            return ui::serve(path, &parts.headers);
         }
-        count("unmatched", http::StatusCode::NOT_FOUND);
+        count_unmatched(http::StatusCode::NOT_FOUND);
         return ApiError::NotFound(format!("No route for {path}.")).into_response();
     };
-    if !route.allows(request.method()) {
-        count(&route.prefix, http::StatusCode::METHOD_NOT_ALLOWED);
+    if !route.allows(&parts.method) {
+        route
+            .requests
+            .increment(http::StatusCode::METHOD_NOT_ALLOWED);
         let mut response = ApiError::MethodNotAllowed.into_response();
         response
             .headers_mut()
@@ -166,9 +170,9 @@ async fn gateway(
     }
 
     // Who is calling.
-    let rule = runtime.limits.rule_for(&path, &route.service);
-    let client_ip = runtime.client_ip(peer.ip(), request.headers());
-    let token = bearer(request.headers());
+    let rule = runtime.limits.rule_for(path, &route.service);
+    let client_ip = runtime.client_ip(peer.ip(), &parts.headers);
+    let token = bearer(&parts.headers);
     let refused = match (route.auth, token) {
         (AuthPolicy::Public, Some(token)) if rule.is_some_and(|r| r.key == LimitKey::User) => {
             // Only to count a signed-in caller per user; the service decides on the token.
@@ -189,11 +193,11 @@ async fn gateway(
                 && let Outcome::Refuse(response) =
                     limits::check(&runtime.limits, rule, client_ip, None).await
             {
-                count(&route.prefix, response.status());
+                route.requests.increment(response.status());
                 return response;
             }
             let response = unauthorized(e);
-            count(&route.prefix, response.status());
+            route.requests.increment(response.status());
             return response;
         }
     };
@@ -201,7 +205,7 @@ async fn gateway(
         && let (Some(role), Some(identity)) = (route.role, identity.as_ref())
         && let Err(e) = identity.require(role)
     {
-        count(&route.prefix, http::StatusCode::FORBIDDEN);
+        route.requests.increment(http::StatusCode::FORBIDDEN);
         return e.into_response();
     }
 
@@ -211,14 +215,18 @@ async fn gateway(
         match limits::check(&runtime.limits, rule, client_ip, identity.as_ref()).await {
             Outcome::Admit(headers) => extra = headers,
             Outcome::Refuse(response) => {
-                count(&route.prefix, response.status());
+                route.requests.increment(response.status());
                 return response;
             }
         }
     }
 
     // Forward.
-    let (parts, body) = request.into_parts();
+    let upstream_path = rewrite_path(&route.prefix, route.rewrite.as_deref(), path);
+    let path_and_query = match parts.uri.query() {
+        Some(q) => format!("{upstream_path}?{q}"),
+        None => upstream_path,
+    };
     let mut headers = parts.headers;
     let original_host = headers.get(header::HOST).cloned();
     proxy::strip_hop_by_hop(&mut headers);
@@ -253,11 +261,6 @@ async fn gateway(
             headers.insert(USER_ROLES, v);
         }
     }
-    let upstream_path = rewrite_path(&route.prefix, route.rewrite.as_deref(), &path);
-    let path_and_query = match parts.uri.query() {
-        Some(q) => format!("{upstream_path}?{q}"),
-        None => upstream_path,
-    };
     let outgoing = Outgoing {
         method: parts.method,
         path_and_query,
@@ -272,7 +275,7 @@ async fn gateway(
         state.max_body,
     )
     .await;
-    count(&route.prefix, response.status());
+    route.requests.increment(response.status());
     response.headers_mut().extend(extra);
     response
 }
