@@ -397,6 +397,94 @@ mod tests {
         (announced, String::from_utf8(body.to_vec()).expect("utf-8"))
     }
 
+    /// Log lines written by the JSON layer `init` installs, kept for a test to read.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<std::sync::RwLock<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if let Ok(mut lines) = self.0.write() {
+                lines.extend_from_slice(buf);
+            }
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_handlers_log_lines_carry_the_requests_span_and_a_5xx_is_logged_in_it() {
+        use tower::ServiceExt as _;
+        use tracing_subscriber::layer::SubscriberExt as _;
+
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_current_span(true)
+                .with_span_list(false)
+                .fmt_fields(crate::telemetry::SpanJsonFields)
+                .with_writer(move || writer.clone()),
+        );
+        // This thread's (a current-thread test runtime runs every task on it).
+        let _default = tracing::subscriber::set_default(subscriber);
+        let app = Service {
+            name: "logged",
+            router: Router::new()
+                .route(
+                    "/v1/log",
+                    get(|| async {
+                        tracing::warn!("inside");
+                        "ok"
+                    }),
+                )
+                .route(
+                    "/v1/fail",
+                    get(|| async { ApiError::internal("broken").into_response() }),
+                ),
+            openapi: OpenApi::default(),
+            readiness: Readiness::new("logged", CancellationToken::new()),
+        }
+        .into_router();
+        for path in ["/v1/log", "/v1/fail"] {
+            let request = Request::get(path)
+                .header("x-request-id", "log-1")
+                .header(
+                    "traceparent",
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                )
+                .body(Body::empty())
+                .expect("request");
+            app.clone().oneshot(request).await.expect("infallible");
+        }
+        let text = String::from_utf8(lines.0.read().expect("lines").clone()).expect("utf-8");
+        let events: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect();
+        let find = |message: &str| {
+            events
+                .iter()
+                .find(|e| e["fields"]["message"] == message)
+                .unwrap_or_else(|| panic!("no {message:?} in {text}"))
+        };
+        let inside = &find("inside")["span"];
+        assert_eq!(inside["name"], "http");
+        assert_eq!(inside["service"], "logged");
+        assert_eq!(inside["method"], "GET");
+        assert_eq!(inside["route"], "/v1/log");
+        assert_eq!(inside["request_id"], "log-1");
+        assert_eq!(inside["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        let failed = find("response failed");
+        assert_eq!(failed["level"], "ERROR");
+        assert_eq!(failed["fields"]["status"], 500);
+        assert_eq!(failed["span"]["route"], "/v1/fail");
+        assert_eq!(failed["span"]["request_id"], "log-1");
+    }
+
     #[tokio::test]
     async fn without_export_what_a_request_causes_names_this_hop() {
         let app = Service {

@@ -89,13 +89,13 @@ where
                 .await;
             let status = response.status();
             let elapsed = started.elapsed();
+            let latency_ms = elapsed.as_millis() as u64;
             if status.is_server_error() {
                 let _entered = span.enter();
-                tracing::error!(
-                    status = status.as_u16(),
-                    latency_ms = elapsed.as_millis() as u64,
-                    "response failed"
-                );
+                tracing::error!(status = status.as_u16(), latency_ms, "response failed");
+            } else if tracing::enabled!(tracing::Level::DEBUG) {
+                let _entered = span.enter();
+                tracing::debug!(status = status.as_u16(), latency_ms, "answered");
             }
             metrics.record(service, &method, route.as_ref(), status, elapsed);
             let headers = response.headers_mut();
