@@ -397,40 +397,11 @@ mod tests {
         (announced, String::from_utf8(body.to_vec()).expect("utf-8"))
     }
 
-    /// Log lines written by the JSON layer `init` installs, kept for a test to read.
-    #[derive(Clone, Default)]
-    struct Lines(Arc<std::sync::RwLock<Vec<u8>>>);
-
-    impl std::io::Write for Lines {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            if let Ok(mut lines) = self.0.write() {
-                lines.extend_from_slice(buf);
-            }
-            Ok(buf.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     #[tokio::test]
     async fn a_handlers_log_lines_carry_the_requests_span_and_a_5xx_is_logged_in_it() {
         use tower::ServiceExt as _;
-        use tracing_subscriber::layer::SubscriberExt as _;
 
-        let lines = Lines::default();
-        let writer = lines.clone();
-        let subscriber = tracing_subscriber::registry().with(
-            tracing_subscriber::fmt::layer()
-                .json()
-                .with_current_span(true)
-                .with_span_list(false)
-                .fmt_fields(crate::telemetry::SpanJsonFields)
-                .with_writer(move || writer.clone()),
-        );
-        // This thread's (a current-thread test runtime runs every task on it).
-        let _default = tracing::subscriber::set_default(subscriber);
+        let logs = crate::telemetry::CapturedLogs::start();
         let app = Service {
             name: "logged",
             router: Router::new()
@@ -460,16 +431,12 @@ mod tests {
                 .expect("request");
             app.clone().oneshot(request).await.expect("infallible");
         }
-        let text = String::from_utf8(lines.0.read().expect("lines").clone()).expect("utf-8");
-        let events: Vec<serde_json::Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("a JSON line"))
-            .collect();
+        let events = logs.events();
         let find = |message: &str| {
             events
                 .iter()
                 .find(|e| e["fields"]["message"] == message)
-                .unwrap_or_else(|| panic!("no {message:?} in {text}"))
+                .unwrap_or_else(|| panic!("no {message:?} in {events:?}"))
         };
         let inside = &find("inside")["span"];
         assert_eq!(inside["name"], "http");

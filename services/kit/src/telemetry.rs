@@ -103,13 +103,7 @@ pub fn init(settings: &TelemetrySettings, service: &str) -> Result<TelemetryGuar
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
     let fmt_layer: Box<dyn Layer<Registry> + Send + Sync> = if json {
-        fmt::layer()
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .fmt_fields(SpanJsonFields)
-            .with_writer(std::io::stderr)
-            .boxed()
+        json_layer(std::io::stderr).boxed()
     } else {
         fmt::layer().with_writer(std::io::stderr).boxed()
     };
@@ -148,6 +142,71 @@ pub fn init(settings: &TelemetrySettings, service: &str) -> Result<TelemetryGuar
         EXPORTING.store(true, Ordering::Relaxed);
     }
     Ok(TelemetryGuard { provider })
+}
+
+/// The JSON log layer: one object per line, with the current span's fields under `span`.
+fn json_layer<S, W>(writer: W) -> impl Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    fmt::layer()
+        .json()
+        .with_current_span(true)
+        .with_span_list(false)
+        .fmt_fields(SpanJsonFields)
+        .with_writer(writer)
+}
+
+/// For the kit's tests: what the JSON log layer writes, through this thread's default
+/// subscriber.
+#[cfg(test)]
+pub(crate) struct CapturedLogs {
+    lines: LogLines,
+    _default: tracing::subscriber::DefaultGuard,
+}
+
+#[cfg(test)]
+#[derive(Clone, Default)]
+struct LogLines(std::sync::Arc<std::sync::RwLock<Vec<u8>>>);
+
+#[cfg(test)]
+impl std::io::Write for LogLines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut lines) = self.0.write() {
+            lines.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+impl CapturedLogs {
+    /// Installs the capture for this thread (a current-thread test runtime runs every task on
+    /// it).
+    pub fn start() -> Self {
+        let lines = LogLines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::registry().with(json_layer(move || writer.clone()));
+        Self {
+            lines,
+            _default: tracing::subscriber::set_default(subscriber),
+        }
+    }
+
+    /// The lines written so far, each parsed (a line that is not JSON fails the test).
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        let bytes = self.lines.0.read().map(|l| l.clone()).unwrap_or_default();
+        String::from_utf8(bytes)
+            .expect("utf-8")
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
 }
 
 /// `caller` as a remote OpenTelemetry span context.

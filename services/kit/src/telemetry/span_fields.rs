@@ -129,40 +129,13 @@ impl<'writer> FormatFields<'writer> for SpanJsonFields {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use serde_json::Value;
-    use tracing_subscriber::layer::SubscriberExt as _;
-
     use super::*;
-
-    #[derive(Clone, Default)]
-    struct Lines(Arc<tokio::sync::Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Lines {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.blocking_lock().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::telemetry::CapturedLogs;
 
     #[test]
     fn log_lines_carry_the_span_fields_as_json_also_after_a_record() {
-        let lines = Lines::default();
-        let writer = lines.clone();
-        let subscriber = tracing_subscriber::registry().with(
-            tracing_subscriber::fmt::layer()
-                .json()
-                .with_current_span(true)
-                .with_span_list(false)
-                .fmt_fields(SpanJsonFields)
-                .with_writer(move || writer.clone()),
-        );
-        tracing::subscriber::with_default(subscriber, || {
+        let logs = CapturedLogs::start();
+        {
             let span = tracing::info_span!(
                 "http",
                 service = "gateway",
@@ -179,13 +152,9 @@ mod tests {
             tracing::warn!("first");
             span.record("status", 503_u64);
             tracing::warn!("second");
-        });
-        let text = String::from_utf8(lines.0.blocking_lock().clone()).expect("utf-8");
-        let events: Vec<Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("a JSON line"))
-            .collect();
-        assert_eq!(events.len(), 2, "{text}");
+        }
+        let events = logs.events();
+        assert_eq!(events.len(), 2, "{events:?}");
         let first = &events[0]["span"];
         assert_eq!(first["service"], "gateway");
         assert_eq!(first["method"], "GET");
