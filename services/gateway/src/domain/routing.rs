@@ -140,20 +140,24 @@ mod tests {
 
     #[test]
     fn dot_segments_and_encoded_slashes_are_spotted() {
-        assert!(has_dot_segments("/api/products/../admin/products"));
-        assert!(has_dot_segments("/api/products/%2E%2E/admin"));
-        assert!(has_dot_segments("/api/./x"));
-        assert!(has_dot_segments("/api/products%2f..%2fadmin"));
-        assert!(!has_dot_segments("/api/products/a.b/c..d"));
-        assert!(!has_dot_segments("/.well-known/jwks.json"));
-        assert!(has_dot_segments("/api/%2e"));
-        assert!(has_dot_segments("/api/.%2E/x"));
-        assert!(has_dot_segments("/api/x/.."));
-        assert!(has_dot_segments("/api/x%2Fy"));
-        assert!(has_dot_segments("/api\\x"));
-        assert!(!has_dot_segments("/api/.../x"));
-        assert!(!has_dot_segments("/api/%2e%2e%2e"));
-        assert!(!has_dot_segments("/api/%2"));
-        assert!(!has_dot_segments("/api/x/"));
+        for (path, refused) in [
+            ("/api/products/../admin/products", true),
+            ("/api/products/%2E%2E/admin", true),
+            ("/api/./x", true),
+            ("/api/products%2f..%2fadmin", true),
+            ("/api/%2e", true),
+            ("/api/.%2E/x", true),
+            ("/api/x/..", true),
+            ("/api/x%2Fy", true),
+            ("/api\\x", true),
+            ("/api/products/a.b/c..d", false),
+            ("/.well-known/jwks.json", false),
+            ("/api/.../x", false),
+            ("/api/%2e%2e%2e", false),
+            ("/api/%2", false),
+            ("/api/x/", false),
+        ] {
+            assert_eq!(has_dot_segments(path), refused, "{path}");
+        }
     }
 }
