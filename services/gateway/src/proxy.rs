@@ -210,6 +210,9 @@ pub async fn forward(
         } else {
             headers.clone()
         };
+        request
+            .headers_mut()
+            .insert(header::HOST, instance.host.clone());
         let in_flight = instance.start();
         let started = Instant::now();
         let result = tokio::time::timeout(route.timeout, client.request(request)).await;

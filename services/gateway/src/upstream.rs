@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
+use http::HeaderValue;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -25,6 +26,9 @@ pub fn client(connect_timeout: Duration, max_idle_per_host: usize) -> HttpClient
     connector.set_nodelay(true);
     connector.enforce_http(true);
     Client::builder(TokioExecutor::new())
+        // Each request carries its instance's `Host`, made once per instance
+        // ([`Instance::host`]) rather than by the client from the URI on every request.
+        .set_host(false)
         .pool_idle_timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(max_idle_per_host)
         .build(connector)
@@ -45,6 +49,9 @@ pub struct Instance {
     pub authority: String,
     /// Scheme and authority, parsed once, when the base URL is no more than these.
     origin: Option<(http::uri::Scheme, http::uri::Authority)>,
+    /// The `Host` of a request to this instance: its host, and its port unless the scheme's
+    /// default.
+    pub host: HeaderValue,
     service: String,
     healthy: AtomicBool,
     failures: AtomicU32,
@@ -61,6 +68,10 @@ impl Instance {
             .as_ref()
             .and_then(|u| u.authority().map(|a| a.to_string()))
             .unwrap_or_else(|| base.clone());
+        let host = parsed
+            .as_ref()
+            .and_then(host_header)
+            .unwrap_or_else(|| HeaderValue::from_static(""));
         let origin = parsed.and_then(|u| {
             let bare = matches!(u.path(), "" | "/") && u.query().is_none();
             let parts = u.into_parts();
@@ -70,6 +81,7 @@ impl Instance {
             base,
             authority,
             origin,
+            host,
             service: service.to_string(),
             healthy: AtomicBool::new(true),
             failures: AtomicU32::new(0),
@@ -244,6 +256,21 @@ pub fn choose(
     }
 }
 
+/// `host[:port]` of `uri`, the port left out when it is the scheme's default (as clients
+/// write `Host`).
+fn host_header(uri: &http::Uri) -> Option<HeaderValue> {
+    let host = uri.host()?;
+    let default = match uri.scheme_str() {
+        Some("https") => 443,
+        _ => 80,
+    };
+    let value = match uri.port_u16() {
+        Some(port) if port != default => format!("{host}:{port}"),
+        _ => host.to_owned(),
+    };
+    HeaderValue::from_str(&value).ok()
+}
+
 /// One active health check: `GET <base><path>`, healthy on 2xx within `timeout`.
 pub async fn probe(
     client: &HttpClient,
@@ -254,7 +281,10 @@ pub async fn probe(
     let Ok(uri) = format!("{}{path}", instance.base).parse::<http::Uri>() else {
         return false;
     };
-    let Ok(req) = http::Request::get(uri).body(Body::empty()) else {
+    let Ok(req) = http::Request::get(uri)
+        .header(http::header::HOST, instance.host.clone())
+        .body(Body::empty())
+    else {
         return false;
     };
     matches!(
@@ -295,6 +325,20 @@ mod tests {
             "http://10.0.0.1:8080/shop/v1/cart"
         );
         assert!(plain.uri("/v1/a b").is_err());
+    }
+
+    #[test]
+    fn an_instances_host_leaves_out_the_default_port() {
+        for (base, host) in [
+            ("http://10.0.0.1:8080", "10.0.0.1:8080"),
+            ("http://cart:80/", "cart"),
+            ("http://cart", "cart"),
+            ("https://cart:443", "cart"),
+            ("https://cart:8443", "cart:8443"),
+            ("http://[::1]:9000", "[::1]:9000"),
+        ] {
+            assert_eq!(Instance::new("s", base).host, host, "{base}");
+        }
     }
 
     #[test]
