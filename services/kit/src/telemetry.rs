@@ -88,14 +88,10 @@ pub fn init(settings: &TelemetrySettings, service: &str) -> Result<TelemetryGuar
         .ok()
         .filter(|d| EnvFilter::try_new(d).is_ok())
         .unwrap_or_else(|| settings.log_level.clone());
-    let filter = EnvFilter::try_new(&directive)
-        .map_err(|_| TelemetryError::Filter(settings.log_level.clone()))?;
-    // Levels by target alone (`info`, `info,sqlx=warn`) are applied as `Targets`, which keeps
-    // no state per span; `EnvFilter`, needed for span and field directives, takes a lock on
-    // every entry into and exit from a span, a few of them for each request.
-    let (targets, filter) = match directive.parse::<Targets>() {
-        Ok(targets) if !directive.trim().is_empty() => (Some(targets), None),
-        _ => (None, Some(filter)),
+    let (targets, filter) = match log_filter(&directive) {
+        Some(LogFilter::Targets(targets)) => (Some(*targets), None),
+        Some(LogFilter::Env(filter)) => (None, Some(*filter)),
+        None => return Err(TelemetryError::Filter(settings.log_level.clone())),
     };
     let json = match settings.log_format {
         LogFormat::Json => true,
@@ -142,6 +138,28 @@ pub fn init(settings: &TelemetrySettings, service: &str) -> Result<TelemetryGuar
         EXPORTING.store(true, Ordering::Relaxed);
     }
     Ok(TelemetryGuard { provider })
+}
+
+/// How a log directive is applied.
+#[derive(Debug)]
+enum LogFilter {
+    /// Levels by target alone (`info`, `info,sqlx=warn`): tracing-subscriber's `Targets`,
+    /// which keeps no state per span.
+    Targets(Box<Targets>),
+    /// Anything else (span and field directives): `EnvFilter`, which takes a lock on every
+    /// entry into and exit from a span, a few of them for each request.
+    Env(Box<EnvFilter>),
+}
+
+/// `directive` as a filter; `None` when it is not a valid one.
+fn log_filter(directive: &str) -> Option<LogFilter> {
+    let env = EnvFilter::try_new(directive).ok()?;
+    // `Targets` would read a span directive's `[span{field}]` as a target's name.
+    let plain = !directive.trim().is_empty() && !directive.contains(['[', ']', '{', '}']);
+    Some(match directive.parse::<Targets>() {
+        Ok(targets) if plain => LogFilter::Targets(Box::new(targets)),
+        _ => LogFilter::Env(Box::new(env)),
+    })
 }
 
 /// The JSON log layer: one object per line, with the current span's fields under `span`.
@@ -319,5 +337,44 @@ impl CapturedSpans {
     pub fn finished(&self) -> Vec<opentelemetry_sdk::trace::SpanData> {
         let _ = self.provider.force_flush();
         self.exporter.get_finished_spans().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing::Level;
+
+    #[test]
+    fn plain_levels_become_targets_and_span_or_field_directives_an_env_filter() {
+        for plain in [
+            "info",
+            "warn,storefront_gateway=debug",
+            "info,sqlx=warn,hyper=off",
+        ] {
+            assert!(
+                matches!(log_filter(plain), Some(LogFilter::Targets(_))),
+                "{plain}"
+            );
+        }
+        for rich in [
+            "[http]=debug",
+            "info,[http{route=/v1/cart}]=trace",
+            "storefront_cart[http]=debug",
+            "",
+        ] {
+            assert!(
+                matches!(log_filter(rich), Some(LogFilter::Env(_))),
+                "{rich}"
+            );
+        }
+        assert!(log_filter("info,sqlx=loud").is_none());
+        let Some(LogFilter::Targets(targets)) = log_filter("info,sqlx=warn") else {
+            panic!("targets");
+        };
+        assert!(targets.would_enable("storefront_cart", &Level::INFO));
+        assert!(!targets.would_enable("storefront_cart", &Level::DEBUG));
+        assert!(!targets.would_enable("sqlx::query", &Level::INFO));
+        assert!(targets.would_enable("sqlx::query", &Level::WARN));
     }
 }
