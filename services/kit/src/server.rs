@@ -310,9 +310,9 @@ impl ShardedServer {
 ///
 /// Tokio's time driver sleeps until its earliest timer. With none pending (every request on
 /// the thread answered), a request's timeout registered next is earlier than that sleep, so
-/// the driver is woken to take it: a write to its eventfd and another `epoll_wait`, measured
-/// at 0.35 of each proxied request on the gateway (bench/gateway). With this timer pending,
-/// a timeout longer than a second never needs that wake-up.
+/// the driver is woken to take it: a write to its eventfd, a system call that the gateway
+/// made for 0.35 of its proxied requests (bench/gateway). With this timer pending, a timeout
+/// longer than a second never needs that wake-up.
 struct Heartbeat(tokio::task::JoinHandle<()>);
 
 impl Heartbeat {
