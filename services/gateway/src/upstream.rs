@@ -278,7 +278,7 @@ pub async fn probe(
     path: &str,
     timeout: Duration,
 ) -> bool {
-    let Ok(uri) = format!("{}{path}", instance.base).parse::<http::Uri>() else {
+    let Ok(uri) = instance.uri(path) else {
         return false;
     };
     let Ok(req) = http::Request::get(uri)
