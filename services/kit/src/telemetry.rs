@@ -84,11 +84,11 @@ impl Drop for TelemetryGuard {
 /// Installs the global subscriber for a binary.
 pub fn init(settings: &TelemetrySettings, service: &str) -> Result<TelemetryGuard, TelemetryError> {
     // `RUST_LOG` when it is set and valid, else the setting.
-    let directive = std::env::var("RUST_LOG")
+    let chosen = std::env::var("RUST_LOG")
         .ok()
-        .filter(|d| EnvFilter::try_new(d).is_ok())
-        .unwrap_or_else(|| settings.log_level.clone());
-    let (targets, filter) = match log_filter(&directive) {
+        .and_then(|d| log_filter(&d))
+        .or_else(|| log_filter(&settings.log_level));
+    let (targets, filter) = match chosen {
         Some(LogFilter::Targets(targets)) => (Some(*targets), None),
         Some(LogFilter::Env(filter)) => (None, Some(*filter)),
         None => return Err(TelemetryError::Filter(settings.log_level.clone())),
