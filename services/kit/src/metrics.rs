@@ -45,13 +45,55 @@ pub async fn render() -> impl IntoResponse {
     )
 }
 
+/// Metric handles kept after their first use, so a later use costs a read lock and a short
+/// scan instead of label strings and a registry lookup. At most `max` keys are kept; past
+/// them, handles are made for each use (correct, only slower).
+pub(crate) struct KeptHandles<K, H> {
+    seen: std::sync::RwLock<Vec<(K, H)>>,
+    max: usize,
+}
+
+impl<K, H> KeptHandles<K, H> {
+    pub(crate) fn new(max: usize) -> Self {
+        Self {
+            seen: std::sync::RwLock::default(),
+            max,
+        }
+    }
+
+    /// Calls `use_them` with the handles whose key `is_key` accepts, made (with their key) by
+    /// `make` when there are none yet.
+    pub(crate) fn with(
+        &self,
+        is_key: impl Fn(&K) -> bool,
+        make: impl FnOnce() -> (K, H),
+        use_them: impl FnOnce(&H),
+    ) {
+        if let Ok(seen) = self.seen.read()
+            && let Some((_, handles)) = seen.iter().find(|(k, _)| is_key(k))
+        {
+            use_them(handles);
+            return;
+        }
+        let (key, handles) = make();
+        use_them(&handles);
+        if let Ok(mut seen) = self.seen.write()
+            && seen.len() < self.max
+            && !seen.iter().any(|(k, _)| is_key(k))
+        {
+            seen.push((key, handles));
+        }
+    }
+}
+
 /// A counter whose only varying label is `status`, keeping its handle for each status seen:
 /// a count then costs no label strings and no registry lookup (the gateway counts every
 /// proxied request by route and status).
 pub struct StatusCounter {
     name: &'static str,
     labels: Vec<metrics::Label>,
-    seen: std::sync::RwLock<Vec<(u16, metrics::Counter)>>,
+    /// Every status may be kept: they are a small set (a gateway answers with a few dozen).
+    seen: KeptHandles<u16, metrics::Counter>,
 }
 
 impl StatusCounter {
@@ -63,28 +105,21 @@ impl StatusCounter {
                 .iter()
                 .map(|(k, v)| metrics::Label::new(*k, (*v).to_owned()))
                 .collect(),
-            seen: std::sync::RwLock::default(),
+            seen: KeptHandles::new(usize::MAX),
         }
     }
 
     pub fn increment(&self, status: http::StatusCode) {
         let status = status.as_u16();
-        if let Ok(seen) = self.seen.read()
-            && let Some((_, counter)) = seen.iter().find(|(s, _)| *s == status)
-        {
-            counter.increment(1);
-            return;
-        }
-        let mut labels = self.labels.clone();
-        labels.push(metrics::Label::new("status", status.to_string()));
-        let counter = metrics::counter!(self.name, labels);
-        counter.increment(1);
-        // Statuses are a small set (a gateway answers with a few dozen at most).
-        if let Ok(mut seen) = self.seen.write()
-            && !seen.iter().any(|(s, _)| *s == status)
-        {
-            seen.push((status, counter));
-        }
+        self.seen.with(
+            |s| *s == status,
+            || {
+                let mut labels = self.labels.clone();
+                labels.push(metrics::Label::new("status", status.to_string()));
+                (status, metrics::counter!(self.name, labels))
+            },
+            |counter| counter.increment(1),
+        );
     }
 }
 

@@ -7,7 +7,7 @@
 //! several microseconds of CPU per proxied request, a tenth of its budget (bench/gateway).
 
 use std::convert::Infallible;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,7 @@ use tower::{Layer, Service};
 use tracing::Instrument;
 
 use crate::context::{REQUEST_ID, RequestContext, TRACEPARENT, within_trace};
+use crate::metrics::KeptHandles;
 
 /// See the module's documentation; `service` labels the span and the metrics.
 #[derive(Clone, Copy)]
@@ -115,15 +116,26 @@ const UNMATCHED: &str = "unmatched";
 /// registry lookups once its kind has been seen: `http_requests_total`,
 /// `http_request_errors_total` (5xx) and `http_request_duration_seconds`, labelled by service,
 /// method, matched route and (not the histogram) status.
-#[derive(Default)]
 pub(crate) struct RouteMetrics {
-    seen: RwLock<Vec<Handles>>,
+    kept: KeptHandles<Kind, Handles>,
 }
 
-struct Handles {
+impl Default for RouteMetrics {
+    fn default() -> Self {
+        Self {
+            kept: KeptHandles::new(MAX_KINDS),
+        }
+    }
+}
+
+/// What a route's requests are counted by.
+struct Kind {
     method: Method,
     route: Option<MatchedPath>,
     status: StatusCode,
+}
+
+struct Handles {
     requests: Counter,
     errors: Option<Counter>,
     duration: Histogram,
@@ -141,44 +153,39 @@ impl RouteMetrics {
         status: StatusCode,
         elapsed: Duration,
     ) {
-        let same = |h: &Handles| {
-            h.status == status
-                && h.method == *method
-                && h.route.as_ref().map(MatchedPath::as_str) == route.map(MatchedPath::as_str)
-        };
         let seconds = elapsed.as_secs_f64();
-        if let Ok(seen) = self.seen.read()
-            && let Some(h) = seen.iter().find(|h| same(h))
-        {
-            h.record(seconds);
-            return;
-        }
-        let labels = [
-            ("service", service.to_owned()),
-            ("method", method.as_str().to_owned()),
-            (
-                "route",
-                route.map_or(UNMATCHED, MatchedPath::as_str).to_owned(),
-            ),
-            ("status", status.as_u16().to_string()),
-        ];
-        let handles = Handles {
-            method: method.clone(),
-            route: route.cloned(),
-            status,
-            requests: metrics::counter!("http_requests_total", &labels),
-            errors: status
-                .is_server_error()
-                .then(|| metrics::counter!("http_request_errors_total", &labels)),
-            duration: metrics::histogram!("http_request_duration_seconds", &labels[..3]),
-        };
-        handles.record(seconds);
-        if let Ok(mut seen) = self.seen.write()
-            && seen.len() < MAX_KINDS
-            && !seen.iter().any(same)
-        {
-            seen.push(handles);
-        }
+        self.kept.with(
+            |k| {
+                k.status == status
+                    && k.method == *method
+                    && k.route.as_ref().map(MatchedPath::as_str) == route.map(MatchedPath::as_str)
+            },
+            || {
+                let labels = [
+                    ("service", service.to_owned()),
+                    ("method", method.as_str().to_owned()),
+                    (
+                        "route",
+                        route.map_or(UNMATCHED, MatchedPath::as_str).to_owned(),
+                    ),
+                    ("status", status.as_u16().to_string()),
+                ];
+                let kind = Kind {
+                    method: method.clone(),
+                    route: route.cloned(),
+                    status,
+                };
+                let handles = Handles {
+                    requests: metrics::counter!("http_requests_total", &labels),
+                    errors: status
+                        .is_server_error()
+                        .then(|| metrics::counter!("http_request_errors_total", &labels)),
+                    duration: metrics::histogram!("http_request_duration_seconds", &labels[..3]),
+                };
+                (kind, handles)
+            },
+            |handles| handles.record(seconds),
+        );
     }
 }
 
