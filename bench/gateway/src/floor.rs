@@ -38,6 +38,18 @@ pub enum Variant {
     Mini,
 }
 
+impl Variant {
+    /// The bench's target name for this variant (its table row).
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Bare => "floor: bare hyper, a connection per client",
+            Self::Pooled => "floor: bare hyper, pooled client",
+            Self::Axum => "floor: axum::serve + Router, pooled client",
+            Self::Mini => "floor: bare hyper, minimal pool",
+        }
+    }
+}
+
 /// A minimal pool: ready connections are taken, used and put back once the response head
 /// arrives (a connection still streaming a body is not ready and is skipped).
 #[derive(Default)]

@@ -212,13 +212,18 @@ async fn start_gateway(
 }
 
 /// Starts a bare hyper proxy (`floor.rs`) in front of `upstream`, in a process of its own.
-async fn start_floor(upstream: SocketAddr, variant: &str) -> anyhow::Result<GatewayProcess> {
+async fn start_floor(
+    upstream: SocketAddr,
+    variant: floor::Variant,
+) -> anyhow::Result<GatewayProcess> {
+    let name =
+        clap::ValueEnum::to_possible_value(&variant).context("a floor variant without a name")?;
     let mut command = tokio::process::Command::new(std::env::current_exe()?);
     command
         .arg("--serve-gateway-floor")
         .arg(upstream.to_string())
         .arg("--floor-variant")
-        .arg(variant);
+        .arg(name.get_name());
     spawn_server(command).await
 }
 
@@ -437,15 +442,13 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     let nginx = start_nginx(dir.path(), upstream, args.nginx_workers).await?;
     let plain_gw = start_gateway(dir.path(), upstream, false, &issuer_key).await?;
     let secured_gw = start_gateway(dir.path(), upstream, true, &issuer_key).await?;
-    let floors = [
-        start_floor(upstream, "bare").await?,
-        start_floor(upstream, "pooled").await?,
-        start_floor(upstream, "axum").await?,
-        start_floor(upstream, "mini").await?,
-    ];
+    let mut floors = Vec::new();
+    for &variant in <floor::Variant as clap::ValueEnum>::value_variants() {
+        floors.push((variant, start_floor(upstream, variant).await?));
+    }
     let (plain, secured) = (plain_gw.port, secured_gw.port);
 
-    let targets: [(&'static str, String, Option<&str>); 8] = [
+    let targets: [(&'static str, String, Option<&str>); 4] = [
         (
             "upstream direct",
             format!("http://{upstream}/v1/bench/item"),
@@ -466,27 +469,17 @@ async fn bench(args: Args) -> anyhow::Result<()> {
             format!("http://127.0.0.1:{secured}/api/bench/item"),
             Some(token.as_str()),
         ),
-        (
-            "floor: bare hyper, a connection per client",
-            format!("http://127.0.0.1:{}/api/bench/item", floors[0].port),
-            None,
-        ),
-        (
-            "floor: bare hyper, pooled client",
-            format!("http://127.0.0.1:{}/api/bench/item", floors[1].port),
-            None,
-        ),
-        (
-            "floor: axum::serve + Router, pooled client",
-            format!("http://127.0.0.1:{}/api/bench/item", floors[2].port),
-            None,
-        ),
-        (
-            "floor: bare hyper, minimal pool",
-            format!("http://127.0.0.1:{}/api/bench/item", floors[3].port),
-            None,
-        ),
     ];
+    let targets: Vec<(&'static str, String, Option<&str>)> = targets
+        .into_iter()
+        .chain(floors.iter().map(|(variant, floor)| {
+            (
+                variant.label(),
+                format!("http://127.0.0.1:{}/api/bench/item", floor.port),
+                None,
+            )
+        }))
+        .collect();
     // Rounds alternate the targets, so a burst of load elsewhere on the machine hits them
     // alike; each figure is the median over the rounds.
     let mut samples: Vec<Vec<Run>> = targets.iter().map(|_| Vec::new()).collect();
