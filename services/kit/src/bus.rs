@@ -364,6 +364,34 @@ pub async fn consume_batches<F, Fut, E>(
     }
 }
 
+/// What `read` makes of each record of a batch, in order, leaving out those it passes over
+/// (`Ok(None)`). Each record is counted in `events_consumed_total` under `consumer`; one it
+/// cannot read (`Err`, naming why) is logged and counted as rejected, and never retried.
+/// For [`consume_batches`] handlers.
+pub fn read_batch<T>(
+    consumer: &'static str,
+    records: &[Received],
+    read: impl Fn(&Received) -> Result<Option<T>, String>,
+) -> Vec<T> {
+    let mut out = Vec::new();
+    for record in records {
+        let outcome = match read(record) {
+            Ok(Some(item)) => {
+                out.push(item);
+                "ok"
+            }
+            Ok(None) => "ok",
+            Err(reason) => {
+                tracing::error!(consumer, topic = %record.topic, offset = record.offset, reason, "record rejected");
+                "rejected"
+            }
+        };
+        metrics::counter!("events_consumed_total", "consumer" => consumer, "topic" => record.topic.clone(), "outcome" => outcome)
+            .increment(1);
+    }
+    out
+}
+
 /// The next record, waiting through receive errors (retried every second); `None` once
 /// `stop` is cancelled.
 async fn next_or_stop(

@@ -9,7 +9,7 @@ use chrono::Utc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use storefront_kit::auth::Verifier;
-use storefront_kit::bus::{Bus, HandlerError, Received, Record};
+use storefront_kit::bus::{self, Bus, HandlerError, Received, Record};
 use storefront_kit::context::RequestContext;
 use storefront_kit::event::Envelope;
 use storefront_kit::problem::{ApiError, FieldError};
@@ -337,25 +337,11 @@ impl AppState {
     /// invalidated once. Other order events are skipped; a malformed record is logged and
     /// skipped. An `Err` (a backend is down) means: retry the whole batch.
     pub async fn follow_stock(&self, records: &[Received]) -> Result<(), BackendError> {
-        let mut reports = Vec::new();
-        for record in records {
-            let read = Envelope::from_json(&record.payload)
+        let reports = bus::read_batch("search-stock", records, |record| {
+            Envelope::from_json(&record.payload)
                 .map_err(|e| e.to_string())
-                .and_then(|e| StockChanged::from_envelope(&e).map_err(|e| e.to_string()));
-            let outcome = match read {
-                Ok(Some(report)) => {
-                    reports.push(report);
-                    "ok"
-                }
-                Ok(None) => "ok",
-                Err(reason) => {
-                    tracing::error!(topic = %record.topic, offset = record.offset, reason, "record rejected");
-                    "rejected"
-                }
-            };
-            metrics::counter!("events_consumed_total", "consumer" => "search-stock", "topic" => record.topic.clone(), "outcome" => outcome)
-                .increment(1);
-        }
+                .and_then(|e| StockChanged::from_envelope(&e).map_err(|e| e.to_string()))
+        });
         self.apply_stock(&newest_per_product(reports)).await
     }
 
