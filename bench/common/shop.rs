@@ -84,6 +84,10 @@ impl Shop {
                 cache_url: Some(CacheUrl::parse(&stack.redis_url)?),
                 cache_prefix: cart_cache.prefix().trim_end_matches(':').to_string(),
                 search_url: search_base.clone(),
+                // Placed orders leave their carts through the order service's events.
+                events_url: Some(events.clone()),
+                orders_topic: orders.name().to_string(),
+                checkout_consumer_group: format!("{}-checkout", orders.name()),
                 ..storefront_cart::Settings::default()
             },
             &platform,

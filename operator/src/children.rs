@@ -308,7 +308,11 @@ pub fn component_env(sf: &Storefront, c: Component) -> Vec<EnvVar> {
     let uses_redis = matches!(c, Component::Gateway | Component::Search | Component::Cart);
     let uses_kafka = matches!(
         c,
-        Component::Search | Component::Order | Component::Delivery | Component::Notification
+        Component::Search
+            | Component::Cart
+            | Component::Order
+            | Component::Delivery
+            | Component::Notification
     );
     if let (true, Some(mysql)) = (uses_mysql, &b.mysql) {
         database_env(
@@ -1175,7 +1179,12 @@ mod tests {
             value(&cart, "STOREFRONT_CART__CACHE_URL"),
             "redis://redis:6379"
         );
-        assert!(!cart.contains_key("STOREFRONT_CART__EVENTS_URL"));
+        // The cart follows the order service's events (placed orders leave their carts).
+        assert_eq!(
+            value(&cart, "STOREFRONT_CART__EVENTS_URL"),
+            "kafka://k1:9092,k2:9092"
+        );
+        assert_eq!(value(&cart, "STOREFRONT_CART__TOPIC_PREFIX"), "shop.");
         // $(VAR) expansion only sees variables defined earlier in the list.
         let names: Vec<String> = component_env(&sf, Component::Cart)
             .into_iter()

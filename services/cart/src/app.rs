@@ -8,6 +8,7 @@ use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use storefront_kit::auth::Verifier;
 use storefront_kit::backend::Location;
+use storefront_kit::bus::{self, Bus};
 use storefront_kit::health::{HealthCheck, Readiness};
 use storefront_kit::server::{Bound, Platform, Service, startup_error};
 use storefront_search::domain::Currency;
@@ -21,11 +22,13 @@ use crate::adapters::search::SearchCatalog;
 use crate::adapters::sqlite::SqliteCarts;
 use crate::http;
 use crate::ports::{CartCache, CartRepo};
-use crate::service::AppState;
+use crate::service::{AppState, CHECKOUT_CONSUMER};
 use crate::settings::Settings;
 
 /// The service's name in logs, metrics and `/readyz`.
 pub const NAME: &str = "cart";
+/// Most `orders.v1` records the checkout follower handles at once (about 250 orders).
+const CHECKOUT_BATCH: usize = 1_000;
 
 /// The cart service, bound and ready to run.
 pub type Application = Bound<AppState>;
@@ -102,6 +105,8 @@ pub async fn build_with(
 ) -> std::io::Result<Application> {
     let data_dir = &platform.data_dir;
     let state = state(settings, data_dir, verifier).await?;
+    let bus = Bus::connect(&settings.events(data_dir), NAME, &platform.memory_bus)
+        .map_err(|e| io_error("events", e))?;
 
     let mut readiness = Readiness::new(NAME, platform.shutdown.token());
     readiness.add(
@@ -110,11 +115,12 @@ pub async fn build_with(
         })
         .with_target(settings.database(data_dir).redacted()),
     );
-    // The cache and the catalog are not part of readiness. Without the cache, carts are
-    // read from the database; without the catalog, carts are still shown (at the captured
-    // prices), changed and emptied at checkout, only adding is refused (503). Taking every
-    // replica out of service for either would turn a partial outage into a full one.
-    // `cart_cache_up`, `cart_catalog_up` and the logs report them.
+    // The cache, the catalog and the bus are not part of readiness. Without the cache, carts
+    // are read from the database; without the catalog, carts are still shown (at the
+    // captured prices), changed and emptied, only adding is refused (503); without the bus,
+    // placed orders leave their carts once it is back. Taking every replica out of service
+    // for either would turn a partial outage into a full one. `cart_cache_up`,
+    // `cart_catalog_up`, `cart_events_up` and the logs report them.
     let cache = state.cache.clone();
     platform.shutdown.spawn(watch(
         "cache",
@@ -134,6 +140,22 @@ pub async fn build_with(
         platform.shutdown.token(),
     ));
 
+    let events = bus.clone();
+    platform.shutdown.spawn(watch(
+        "events",
+        move || {
+            let events = events.clone();
+            async move { events.check().await }.boxed()
+        },
+        platform.shutdown.token(),
+    ));
+    platform.shutdown.spawn(follow_orders(
+        state.clone(),
+        bus,
+        settings.clone(),
+        platform.shutdown.token(),
+    ));
+
     let service = Service {
         name: NAME,
         router: http::router(state.clone()),
@@ -141,6 +163,29 @@ pub async fn build_with(
         readiness,
     };
     Bound::bind(&settings.listen, service, state).await
+}
+
+/// Takes placed orders out of their carts: follows the order service's topic in batches of
+/// what arrives within `checkout_linger_ms`, so a stream of orders costs one statement per
+/// batch, not one request per order.
+async fn follow_orders(state: AppState, bus: Bus, settings: Settings, stop: CancellationToken) {
+    let topic = settings.prefixed(&settings.orders_topic);
+    let group = settings.prefixed(&settings.checkout_consumer_group);
+    let Some(subscription) = bus.follow_topic(&group, &topic, &stop).await else {
+        return;
+    };
+    bus::consume_batches(
+        CHECKOUT_CONSUMER,
+        subscription,
+        stop,
+        CHECKOUT_BATCH,
+        Duration::from_millis(settings.checkout_linger_ms),
+        |batch| {
+            let state = state.clone();
+            async move { state.follow_orders(&batch).await }
+        },
+    )
+    .await;
 }
 
 /// Reports a dependency the service works without as the gauge `cart_<name>_up` and in the

@@ -1,4 +1,4 @@
-//! The typed client other services (order) use to read and empty the caller's cart.
+//! The typed client other services (order) use to read the caller's cart.
 //!
 //! The cart is always the one of the JWT subject whose credentials the [`RequestContext`]
 //! carries; [`RestClient`] propagates them with the request id and a child `traceparent`.
@@ -9,7 +9,8 @@ use storefront_kit::context::RequestContext;
 pub use crate::domain::{CartLineView, CartView};
 pub use storefront_search::domain::{Currency, Money, ProductId, Sku};
 
-/// Calls the cart service: `CartClient::get(&ctx)`, `CartClient::clear(&ctx)`.
+/// Calls the cart service: `CartClient::get(&ctx)`. (A placed order leaves its cart through
+/// its `OrderPlaced` event, not through a call.)
 #[derive(Clone, Debug)]
 pub struct CartClient {
     rest: RestClient,
@@ -26,13 +27,5 @@ impl CartClient {
     /// The caller's cart, priced as the catalog has it now (`GET /v1/cart`).
     pub async fn get(&self, ctx: &RequestContext) -> Result<CartView, ClientError> {
         self.rest.get_json(ctx, "v1/cart").await
-    }
-
-    /// Empties the caller's cart (`DELETE /v1/cart`, 204). Retried like any idempotent call.
-    pub async fn clear(&self, ctx: &RequestContext) -> Result<(), ClientError> {
-        // RestClient has no body-less DELETE; a JSON `null` body is ignored by the server.
-        self.rest
-            .send_json::<_, ()>(ctx, http::Method::DELETE, "v1/cart", &(), true)
-            .await
     }
 }

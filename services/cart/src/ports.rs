@@ -6,7 +6,7 @@ use futures::future::BoxFuture;
 use storefront_kit::context::RequestContext;
 use storefront_search::domain::{Product, ProductId};
 
-use crate::domain::Cart;
+use crate::domain::{Cart, PlacedOrder};
 
 /// A backend failed; the message is logged, never returned to callers.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -57,6 +57,18 @@ pub trait CartRepo: Send + Sync {
         user_id: &'a str,
         at: chrono::DateTime<chrono::Utc>,
     ) -> BoxFuture<'a, Result<Option<u64>>>;
+
+    /// Takes placed orders out of their carts, idempotently. A cart still at the version an
+    /// order was placed from is emptied; one changed since loses only what the order bought
+    /// ([`Cart::take_out`]). Each cart keeps the newest version an order was placed from,
+    /// and an order from that version or an older one is passed over: a redelivered event,
+    /// or one arriving after a later order's, changes nothing. Returns the carts changed,
+    /// each with the version that wrote it (for the cache).
+    fn take_out<'a>(
+        &'a self,
+        orders: &'a [PlacedOrder],
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> BoxFuture<'a, Result<Vec<(String, u64)>>>;
 
     /// A cheap query proving the database answers.
     fn check(&self) -> BoxFuture<'_, Result<()>>;

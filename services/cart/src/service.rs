@@ -10,18 +10,21 @@ use chrono::{SubsecRound as _, Utc};
 use rand::Rng as _;
 use serde::Deserialize;
 use storefront_kit::auth::{Identity, Verifier};
+use storefront_kit::bus::{self, Received};
 use storefront_kit::context::RequestContext;
 use storefront_kit::problem::{ApiError, FieldError};
 use storefront_search::domain::{Currency, Product, ProductId};
 use utoipa::ToSchema;
 
-use crate::domain::{Cart, CartError, CartView, PriceOverflow, Quantity};
+use crate::domain::{Cart, CartError, CartView, PlacedOrder, PriceOverflow, Quantity};
 use crate::ports::{BackendError, CartCache, CartRepo, Catalog, SaveError};
 
 /// Attempts of a write that keeps meeting concurrent writes to the same cart.
 const WRITE_ATTEMPTS: u32 = 12;
 /// Cap of the jittered pause between two attempts.
 const WRITE_BACKOFF_MAX_MS: u64 = 40;
+/// The consumer that takes placed orders out of carts, in logs and metrics.
+pub const CHECKOUT_CONSUMER: &str = "cart-checkout";
 /// Longest accepted user id (the `sub` claim); the database column holds this many.
 const MAX_USER_ID: usize = 255;
 
@@ -285,6 +288,35 @@ impl AppState {
         if let Some(version) = self.repo.clear(user, at).await? {
             self.cache.invalidate(user, version).await;
         }
+        Ok(())
+    }
+
+    /// Follows a batch of `orders.v1` records: every placed order is taken out of the cart it
+    /// was placed from ([`CartRepo::take_out`]), and the carts changed leave the cache. An
+    /// error leaves the batch to be retried whole, which changes nothing twice.
+    pub async fn follow_orders(&self, records: &[Received]) -> Result<(), BackendError> {
+        let orders = bus::read_batch(CHECKOUT_CONSUMER, records, |r| {
+            PlacedOrder::from_record(&r.payload)
+        });
+        if orders.is_empty() {
+            return Ok(());
+        }
+        let changed = self
+            .repo
+            .take_out(&orders, Utc::now().trunc_subsecs(3))
+            .await?;
+        futures::future::join_all(
+            changed
+                .iter()
+                .map(|(user, version)| self.cache.invalidate(user, *version)),
+        )
+        .await;
+        metrics::counter!("cart_orders_taken_out_total").increment(orders.len() as u64);
+        tracing::debug!(
+            orders = orders.len(),
+            carts = changed.len(),
+            "placed orders taken out of their carts"
+        );
         Ok(())
     }
 }

@@ -207,7 +207,10 @@ impl AppState {
         // insert finds it taken, or when the cart cannot be placed: a retry after the order
         // emptied the cart, or while the cart service is down, still gets its replay.
         let cart = match self.cart.get(ctx).await {
-            Ok(cart) => lines_of(cart),
+            Ok(cart) => {
+                let version = cart.version;
+                lines_of(cart).map(|(lines, currency)| (lines, currency, version))
+            }
             Err(e) => {
                 let e = cart_error(e);
                 // The lookup waits only briefly here: when the database the cart and the
@@ -220,7 +223,7 @@ impl AppState {
                 };
             }
         };
-        let (lines, currency) = match cart {
+        let (lines, currency, cart_version) = match cart {
             Ok(placeable) => placeable,
             Err(e) => {
                 return match self.repo.idempotency(user_id, key).await? {
@@ -237,7 +240,8 @@ impl AppState {
             currency,
             self.auto_confirm,
         );
-        let mut emitted = vec![events::order_placed(&order).caused_by(ctx)];
+        // The cart service takes the order out of the cart when this event reaches it.
+        let mut emitted = vec![events::order_placed(&order, cart_version).caused_by(ctx)];
         if self.auto_confirm {
             emitted.push(events::order_confirmed(&order).caused_by(ctx));
         }
@@ -272,9 +276,6 @@ impl AppState {
         metrics::counter!("orders_placed_total", "result" => "placed").increment(1);
         self.relay_wake.notify_one();
         tracing::info!(order_id = %order.id, items = order.item_count, "order placed");
-        if let Err(e) = self.cart.clear(ctx).await {
-            tracing::warn!(order_id = %order.id, error = %e, "could not empty the cart after placing");
-        }
         Ok(Placed {
             status: 201,
             body,

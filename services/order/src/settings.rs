@@ -21,7 +21,7 @@ pub struct Settings {
     pub database_url: Option<SqlUrl>,
     /// events backend (`kafka://` or `memory://`); embedded default when unset.
     pub events_url: Option<EventsUrl>,
-    /// Base URL of the cart service (the caller's cart is read and emptied there).
+    /// Base URL of the cart service (the caller's cart is read there).
     pub cart_url: String,
     /// Timeouts and retries of the cart client.
     pub cart_client: ClientSettings,

@@ -17,7 +17,7 @@ macro_rules! sql_cart_repo {
         use futures::FutureExt as _;
         use futures::future::BoxFuture;
 
-        use crate::domain::{Cart, CartLine};
+        use crate::domain::{Cart, CartLine, PlacedOrder};
         use crate::ports::{BackendError, CartRepo, Result, SaveError};
 
         fn err(e: impl std::fmt::Display + 'static) -> BackendError {
@@ -44,6 +44,66 @@ macro_rules! sql_cart_repo {
             i64::try_from(v).map_err(err)
         }
 
+        fn version_from_db(v: i64) -> Result<u64> {
+            u64::try_from(v).map_err(err)
+        }
+
+        /// Attempts of taking one order out of a cart that keeps changing meanwhile.
+        const TAKE_OUT_ATTEMPTS: u32 = 12;
+
+        impl $repo {
+            /// Takes one order out of its cart as it is now (a cart changed since the order
+            /// read it): read, take out, write if the version is still the one read.
+            /// The version written, `None` when there was nothing to do.
+            async fn take_out_one(&self, order: &PlacedOrder, at: i64) -> Result<Option<u64>> {
+                for _ in 0..TAKE_OUT_ATTEMPTS {
+                    let row: Option<(i64, i64, String)> = sqlx::query_as(
+                        "SELECT version, ordered_through, lines_json FROM carts WHERE user_id = ?",
+                    )
+                    .bind(&order.user_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(err)?;
+                    let Some((version, through, lines)) = row else {
+                        return Ok(None);
+                    };
+                    if version_from_db(through)? >= order.cart_version {
+                        return Ok(None);
+                    }
+                    let lines: Vec<CartLine> = serde_json::from_str(&lines).map_err(|e| {
+                        err(format!("cart of {}: bad lines_json: {e}", order.user_id))
+                    })?;
+                    let mut cart = Cart {
+                        user_id: order.user_id.clone(),
+                        lines,
+                        version: version_from_db(version)?,
+                        updated_at: millis_to_time(at)?,
+                    };
+                    cart.take_out(&order.lines);
+                    let written = sqlx::query(
+                        "UPDATE carts SET version = ?, ordered_through = ?, lines_json = ?, \
+                         updated_at = ? WHERE user_id = ? AND version = ?",
+                    )
+                    .bind(version + 1)
+                    .bind(version_to_db(order.cart_version)?)
+                    .bind(serde_json::to_string(&cart.lines).map_err(err)?)
+                    .bind(at)
+                    .bind(&order.user_id)
+                    .bind(version)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(err)?;
+                    if written.rows_affected() == 1 {
+                        return Ok(Some(cart.version + 1));
+                    }
+                }
+                Err(err(format!(
+                    "cart of {} kept changing while an order was taken out",
+                    order.user_id
+                )))
+            }
+        }
+
         impl CartRepo for $repo {
             fn load<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<Option<Cart>>> {
                 async move {
@@ -64,7 +124,7 @@ macro_rules! sql_cart_repo {
                     Ok(Some(Cart {
                         user_id: user_id.to_string(),
                         lines,
-                        version: u64::try_from(version).map_err(err)?,
+                        version: version_from_db(version)?,
                         updated_at: millis_to_time(updated_at)?,
                     }))
                 }
@@ -128,6 +188,83 @@ macro_rules! sql_cart_repo {
                         .await
                         .map_err(err)?;
                     Ok(version)
+                }
+                .boxed()
+            }
+
+            fn take_out<'a>(
+                &'a self,
+                orders: &'a [PlacedOrder],
+                at: DateTime<Utc>,
+            ) -> BoxFuture<'a, Result<Vec<(String, u64)>>> {
+                async move {
+                    if orders.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    let at = at.timestamp_millis();
+                    let mut users: Vec<&str> = orders.iter().map(|o| o.user_id.as_str()).collect();
+                    users.sort_unstable();
+                    users.dedup();
+                    let in_users = vec!["?"; users.len()].join(", ");
+                    // The common case, every cart still at the version its order read, is
+                    // one statement for the whole batch. `ordered_through` is assigned before
+                    // `version`, so both engines give it the version the order read.
+                    let pairs = vec!["(user_id = ? AND version = ?)"; orders.len()].join(" OR ");
+                    let sql = format!(
+                        "UPDATE carts SET ordered_through = version, version = version + 1, \
+                         lines_json = '[]', updated_at = ? \
+                         WHERE user_id IN ({in_users}) AND ({pairs})"
+                    );
+                    let mut emptied = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(at);
+                    for user in &users {
+                        emptied = emptied.bind(*user);
+                    }
+                    for o in orders {
+                        emptied = emptied
+                            .bind(o.user_id.as_str())
+                            .bind(version_to_db(o.cart_version)?);
+                    }
+                    emptied.execute(&self.pool).await.map_err(err)?;
+
+                    let sql = format!(
+                        "SELECT user_id, version, ordered_through FROM carts \
+                         WHERE user_id IN ({in_users})"
+                    );
+                    let mut now = sqlx::query_as::<_, (String, i64, i64)>(sqlx::AssertSqlSafe(sql));
+                    for user in &users {
+                        now = now.bind(*user);
+                    }
+                    let mut carts = std::collections::HashMap::new();
+                    for (user, version, through) in now.fetch_all(&self.pool).await.map_err(err)? {
+                        carts.insert(user, (version_from_db(version)?, version_from_db(through)?));
+                    }
+                    // Per user, the orders in the order they were placed.
+                    let mut sorted: Vec<&PlacedOrder> = orders.iter().collect();
+                    sorted.sort_by(|a, b| {
+                        (a.user_id.as_str(), a.cart_version)
+                            .cmp(&(b.user_id.as_str(), b.cart_version))
+                    });
+                    let mut changed: Vec<(String, u64)> = Vec::new();
+                    for order in sorted {
+                        let Some(&(version, through)) = carts.get(&order.user_id) else {
+                            continue;
+                        };
+                        let written = if through < order.cart_version {
+                            // The cart changed after the order read it.
+                            self.take_out_one(order, at).await?
+                        } else {
+                            // Emptied above (or already by an earlier delivery of the event:
+                            // dropping its cached copy again is harmless).
+                            (through == order.cart_version).then_some(version)
+                        };
+                        if let Some(v) = written {
+                            match changed.iter_mut().find(|(u, _)| u == &order.user_id) {
+                                Some(entry) => entry.1 = entry.1.max(v),
+                                None => changed.push((order.user_id.clone(), v)),
+                            }
+                        }
+                    }
+                    Ok(changed)
                 }
                 .boxed()
             }

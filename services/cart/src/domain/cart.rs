@@ -68,6 +68,70 @@ pub struct Cart {
     pub updated_at: DateTime<Utc>,
 }
 
+/// An order placed from a cart, as its `OrderPlaced` event tells it: whose cart, the cart
+/// version the order read, and the quantities it bought.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlacedOrder {
+    pub user_id: String,
+    pub cart_version: u64,
+    pub lines: Vec<(ProductId, u32)>,
+}
+
+/// The event type the order service emits for a placed order.
+pub const ORDER_PLACED: &str = "OrderPlaced";
+
+impl PlacedOrder {
+    /// The placed order an event tells of; `None` for other events, and for an
+    /// `OrderPlaced` from before orders named their cart version (its cart was emptied by
+    /// the order service itself). An error names what is wrong with the event.
+    pub fn from_record(payload: &[u8]) -> Result<Option<Self>, String> {
+        #[derive(Deserialize)]
+        struct Kind<'a> {
+            #[serde(rename = "type", borrow)]
+            event_type: std::borrow::Cow<'a, str>,
+        }
+        #[derive(Deserialize)]
+        struct Placed {
+            data: Data,
+        }
+        #[derive(Deserialize)]
+        struct Data {
+            user_id: String,
+            cart_version: Option<u64>,
+            lines: Vec<Line>,
+        }
+        #[derive(Deserialize)]
+        struct Line {
+            product_id: String,
+            quantity: u32,
+        }
+        let kind: Kind<'_> = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+        if kind.event_type != ORDER_PLACED {
+            return Ok(None);
+        }
+        let placed: Placed =
+            serde_json::from_slice(payload).map_err(|e| format!("{ORDER_PLACED}: {e}"))?;
+        let Some(cart_version) = placed.data.cart_version else {
+            return Ok(None);
+        };
+        let lines = placed
+            .data
+            .lines
+            .into_iter()
+            .map(|l| {
+                ProductId::parse(&l.product_id)
+                    .map(|id| (id, l.quantity))
+                    .map_err(|e| format!("{ORDER_PLACED}: product_id: {e}"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Some(Self {
+            user_id: placed.data.user_id,
+            cart_version,
+            lines,
+        }))
+    }
+}
+
 /// Why a change to a cart was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CartError {
@@ -175,6 +239,24 @@ impl Cart {
         self.set_quantity(id, None)
     }
 
+    /// Takes what an order bought out of the cart: each ordered quantity comes off its
+    /// product's line, and a line left with none goes. Products the cart no longer holds are
+    /// passed over. True when the cart changed.
+    pub fn take_out(&mut self, ordered: &[(ProductId, u32)]) -> bool {
+        let mut changed = false;
+        for (id, quantity) in ordered.iter().filter(|(_, q)| *q > 0) {
+            let Some(i) = self.position(id) else { continue };
+            match Quantity::try_from(self.lines[i].quantity.get().saturating_sub(*quantity)) {
+                Ok(left) => self.lines[i].quantity = left,
+                Err(_) => {
+                    self.lines.remove(i);
+                }
+            }
+            changed = true;
+        }
+        changed
+    }
+
     /// The cart as the API shows it, with each line's unit price, SKU and title taken from
     /// `current` when it has the product in the cart's currency, else the captured ones.
     pub fn view(
@@ -223,6 +305,7 @@ impl Cart {
             },
             item_count: count,
             updated_at: self.updated_at,
+            version: self.version,
         })
     }
 }
@@ -283,6 +366,29 @@ mod tests {
         assert_eq!(view.items[0].line_total.minor, 3998);
         assert_eq!(view.total.minor, 4001);
         assert_eq!(view.item_count, 5);
+    }
+
+    #[test]
+    fn taking_out_an_order_subtracts_its_quantities_and_drops_emptied_lines() {
+        let mut cart = Cart::empty("u1", Utc::now());
+        cart.add(&product("a", 10, "EUR"), q(2)).expect("add");
+        cart.add(&product("b", 20, "EUR"), q(5)).expect("add");
+        cart.add(&product("c", 30, "EUR"), q(1)).expect("add");
+        let id = |s: &str| ProductId::parse(s).expect("id");
+        // a: all of it; b: part of it; d: not in the cart; c: untouched.
+        assert!(cart.take_out(&[(id("a"), 2), (id("b"), 3), (id("d"), 1)]));
+        let left: Vec<(&str, u32)> = cart
+            .lines
+            .iter()
+            .map(|l| (l.product_id.as_str(), l.quantity.get()))
+            .collect();
+        assert_eq!(left, [("b", 2), ("c", 1)]);
+        // More than the line holds empties it; nothing to take changes nothing.
+        assert!(cart.take_out(&[(id("b"), 7)]));
+        assert!(!cart.take_out(&[(id("d"), 1), (id("c"), 0)]));
+        assert_eq!(cart.lines.len(), 1);
+        assert!(cart.take_out(&[(id("c"), 1)]));
+        assert!(cart.lines.is_empty());
     }
 
     #[test]

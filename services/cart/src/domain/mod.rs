@@ -4,6 +4,7 @@ pub mod cart;
 pub mod view;
 
 pub use cart::{
-    Cart, CartError, CartLine, DEFAULT_CURRENCY, MAX_LINES, MAX_QUANTITY, PriceOverflow, Quantity,
+    Cart, CartError, CartLine, DEFAULT_CURRENCY, MAX_LINES, MAX_QUANTITY, ORDER_PLACED,
+    PlacedOrder, PriceOverflow, Quantity,
 };
 pub use view::{CartLineView, CartView};

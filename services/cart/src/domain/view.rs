@@ -15,6 +15,11 @@ pub struct CartView {
     /// Sum of the quantities.
     pub item_count: u32,
     pub updated_at: DateTime<Utc>,
+    /// The cart's version: 0 for a cart never saved, one more with every change. An order
+    /// records the version it was placed from, and the cart takes out only what that
+    /// version held (see `OrderPlaced`).
+    #[serde(default)]
+    pub version: u64,
 }
 
 /// One product in a cart.

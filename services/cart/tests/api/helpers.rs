@@ -1,6 +1,7 @@
-//! `spawn_app()`: the cart service on the real MariaDB and Redis of the local stack (each test
-//! in a database and key prefix of its own) or on its embedded twins (SQLite, memory), with a
-//! real search service (embedded backends in a temporary directory) as its catalog.
+//! `spawn_app()`: the cart service on the real MariaDB, Redis and Kafka of the local stack
+//! (each test in a database, key prefix and topic of its own) or on its embedded twins
+//! (SQLite, memory, the in-process bus), with a real search service (embedded backends in a
+//! temporary directory) as its catalog.
 
 use std::time::Duration;
 
@@ -10,9 +11,11 @@ use serde_json::{Value, json};
 use storefront_cart::Settings;
 use storefront_kit::auth::Role;
 use storefront_kit::auth::testing::TestIssuer;
-use storefront_kit::backend::{CacheUrl, SqlUrl};
+use storefront_kit::backend::{CacheUrl, EventsUrl, SqlUrl};
+use storefront_kit::bus::{Bus, Record};
+use storefront_kit::event::Envelope;
 use storefront_kit::server::Platform;
-use storefront_tests::{MysqlDatabase, RedisNamespace, Stack};
+use storefront_tests::{KafkaTopic, MysqlDatabase, RedisNamespace, Stack};
 
 /// Where the carts are stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,6 +108,7 @@ impl Catalog {
 #[allow(dead_code)]
 struct Namespaces {
     mysql: Option<MysqlDatabase>,
+    orders: Option<KafkaTopic>,
     dir: tempfile::TempDir,
 }
 
@@ -145,12 +149,27 @@ async fn try_spawn(options: Options) -> anyhow::Result<TestApp> {
         search_url: catalog.base.clone(),
         ..Settings::default()
     };
-    let mut namespaces = Namespaces { mysql: None, dir };
+    let mut namespaces = Namespaces {
+        mysql: None,
+        orders: None,
+        dir,
+    };
     let mut redis = None;
+    // The order events come through Kafka with MariaDB, through the in-process bus with
+    // SQLite (as in `storefront up`).
     if options.database == Database::Mysql {
-        let db = Stack::get().mysql_database().await?;
+        let stack = Stack::get();
+        let db = stack.mysql_database().await?;
         settings.database_url = Some(SqlUrl::parse(db.url())?);
         namespaces.mysql = Some(db);
+        let orders = stack.kafka_topic("orders", 3).await?;
+        settings.events_url = Some(EventsUrl::parse(&format!(
+            "kafka://{}",
+            stack.kafka_brokers
+        ))?);
+        settings.orders_topic = orders.name().to_string();
+        settings.checkout_consumer_group = format!("{}-checkout", orders.name());
+        namespaces.orders = Some(orders);
     }
     match options.cache {
         Cache::Redis => {
@@ -305,6 +324,60 @@ impl TestApp {
             .await
             .expect("update product");
         assert_eq!(r.status(), StatusCode::OK, "update product");
+    }
+
+    /// Publishes an `OrderPlaced` event as the order service does: order `order` of `user`,
+    /// placed from version `cart_version` of their cart, buying `lines` (product, quantity).
+    pub async fn order_placed(
+        &self,
+        order: &str,
+        user: &str,
+        cart_version: u64,
+        lines: &[(&str, u32)],
+    ) {
+        let lines: Vec<Value> = lines
+            .iter()
+            .map(|(p, q)| json!({"product_id": p, "quantity": q}))
+            .collect();
+        let data = json!({
+            "order_id": order, "user_id": user, "status": "PLACED",
+            "lines": lines, "cart_version": cart_version,
+        });
+        let envelope = Envelope::new("OrderPlaced", "order", order, data);
+        self.publish(order, envelope.to_json().expect("json")).await;
+    }
+
+    /// Publishes `payload` on the orders topic under `key`.
+    pub async fn publish(&self, key: &str, payload: Vec<u8>) {
+        let bus = Bus::connect(
+            &self.settings.events(self.platform.data_dir.as_path()),
+            "cart-test",
+            &self.platform.memory_bus,
+        )
+        .expect("bus");
+        let record = Record {
+            topic: self.settings.prefixed(&self.settings.orders_topic),
+            key: key.to_string(),
+            payload,
+            headers: Vec::new(),
+        };
+        bus.publish(&record).await.expect("publish");
+    }
+
+    /// The cart of `user` once `done` holds for it (within 30 s).
+    pub async fn cart_when(&self, user: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let cart = self.cart(user).await;
+            if done(&cart) {
+                return cart;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: cart of {user} is {cart}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Whether the cached cart of `user` is in Redis.

@@ -126,6 +126,100 @@ async fn the_sqlite_twin_with_the_memory_cache_passes_the_same_flow() {
     );
 }
 
+/// Quantities of a cart's lines by product.
+fn lines(cart: &Value) -> Vec<(String, u64)> {
+    cart["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| {
+            let id = i["product_id"].as_str().expect("id").to_string();
+            (id, i["quantity"].as_u64().expect("quantity"))
+        })
+        .collect()
+}
+
+/// `OrderPlaced` events take their orders out of the carts: a cart still at the order's
+/// version is emptied (its cached copy dropped); one changed since loses only what the
+/// order bought; a redelivered event, or one overtaken by a later order's, changes nothing;
+/// an event the cart cannot read is passed over without holding up those after it.
+async fn placed_orders_leave_their_carts(app: &TestApp) {
+    let mug = app.product("Mug", 1000, "EUR").await;
+    let pan = app.product("Pan", 2000, "EUR").await;
+
+    // Unchanged since the order read it: emptied, and the cached copy goes.
+    app.add("ann", &mug, 2).await;
+    app.add("ann", &pan, 1).await;
+    let read = app.cart("ann").await;
+    assert_eq!(read["version"], 2);
+    app.order_placed("o-ann", "ann", 2, &[(&mug, 2), (&pan, 1)])
+        .await;
+    let cart = app
+        .cart_when("ann", "emptied", |c| c["item_count"] == 0)
+        .await;
+    assert_eq!(cart["version"], 3, "one write");
+
+    // Changed after the order read it: only what the order bought comes off.
+    app.add("ben", &mug, 2).await; // version 1: the order buys these two
+    app.add("ben", &mug, 1).await;
+    app.order_placed("o-ben", "ben", 1, &[(&mug, 2)]).await;
+    let cart = app
+        .cart_when("ben", "taken out", |c| c["item_count"] == 1)
+        .await;
+    assert_eq!(lines(&cart), [(mug.clone(), 1)]);
+    app.add("ben", &pan, 1).await;
+    app.add("ben", &mug, 2).await;
+    // Redelivered (the same event again): nothing changes. A later event on the same key
+    // (partition) shows it was handled.
+    app.order_placed("o-ben", "ben", 1, &[(&mug, 2)]).await;
+    app.add("cal", &pan, 1).await;
+    app.order_placed("o-ben", "cal", 1, &[(&pan, 1)]).await;
+    app.cart_when("cal", "emptied", |c| c["item_count"] == 0)
+        .await;
+    assert_eq!(
+        lines(&app.cart("ben").await),
+        [(mug.clone(), 3), (pan.clone(), 1)],
+        "a redelivered order is not taken out twice"
+    );
+
+    // Two orders, the later one's event first: the earlier one's is passed over, so what
+    // the shopper added after both stays.
+    app.add("dee", &mug, 1).await; // version 1: order A
+    app.add("dee", &pan, 1).await; // version 2: order B, both products
+    app.order_placed("o-dee-b", "dee", 2, &[(&mug, 1), (&pan, 1)])
+        .await;
+    app.cart_when("dee", "emptied", |c| c["item_count"] == 0)
+        .await;
+    app.add("dee", &mug, 1).await;
+    app.order_placed("o-dee-b", "dee", 1, &[(&mug, 1)]).await;
+    // Unreadable events are passed over; those after them still apply.
+    app.publish("o-dee-b", b"not json".to_vec()).await;
+    let no_version = json!({"user_id": "dee", "lines": [{"product_id": mug, "quantity": 1}]});
+    let old = storefront_kit::event::Envelope::new("OrderPlaced", "order", "o-old", no_version);
+    app.publish("o-dee-b", old.to_json().expect("json")).await;
+    app.add("eve", &pan, 1).await;
+    app.order_placed("o-dee-b", "eve", 1, &[(&pan, 1)]).await;
+    app.cart_when("eve", "emptied", |c| c["item_count"] == 0)
+        .await;
+    assert_eq!(
+        lines(&app.cart("dee").await),
+        [(mug.clone(), 1)],
+        "an older order's event after a newer one's changes nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placed_orders_leave_their_carts_through_kafka_on_mariadb_and_redis() {
+    let app = spawn_app(Options::real()).await;
+    placed_orders_leave_their_carts(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placed_orders_leave_their_carts_through_the_in_process_bus_on_sqlite() {
+    let app = spawn_app(Options::embedded()).await;
+    placed_orders_leave_their_carts(&app).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_can_neither_see_nor_change_another_users_cart() {
     let app = spawn_app(Options::real()).await;
@@ -559,7 +653,7 @@ async fn readyz_reports_each_dependency_and_openapi_lists_the_endpoints() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_typed_client_gets_and_clears_the_callers_cart() {
+async fn the_typed_client_gets_the_callers_cart_with_its_version() {
     let app = spawn_app(Options::real()).await;
     let mug = app.product("Mug", 1999, "EUR").await;
     app.add("buyer", &mug, 2).await;
@@ -579,15 +673,7 @@ async fn the_typed_client_gets_and_clears_the_callers_cart() {
     assert_eq!(cart.total.currency.as_str(), "EUR");
     assert_eq!(cart.item_count, 2);
 
-    client.clear(&ctx).await.expect("clear");
-    let cart = client.get(&ctx).await.expect("get");
-    assert!(cart.items.is_empty());
-    assert_eq!(cart.total.minor, 0);
-    assert_eq!(
-        app.cart("other").await["item_count"],
-        1,
-        "only the caller's cart"
-    );
+    assert_eq!(cart.version, 1, "one change so far");
 
     let anonymous = client
         .get(&RequestContext::new_root())

@@ -31,13 +31,12 @@ fn snapshot(order: &Order, status: OrderStatus) -> Value {
     })
 }
 
-pub fn order_placed(order: &Order) -> Envelope {
-    Envelope::new(
-        ORDER_PLACED,
-        SOURCE,
-        &order.id,
-        snapshot(order, OrderStatus::Placed),
-    )
+/// `OrderPlaced`: the whole order, and the version of the cart it was placed from, which
+/// the cart service takes the order out of.
+pub fn order_placed(order: &Order, cart_version: u64) -> Envelope {
+    let mut data = snapshot(order, OrderStatus::Placed);
+    data["cart_version"] = json!(cart_version);
+    Envelope::new(ORDER_PLACED, SOURCE, &order.id, data)
 }
 
 pub fn order_confirmed(order: &Order) -> Envelope {
@@ -183,8 +182,9 @@ mod tests {
     #[test]
     fn placed_and_confirmed_carry_the_whole_order() {
         let o = order(OrderStatus::Confirmed);
-        let placed = order_placed(&o);
+        let placed = order_placed(&o, 7);
         assert_eq!(placed.event_type, "OrderPlaced");
+        assert_eq!(placed.data["cart_version"], 7);
         assert_eq!(placed.subject, o.id);
         assert_eq!(placed.data["status"], "PLACED");
         assert_eq!(placed.data["lines"][0]["unit_price"]["minor"], 500);

@@ -170,9 +170,13 @@ async fn try_spawn(options: Options) -> anyhow::Result<World> {
     tokio::spawn(search.run_until_stopped(platform.clone()));
 
     // cart: on MariaDB for the real world.
+    // It follows the order's events to take placed orders out of their carts.
     let mut cart_settings = storefront_cart::Settings {
         listen: "127.0.0.1:0".into(),
         search_url: search_base.clone(),
+        events_url: Some(events_url.clone()),
+        orders_topic: orders_topic.clone(),
+        checkout_consumer_group: format!("{group}-checkout"),
         ..storefront_cart::Settings::default()
     };
     let mut order_settings = Settings {
@@ -418,6 +422,23 @@ impl World {
             .await;
         assert_eq!(r.status, StatusCode::OK, "GET cart: {}", r.body);
         r.body
+    }
+
+    /// Waits until the cart of the token's user is empty: a placed order leaves its cart
+    /// through its `OrderPlaced` event, moments after the answer.
+    pub async fn wait_for_empty_cart(&self, token: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let cart = self.cart_of(token).await;
+            if cart["item_count"] == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the placed order never left the cart: {cart}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// A product with `stock` units, initialised through `catalog.v1` and then set.
