@@ -258,26 +258,19 @@ async fn up_serves_every_service_and_stops_on_ctrl_c_within_the_deadline() {
         placed.text().await.unwrap_or_default()
     );
     // The order leaves the cart through its `OrderPlaced` event, moments later.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let cart = || async {
         let cart: serde_json::Value = http
             .get(format!("{gateway}/api/cart"))
             .bearer_auth(shopper)
             .send()
-            .await
-            .expect("cart")
+            .await?
             .json()
-            .await
-            .expect("json");
-        if cart["item_count"] == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the cart is emptied by the order: {cart}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+            .await?;
+        Ok((cart["item_count"] == 0).then_some(()))
+    };
+    storefront_tests::wait_until(Duration::from_secs(10), cart)
+        .await
+        .expect("the cart is emptied by the order");
 
     let pid = child.id().to_string();
     let started = Instant::now();

@@ -366,17 +366,14 @@ impl TestApp {
 
     /// The cart of `user` once `done` holds for it (within 30 s).
     pub async fn cart_when(&self, user: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
+        let waited = storefront_tests::wait_until(Duration::from_secs(30), || async {
             let cart = self.cart(user).await;
-            if done(&cart) {
-                return cart;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{what}: cart of {user} is {cart}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok(done(&cart).then_some(cart))
+        })
+        .await;
+        match waited {
+            Ok(cart) => cart,
+            Err(e) => panic!("{what}: {e}; cart of {user}: {}", self.cart(user).await),
         }
     }
 

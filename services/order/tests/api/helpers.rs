@@ -427,17 +427,15 @@ impl World {
     /// Waits until the cart of the token's user is empty: a placed order leaves its cart
     /// through its `OrderPlaced` event, moments after the answer.
     pub async fn wait_for_empty_cart(&self, token: &str) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let cart = self.cart_of(token).await;
-            if cart["item_count"] == 0 {
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the placed order never left the cart: {cart}"
+        let waited = storefront_tests::wait_until(Duration::from_secs(30), || async {
+            Ok((self.cart_of(token).await["item_count"] == 0).then_some(()))
+        })
+        .await;
+        if let Err(e) = waited {
+            panic!(
+                "the placed order never left the cart: {e}; {}",
+                self.cart_of(token).await
             );
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
