@@ -121,34 +121,15 @@ pub async fn build_with(
     // placed orders leave their carts once it is back. Taking every replica out of service
     // for either would turn a partial outage into a full one. `cart_cache_up`,
     // `cart_catalog_up`, `cart_events_up` and the logs report them.
-    let cache = state.cache.clone();
-    platform.shutdown.spawn(watch(
-        "cache",
-        move || {
-            let cache = cache.clone();
-            async move { cache.check().await }.boxed()
-        },
-        platform.shutdown.token(),
-    ));
-    let catalog = state.catalog.clone();
-    platform.shutdown.spawn(watch(
-        "catalog",
-        move || {
-            let catalog = catalog.clone();
-            async move { catalog.check().await }.boxed()
-        },
-        platform.shutdown.token(),
-    ));
-
-    let events = bus.clone();
-    platform.shutdown.spawn(watch(
-        "events",
-        move || {
-            let events = events.clone();
-            async move { events.check().await }.boxed()
-        },
-        platform.shutdown.token(),
-    ));
+    watch(platform, "cache", state.cache.clone(), |c| {
+        async move { c.check().await }.boxed()
+    });
+    watch(platform, "catalog", state.catalog.clone(), |c| {
+        async move { c.check().await }.boxed()
+    });
+    watch(platform, "events", bus.clone(), |b| {
+        async move { b.check().await }.boxed()
+    });
     platform.shutdown.spawn(follow_orders(
         state.clone(),
         bus,
@@ -188,15 +169,30 @@ async fn follow_orders(state: AppState, bus: Bus, settings: Settings, stop: Canc
     .await;
 }
 
-/// Reports a dependency the service works without as the gauge `cart_<name>_up` and in the
-/// logs, checking it every 5 s.
-async fn watch<F>(name: &'static str, check: F, stop: CancellationToken)
-where
-    F: Fn() -> BoxFuture<'static, Result<(), String>> + Send,
+/// Reports `dependency`, which the service works without, as the gauge `cart_<name>_up` and
+/// in the logs, checking it every 5 s until shutdown.
+fn watch<T>(
+    platform: &Platform,
+    name: &'static str,
+    dependency: T,
+    check: fn(T) -> BoxFuture<'static, Result<(), String>>,
+) where
+    T: Clone + Send + 'static,
 {
+    platform
+        .shutdown
+        .spawn(watching(name, dependency, check, platform.shutdown.token()));
+}
+
+async fn watching<T: Clone>(
+    name: &'static str,
+    dependency: T,
+    check: fn(T) -> BoxFuture<'static, Result<(), String>>,
+    stop: CancellationToken,
+) {
     let mut was_up = true;
     loop {
-        let up = check().await.is_ok();
+        let up = check(dependency.clone()).await.is_ok();
         metrics::gauge!(format!("cart_{name}_up")).set(if up { 1.0 } else { 0.0 });
         if up != was_up {
             if up {
