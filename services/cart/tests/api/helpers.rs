@@ -347,6 +347,22 @@ impl TestApp {
         self.publish(order, envelope.to_json().expect("json")).await;
     }
 
+    /// Stops this cart service, then starts another on the same settings (database, cache,
+    /// orders topic and consumer group). Returns its platform (stop it when done) and base URL.
+    pub async fn restart(&self) -> (Platform, String) {
+        self.platform.shutdown.trigger();
+        let _ =
+            tokio::time::timeout(Duration::from_secs(10), self.platform.shutdown.drained()).await;
+        let platform = Platform::new(&self.platform.data_dir, Duration::from_secs(10));
+        let app =
+            storefront_cart::app::build_with(&self.settings, &platform, self.issuer.verifier())
+                .await
+                .expect("restart the cart service");
+        let base = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped(platform.clone()));
+        (platform, base)
+    }
+
     /// Publishes `payload` on the orders topic under `key`.
     pub async fn publish(&self, key: &str, payload: Vec<u8>) {
         let bus = Bus::connect(

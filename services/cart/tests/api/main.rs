@@ -220,6 +220,46 @@ async fn placed_orders_leave_their_carts_through_the_in_process_bus_on_sqlite() 
     placed_orders_leave_their_carts(&app).await;
 }
 
+/// Kafka keeps what the cart service missed: an order placed while it was down leaves its
+/// cart once the service is back (the consumer group resumes from its committed offset).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_placed_while_the_cart_service_is_down_leaves_its_cart_once_it_is_back() {
+    let app = spawn_app(Options::real()).await;
+    let mug = app.product("Mug", 1000, "EUR").await;
+    // The follower has joined its group and committed: one event went all the way through.
+    app.add("gus", &mug, 1).await;
+    app.order_placed("o-gus", "gus", 1, &[(&mug, 1)]).await;
+    app.cart_when("gus", "emptied", |c| c["item_count"] == 0)
+        .await;
+    app.add("fay", &mug, 2).await;
+
+    app.platform.shutdown.trigger();
+    app.platform
+        .shutdown
+        .drained()
+        .await
+        .expect("the cart service stopped");
+    // Placed while no cart service runs.
+    app.order_placed("o-fay", "fay", 1, &[(&mug, 2)]).await;
+    let (platform, base) = app.restart().await;
+    let token = app.token("fay");
+    let emptied = storefront_tests::wait_until(Duration::from_secs(30), || async {
+        let cart: Value = app
+            .http
+            .get(format!("{base}/v1/cart"))
+            .bearer_auth(&token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok((cart["item_count"] == 0).then_some(cart))
+    })
+    .await
+    .expect("the order placed meanwhile leaves the cart");
+    assert_eq!(emptied["version"], 2);
+    platform.shutdown.trigger();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_can_neither_see_nor_change_another_users_cart() {
     let app = spawn_app(Options::real()).await;
