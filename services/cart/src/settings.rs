@@ -68,7 +68,7 @@ impl Default for Settings {
             events_url: None,
             topic_prefix: String::new(),
             orders_topic: storefront_kit::event::topics::ORDERS.to_string(),
-            checkout_consumer_group: "cart-checkout".to_string(),
+            checkout_consumer_group: crate::service::CHECKOUT_CONSUMER.to_string(),
             checkout_linger_ms: 20,
             search_url: DEFAULT_SEARCH_URL.to_string(),
             search_client: ClientSettings {
