@@ -27,7 +27,9 @@ pub struct Shop {
     pub search: String,
     pub cart: String,
     pub order: String,
-    _databases: [MysqlDatabase; 2],
+    /// The cart service's database.
+    pub cart_db: MysqlDatabase,
+    _order_db: MysqlDatabase,
     _cart_cache: RedisNamespace,
     _dir: tempfile::TempDir,
 }
@@ -125,7 +127,8 @@ impl Shop {
             search: search_base,
             cart: cart_base,
             order: order_base,
-            _databases: [cart_db, order_db],
+            cart_db,
+            _order_db: order_db,
             _cart_cache: cart_cache,
             _dir: dir,
         })

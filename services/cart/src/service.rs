@@ -311,7 +311,8 @@ impl AppState {
                 .map(|(user, version)| self.cache.invalidate(user, *version)),
         )
         .await;
-        metrics::counter!("cart_orders_taken_out_total").increment(orders.len() as u64);
+        // Every `OrderPlaced` read, including those passed over as already taken out.
+        metrics::counter!("cart_placed_orders_handled_total").increment(orders.len() as u64);
         tracing::debug!(
             orders = orders.len(),
             carts = changed.len(),
