@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use storefront_kit::auth::Verifier;
 use storefront_kit::health::{HealthCheck, Readiness};
-use storefront_kit::server::{Platform, Service, ShardedServer, startup_error};
+use storefront_kit::server::{Platform, Service, Shard, ShardedServer, startup_error};
 use utoipa::OpenApi;
 
 use crate::adapters::redis::RedisStore;
@@ -118,20 +118,24 @@ impl Application {
         // One shard per serving thread, each with its own upstream pool, so a request and its
         // upstream connection stay on one thread; the configuration, limits and token cache
         // are shared.
-        let shards = (0..settings.serving_threads())
-            .map(|_| Service {
-                name: NAME,
-                router: http::router(
-                    AppState {
-                        shared: shared.clone(),
-                        tokens: tokens.clone(),
-                        client: client(),
-                        max_body: settings.max_body_bytes,
+        let shards: Vec<Shard> = (0..settings.serving_threads())
+            .map(|_| {
+                let state = Arc::new(AppState {
+                    shared: shared.clone(),
+                    tokens: tokens.clone(),
+                    client: client(),
+                    max_body: settings.max_body_bytes,
+                });
+                let front = http::Proxied::new(state.clone(), &settings.cors_origins);
+                Shard {
+                    service: Service {
+                        name: NAME,
+                        router: http::router(state, &settings.cors_origins),
+                        openapi: http::ApiDoc::openapi(),
+                        readiness: readiness.clone(),
                     },
-                    &settings.cors_origins,
-                ),
-                openapi: http::ApiDoc::openapi(),
-                readiness: readiness.clone(),
+                    front: Some(Arc::new(front)),
+                }
             })
             .collect();
         let server = ShardedServer::bind(&settings.listen, shards).await?;

@@ -5,25 +5,34 @@
 mod request;
 
 use std::any::Any;
+use std::convert::Infallible;
 use std::fmt::Display;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, DefaultBodyLimit};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::IncomingStream;
 use axum::{Json, Router};
+use futures::FutureExt;
+use futures::future::{BoxFuture, Either, Ready};
+use http::Request;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::openapi::OpenApi;
 
+use crate::context::RequestContext;
 use crate::health::{self, Readiness};
 use crate::problem::{self, ApiError};
 use crate::shutdown::Shutdown;
-use request::RequestLayer;
+use request::{RequestLayer, RouteLabel, RouteMetrics};
 
 /// Default request body limit: 1 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
@@ -74,6 +83,10 @@ pub struct Service {
 #[openapi(paths(health::healthz, health::readyz))]
 struct OpsDoc;
 
+/// The paths every service serves itself ([`Service::into_router`]); a [`Front`] never sees
+/// them.
+const OWN_PATHS: [&str; 4] = ["/healthz", "/readyz", "/metrics", "/openapi.json"];
+
 impl Service {
     pub fn into_router(self) -> Router {
         // Install the recorder before the first request is counted.
@@ -82,13 +95,14 @@ impl Service {
         doc.merge(<OpsDoc as utoipa::OpenApi>::openapi());
         let doc = Arc::new(doc);
         let name = self.name;
+        let [healthz, readyz, metrics, openapi] = OWN_PATHS;
         let ops = Router::new()
-            .route("/healthz", get(health::healthz))
-            .route("/readyz", get(health::readyz))
+            .route(healthz, get(health::healthz))
+            .route(readyz, get(health::readyz))
             .with_state(self.readiness)
-            .route("/metrics", get(crate::metrics::render))
+            .route(metrics, get(crate::metrics::render))
             .route(
-                "/openapi.json",
+                openapi,
                 get(move || {
                     let doc = doc.clone();
                     async move { Json(doc.as_ref().clone()) }
@@ -193,6 +207,41 @@ impl<S> Bound<S> {
     }
 }
 
+/// What a sharded service answers ahead of its router: the gateway's proxied routes, which
+/// then skip the router's matching, its per-route layers and their boxed services and futures
+/// (bench/gateway). A request a front takes runs under the same request context, `http` span
+/// and metrics as the router's requests do, and a panic in it is answered with a 500 problem
+/// as the router's are; the paths every service serves itself (`/healthz`, `/readyz`,
+/// `/metrics`, `/openapi.json`) always go to the router.
+pub trait Front: Send + Sync + 'static {
+    /// The `route` label (of the span and the metrics) under which this front answers
+    /// `request`, or `None` to leave it to the router.
+    fn takes(&self, request: &Request<Body>) -> Option<&'static str>;
+
+    /// Answers a request [`Front::takes`] took, from `peer`.
+    fn answer(
+        &self,
+        peer: SocketAddr,
+        ctx: RequestContext,
+        request: Request<Body>,
+    ) -> BoxFuture<'static, Response>;
+}
+
+/// One serving thread's service: a [`Service`] and, optionally, its [`Front`].
+pub struct Shard {
+    pub service: Service,
+    pub front: Option<Arc<dyn Front>>,
+}
+
+impl From<Service> for Shard {
+    fn from(service: Service) -> Self {
+        Self {
+            service,
+            front: None,
+        }
+    }
+}
+
 /// One service served by several threads, each with a current-thread Tokio runtime and its own
 /// listening socket on the same address (`SO_REUSEPORT`: the kernel spreads new connections
 /// over the sockets). A request then stays on one thread from accept to answer, with no
@@ -201,15 +250,19 @@ impl<S> Bound<S> {
 pub struct ShardedServer {
     name: &'static str,
     addr: SocketAddr,
-    shards: Vec<(std::net::TcpListener, Router)>,
+    shards: Vec<(std::net::TcpListener, ShardMaker)>,
 }
 
 impl ShardedServer {
-    /// Binds one socket per service given (at least one), all on `listen` (port 0: one free
+    /// Binds one socket per shard given (at least one), all on `listen` (port 0: one free
     /// port for all); an address something already listens on is refused, as a plain bind
     /// would be.
-    pub async fn bind(listen: &str, services: Vec<Service>) -> std::io::Result<Self> {
-        let Some(name) = services.first().map(|s| s.name) else {
+    pub async fn bind(
+        listen: &str,
+        shards: impl IntoIterator<Item = impl Into<Shard>>,
+    ) -> std::io::Result<Self> {
+        let shards: Vec<Shard> = shards.into_iter().map(Into::into).collect();
+        let Some(name) = shards.first().map(|s| s.service.name) else {
             return Err(std::io::Error::other(
                 "a sharded server needs at least one shard",
             ));
@@ -228,8 +281,8 @@ impl ShardedServer {
         addr = std::net::TcpListener::bind(addr)
             .and_then(|probe| probe.local_addr())
             .map_err(cannot)?;
-        let mut shards = Vec::with_capacity(services.len());
-        for service in services {
+        let mut bound = Vec::with_capacity(shards.len());
+        for Shard { service, front } in shards {
             let socket = if addr.is_ipv4() {
                 tokio::net::TcpSocket::new_v4()
             } else {
@@ -246,9 +299,19 @@ impl ShardedServer {
                 .into_std()
                 .map_err(cannot)?;
             addr = listener.local_addr().map_err(cannot)?;
-            shards.push((listener, service.into_router()));
+            let maker = ShardMaker {
+                name: service.name,
+                router: service.into_router(),
+                front,
+                metrics: Arc::default(),
+            };
+            bound.push((listener, maker));
         }
-        Ok(Self { name, addr, shards })
+        Ok(Self {
+            name,
+            addr,
+            shards: bound,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -264,7 +327,7 @@ impl ShardedServer {
     pub async fn run(self, stop: CancellationToken) -> std::io::Result<()> {
         tracing::info!(service = self.name, addr = %self.addr, threads = self.shards.len(), "listening");
         let mut done = Vec::with_capacity(self.shards.len());
-        for (i, (listener, app)) in self.shards.into_iter().enumerate() {
+        for (i, (listener, maker)) in self.shards.into_iter().enumerate() {
             let (tx, rx) = tokio::sync::oneshot::channel::<std::io::Result<()>>();
             let stop = stop.clone();
             std::thread::Builder::new()
@@ -278,12 +341,9 @@ impl ShardedServer {
                                 listener.set_nonblocking(true)?;
                                 let listener = TcpListener::from_std(listener)?;
                                 let _heartbeat = Heartbeat::start();
-                                axum::serve(
-                                    listener,
-                                    app.into_make_service_with_connect_info::<SocketAddr>(),
-                                )
-                                .with_graceful_shutdown(async move { stop.cancelled().await })
-                                .await
+                                axum::serve(listener, maker)
+                                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                                    .await
                             })
                         });
                     let _ = tx.send(served);
@@ -303,6 +363,91 @@ impl ShardedServer {
             }
         }
         result
+    }
+}
+
+/// Makes each accepted connection's [`ShardService`].
+#[derive(Clone)]
+struct ShardMaker {
+    name: &'static str,
+    router: Router,
+    front: Option<Arc<dyn Front>>,
+    /// The metric handles of the front's requests (the router's routes keep their own).
+    metrics: Arc<RouteMetrics>,
+}
+
+impl tower::Service<IncomingStream<'_, TcpListener>> for ShardMaker {
+    type Response = ShardService;
+    type Error = Infallible;
+    type Future = Ready<Result<ShardService, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, stream: IncomingStream<'_, TcpListener>) -> Self::Future {
+        futures::future::ready(Ok(ShardService {
+            peer: *stream.remote_addr(),
+            shard: self.clone(),
+        }))
+    }
+}
+
+/// One connection's service: the front's requests to the front, the rest to the router (with
+/// the peer's address as [`ConnectInfo`], as `into_make_service_with_connect_info` gives it).
+#[derive(Clone)]
+struct ShardService {
+    peer: SocketAddr,
+    shard: ShardMaker,
+}
+
+type ShardFuture = Either<
+    BoxFuture<'static, Result<Response, Infallible>>,
+    axum::routing::future::RouteFuture<Infallible>,
+>;
+
+impl tower::Service<Request<Body>> for ShardService {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = ShardFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+        let shard = &self.shard;
+        if let Some(front) = &shard.front
+            && !OWN_PATHS.contains(&request.uri().path())
+            && let Some(route) = front.takes(&request)
+        {
+            let front = front.clone();
+            let peer = self.peer;
+            return Either::Left(request::observe(
+                shard.name,
+                RouteLabel::Fixed(route),
+                shard.metrics.clone(),
+                request,
+                // A panic making the answer or while it runs is a 500, as the router's
+                // `CatchPanicLayer` makes it.
+                move |ctx, request| {
+                    let answer = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        front.answer(peer, ctx, request)
+                    }));
+                    async move {
+                        match answer {
+                            Ok(answer) => AssertUnwindSafe(answer)
+                                .catch_unwind()
+                                .await
+                                .unwrap_or_else(panic_to_problem),
+                            Err(panic) => panic_to_problem(panic),
+                        }
+                    }
+                },
+            ));
+        }
+        request.extensions_mut().insert(ConnectInfo(self.peer));
+        Either::Right(tower::Service::call(&mut self.shard.router, request))
     }
 }
 
@@ -564,7 +709,7 @@ mod tests {
     #[tokio::test]
     async fn sharded_server_serves_from_every_thread_and_drains_on_stop() {
         let token = CancellationToken::new();
-        let services = (0..3)
+        let services: Vec<Service> = (0..3)
             .map(|_| Service {
                 name: "sharded",
                 router: Router::new().route(
@@ -643,6 +788,107 @@ mod tests {
             .expect("join")
             .expect("in-flight request answered");
         assert_eq!(answer.status(), 200);
+        running.await.expect("join").expect("served");
+    }
+
+    /// Takes every path but `/v1/router`; answers with the peer's address and the request id
+    /// it was handed, and panics on `/v1/front/panic` (making the answer) and
+    /// `/v1/front/later` (while it runs).
+    struct EveryPath;
+
+    impl Front for EveryPath {
+        fn takes(&self, request: &Request<Body>) -> Option<&'static str> {
+            (request.uri().path() != "/v1/router").then_some("front")
+        }
+
+        fn answer(
+            &self,
+            peer: SocketAddr,
+            ctx: RequestContext,
+            request: Request<Body>,
+        ) -> BoxFuture<'static, Response> {
+            assert_ne!(request.uri().path(), "/v1/front/panic", "the front panics");
+            let later = request.uri().path() == "/v1/front/later";
+            let text = format!("{} {}", peer.ip(), ctx.request_id);
+            Box::pin(async move {
+                assert!(!later, "the answer panics");
+                text.into_response()
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_front_answers_what_it_takes_under_the_request_layer_but_never_the_own_paths() {
+        let token = CancellationToken::new();
+        let service = Service {
+            name: "fronted",
+            router: Router::new().route(
+                "/v1/router",
+                get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move {
+                    format!("router {}", peer.ip())
+                }),
+            ),
+            openapi: OpenApi::default(),
+            readiness: Readiness::new("fronted", token.clone()),
+        };
+        let shard = Shard {
+            service,
+            front: Some(Arc::new(EveryPath)),
+        };
+        let server = ShardedServer::bind("127.0.0.1:0", [shard])
+            .await
+            .expect("bind");
+        let base = format!("http://{}", server.local_addr());
+        let running = tokio::spawn(server.run(token.clone()));
+        let http = reqwest::Client::new();
+
+        let r = http
+            .get(format!("{base}/v1/front"))
+            .header("x-request-id", "front-1")
+            .send()
+            .await
+            .expect("front");
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-request-id"], "front-1");
+        assert!(r.headers().contains_key("traceparent"));
+        assert_eq!(r.text().await.expect("body"), "127.0.0.1 front-1");
+
+        for panics in ["panic", "later"] {
+            let r = http
+                .get(format!("{base}/v1/front/{panics}"))
+                .send()
+                .await
+                .expect("panic");
+            assert_eq!(r.status(), 500, "{panics}");
+            assert_eq!(r.headers()["content-type"], "application/problem+json");
+            assert!(r.headers().contains_key("x-request-id"));
+        }
+
+        let r = http
+            .get(format!("{base}/v1/router"))
+            .send()
+            .await
+            .expect("router");
+        assert_eq!(r.text().await.expect("body"), "router 127.0.0.1");
+        for own in OWN_PATHS {
+            let r = http
+                .get(format!("{base}{own}"))
+                .send()
+                .await
+                .expect("own path");
+            assert_eq!(r.status(), 200, "{own}");
+            let body = r.text().await.expect("body");
+            assert!(!body.starts_with("127.0.0.1"), "{own} went to the front");
+        }
+
+        let text = crate::metrics::handle().render();
+        for (status, count) in [("200", 1), ("500", 2)] {
+            let series = format!(
+                "http_requests_total{{service=\"fronted\",method=\"GET\",route=\"front\",status=\"{status}\"}} {count}"
+            );
+            assert!(text.contains(&series), "{series} not in {text}");
+        }
+        token.cancel();
         running.await.expect("join").expect("served");
     }
 

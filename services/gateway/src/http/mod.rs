@@ -13,10 +13,12 @@ use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
+use futures::future::BoxFuture;
 use http::{HeaderName, HeaderValue, Method, header};
 use storefront_kit::auth::{AuthError, Identity};
 use storefront_kit::context::{Credentials, REQUEST_ID, RequestContext, TRACEPARENT};
 use storefront_kit::problem::ApiError;
+use storefront_kit::server::Front;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use utoipa::OpenApi;
 
@@ -52,15 +54,60 @@ pub struct AppState {
 }
 
 /// The gateway's routes: everything, with CORS for the given origins.
-pub fn router(state: AppState, cors_origins: &[String]) -> Router {
+pub fn router(state: Arc<AppState>, cors_origins: &[String]) -> Router {
     let router = Router::new()
-        .route("/", any(gateway))
-        .route("/{*path}", any(gateway))
+        .route(ROOT, any(gateway))
+        .route(ANY_PATH, any(gateway))
         // One Arc for the state: a request clones one pointer, not the client's internals.
-        .with_state(Arc::new(state));
+        .with_state(state);
     match cors(cors_origins) {
         Some(layer) => router.layer(layer),
         None => router,
+    }
+}
+
+/// The router's two routes, which are also the `route` labels of the requests [`Proxied`]
+/// answers: the same `http_requests_total` series whichever way a request went.
+const ROOT: &str = "/";
+const ANY_PATH: &str = "/{*path}";
+
+/// The gateway's proxied requests, answered ahead of the router (see
+/// [`storefront_kit::server::Front`]). It takes a request that a route of the running
+/// configuration matches; the web UI, unmatched paths and, when CORS is on, requests
+/// carrying an `Origin` (the router's CORS layer answers those) go to the router, which
+/// answers them with the same [`answer`].
+pub struct Proxied {
+    pub state: Arc<AppState>,
+    /// Whether the router has a CORS layer.
+    pub cors: bool,
+}
+
+impl Proxied {
+    pub fn new(state: Arc<AppState>, cors_origins: &[String]) -> Self {
+        Self {
+            state,
+            cors: !cors_origins.is_empty(),
+        }
+    }
+}
+
+impl Front for Proxied {
+    fn takes(&self, request: &Request) -> Option<&'static str> {
+        if self.cors && request.headers().contains_key(header::ORIGIN) {
+            return None;
+        }
+        let path = request.uri().path();
+        self.state.shared.current.load().route(path)?;
+        Some(if path == ROOT { ROOT } else { ANY_PATH })
+    }
+
+    fn answer(
+        &self,
+        peer: SocketAddr,
+        ctx: RequestContext,
+        request: Request,
+    ) -> BoxFuture<'static, Response> {
+        Box::pin(answer(self.state.clone(), peer, ctx, request))
     }
 }
 
@@ -136,10 +183,20 @@ fn count_unmatched(status: http::StatusCode) {
     .increment(1);
 }
 
-/// Every request the kit does not serve itself.
+/// Every request the kit does not serve itself and [`Proxied`] did not take.
 async fn gateway(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ctx: RequestContext,
+    request: Request,
+) -> Response {
+    answer(state, peer, ctx, request).await
+}
+
+/// Routes, authenticates, limits and forwards one request.
+async fn answer(
+    state: Arc<AppState>,
+    peer: SocketAddr,
     ctx: RequestContext,
     request: Request,
 ) -> Response {

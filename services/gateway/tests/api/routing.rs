@@ -236,6 +236,19 @@ async fn the_ui_is_served_at_the_root_with_a_spa_fallback() {
         preflight.headers()["access-control-allow-origin"],
         "https://shop.example"
     );
+    // A proxied request from the configured origin gets its CORS headers too.
+    let allowed = gw
+        .http
+        .get(gw.url("/api/products"))
+        .header("origin", "https://shop.example")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(allowed.status().as_u16(), 200);
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://shop.example"
+    );
     let other = gw
         .http
         .get(gw.url("/api/products"))

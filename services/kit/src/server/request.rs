@@ -7,6 +7,7 @@
 //! several microseconds of CPU per proxied request, a tenth of its budget (bench/gateway).
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -62,50 +63,95 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
-        let started = Instant::now();
-        let ctx = RequestContext::from_headers(request.headers());
-        let route = request.extensions().get::<MatchedPath>().cloned();
-        let method = request.method().clone();
-        let span = tracing::info_span!(
-            "http",
-            service = self.service,
-            method = method.as_str(),
-            route = route.as_ref().map_or(UNMATCHED, MatchedPath::as_str),
-            request_id = ctx.request_id.as_str(),
-            trace_id = ctx.trace.trace_id(),
-        );
-        crate::telemetry::continue_trace(&span, &ctx.caller);
-        let request_id = HeaderValue::from_str(&ctx.request_id).ok();
-        let hop = ctx.trace;
-        request.extensions_mut().insert(ctx);
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let route = request
+            .extensions()
+            .get::<MatchedPath>()
+            .cloned()
+            .map_or(RouteLabel::Fixed(UNMATCHED), RouteLabel::Matched);
         // The clone that was made ready is the one to call (tower's documented idiom).
         let ready = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, ready);
-        let metrics = self.metrics.clone();
-        let service = self.service;
-        Box::pin(async move {
-            let Ok(mut response) = within_trace(hop, inner.call(request))
-                .instrument(span.clone())
-                .await;
-            let status = response.status();
-            let elapsed = started.elapsed();
-            let latency_ms = elapsed.as_millis() as u64;
-            if status.is_server_error() {
-                let _entered = span.enter();
-                tracing::error!(status = status.as_u16(), latency_ms, "response failed");
-            } else if tracing::enabled!(tracing::Level::DEBUG) {
-                let _entered = span.enter();
-                tracing::debug!(status = status.as_u16(), latency_ms, "answered");
-            }
-            metrics.record(service, &method, route.as_ref(), status, elapsed);
-            let headers = response.headers_mut();
-            if let Some(v) = request_id {
-                headers.insert(REQUEST_ID, v);
-            }
-            headers.insert(TRACEPARENT, hop.header_value());
-            Ok(response)
-        })
+        observe(
+            self.service,
+            route,
+            self.metrics.clone(),
+            request,
+            move |ctx, mut request| {
+                request.extensions_mut().insert(ctx);
+                async move {
+                    let Ok(response) = inner.call(request).await;
+                    response
+                }
+            },
+        )
+    }
+}
+
+/// What the request layer does around `handle`, for a request answered under `route`: the
+/// request's context (handed to `handle`), its `http` span, its metrics (kept in `metrics`),
+/// and the response's `x-request-id` and `traceparent`.
+pub(crate) fn observe<F, Fut>(
+    service: &'static str,
+    route: RouteLabel,
+    metrics: Arc<RouteMetrics>,
+    request: Request<Body>,
+    handle: F,
+) -> BoxFuture<'static, Result<Response, Infallible>>
+where
+    F: FnOnce(RequestContext, Request<Body>) -> Fut,
+    Fut: Future<Output = Response> + Send + 'static,
+{
+    let started = Instant::now();
+    let ctx = RequestContext::from_headers(request.headers());
+    let method = request.method().clone();
+    let span = tracing::info_span!(
+        "http",
+        service,
+        method = method.as_str(),
+        route = route.as_str(),
+        request_id = ctx.request_id.as_str(),
+        trace_id = ctx.trace.trace_id(),
+    );
+    crate::telemetry::continue_trace(&span, &ctx.caller);
+    let request_id = HeaderValue::from_str(&ctx.request_id).ok();
+    let hop = ctx.trace;
+    let handled = handle(ctx, request);
+    Box::pin(async move {
+        let mut response = within_trace(hop, handled).instrument(span.clone()).await;
+        let status = response.status();
+        let elapsed = started.elapsed();
+        let latency_ms = elapsed.as_millis() as u64;
+        if status.is_server_error() {
+            let _entered = span.enter();
+            tracing::error!(status = status.as_u16(), latency_ms, "response failed");
+        } else if tracing::enabled!(tracing::Level::DEBUG) {
+            let _entered = span.enter();
+            tracing::debug!(status = status.as_u16(), latency_ms, "answered");
+        }
+        metrics.record(service, &method, &route, status, elapsed);
+        let headers = response.headers_mut();
+        if let Some(v) = request_id {
+            headers.insert(REQUEST_ID, v);
+        }
+        headers.insert(TRACEPARENT, hop.header_value());
+        Ok(response)
+    })
+}
+
+/// The `route` label of a request: the path pattern the router matched, or a fixed name.
+#[derive(Clone)]
+pub(crate) enum RouteLabel {
+    Matched(MatchedPath),
+    Fixed(&'static str),
+}
+
+impl RouteLabel {
+    fn as_str(&self) -> &str {
+        match self {
+            Self::Matched(path) => path.as_str(),
+            Self::Fixed(name) => name,
+        }
     }
 }
 
@@ -131,7 +177,7 @@ impl Default for RouteMetrics {
 /// What a route's requests are counted by.
 struct Kind {
     method: Method,
-    route: Option<MatchedPath>,
+    route: RouteLabel,
     status: StatusCode,
 }
 
@@ -149,30 +195,23 @@ impl RouteMetrics {
         &self,
         service: &'static str,
         method: &Method,
-        route: Option<&MatchedPath>,
+        route: &RouteLabel,
         status: StatusCode,
         elapsed: Duration,
     ) {
         let seconds = elapsed.as_secs_f64();
         self.kept.with(
-            |k| {
-                k.status == status
-                    && k.method == *method
-                    && k.route.as_ref().map(MatchedPath::as_str) == route.map(MatchedPath::as_str)
-            },
+            |k| k.status == status && k.method == *method && k.route.as_str() == route.as_str(),
             || {
                 let labels = [
                     ("service", service.to_owned()),
                     ("method", method.as_str().to_owned()),
-                    (
-                        "route",
-                        route.map_or(UNMATCHED, MatchedPath::as_str).to_owned(),
-                    ),
+                    ("route", route.as_str().to_owned()),
                     ("status", status.as_u16().to_string()),
                 ];
                 let kind = Kind {
                     method: method.clone(),
-                    route: route.cloned(),
+                    route: route.clone(),
                     status,
                 };
                 let handles = Handles {
