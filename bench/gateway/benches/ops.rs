@@ -5,12 +5,12 @@
 //! - `limiter/rule_decision_1000_keys`: the whole decision of the request path,
 //!   [`limits::check`]: bucket name, store call under `storeTimeoutMs`, `RateLimit` headers;
 //! - `tokens/verify_cached`: one token verification through the gateway's [`Tokens`], the same
-//!   token every time (SHA-256 of the token + a moka hit);
+//!   token every time (a moka hit, keyed by the token's text);
 //! - `tokens/verify_cache_miss`: the same call, cycling through 8,192 distinct signed tokens
-//!   with a cache of 16 entries, so at most 16 / 8,192 (0.2%) can hit: SHA-256, a miss, the
-//!   EdDSA check and the insert;
+//!   with a cache of 16 entries, so at most 16 / 8,192 (0.2%) can hit: a miss, the EdDSA
+//!   check and the insert;
 //! - `tokens/verify_refused_repeat`: the same call with one expired token every time: refused
-//!   by its signature check once, then remembered as refused (SHA-256, two moka lookups);
+//!   by its signature check once, then remembered as refused (a miss by its text, then a hit by its SHA-256);
 //! - `tokens/verify_signature_only`: [`Tokens::verify_uncached`] (kit's `Verifier`, no cache);
 //! - `redis/gcra_decision`: one cluster-wide decision, [`RedisStore`] (`EVALSHA` of the GCRA
 //!   script, loopback round trip), when the local stack is up (`tests/stack/stack up`);

@@ -32,7 +32,7 @@ pub struct Settings {
     pub upstreams: BTreeMap<String, String>,
     /// Where access tokens are verified.
     pub auth: VerifierSettings,
-    /// Verified tokens remembered (by SHA-256), each until its `exp`.
+    /// Verified tokens remembered, each until its `exp`.
     pub token_cache_capacity: u64,
     /// Largest request body forwarded; larger ones get 413.
     pub max_body_bytes: usize,

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{FromRef, FromRequestParts};
@@ -37,15 +37,22 @@ const JWKS_MIN_REFRESH: Duration = Duration::from_secs(10);
 /// Verified tokens a [`Verifier`] remembers by default (see [`Verifier::with_token_cache`]).
 pub const DEFAULT_TOKEN_CACHE: u64 = 10_000;
 
-type TokenHash = [u8; 32];
+/// A verified token is remembered by its text, hashed with aHash (a keyed hash, seeded per
+/// process): its SHA-256 as the key was half of a cached check (bench/gateway). Only tokens
+/// the issuer signed get there, so their size is the issuer's.
+type TokenKey = Box<str>;
+type TokenHasher = ahash::RandomState;
+/// A refused token is remembered by its SHA-256: anyone can send one, of any length, and a
+/// full cache of long ones must stay small.
+type RefusedKey = [u8; 32];
 
 /// A remembered token lives until its `exp`.
 struct UntilExp;
 
-impl Expiry<TokenHash, Identity> for UntilExp {
+impl Expiry<TokenKey, Identity> for UntilExp {
     fn expire_after_create(
         &self,
-        _key: &TokenHash,
+        _key: &TokenKey,
         value: &Identity,
         _created_at: Instant,
     ) -> Option<Duration> {
@@ -63,7 +70,7 @@ pub const REFUSED_TOKEN_TTL: Duration = Duration::from_secs(60);
 /// sending one then costs a hash and a lookup, not a signature check. A token that is not
 /// valid *yet* (`nbf`), names an unknown key (a rotation may publish it) or met an unreachable
 /// JWKS is never remembered.
-fn refused_cache(capacity: u64) -> Option<Cache<TokenHash, AuthError>> {
+fn refused_cache(capacity: u64) -> Option<Cache<RefusedKey, AuthError>> {
     (capacity > 0).then(|| {
         Cache::builder()
             .max_capacity(capacity)
@@ -72,13 +79,34 @@ fn refused_cache(capacity: u64) -> Option<Cache<TokenHash, AuthError>> {
     })
 }
 
-fn token_cache(capacity: u64) -> Option<Cache<TokenHash, Identity>> {
+fn token_cache(capacity: u64) -> Option<Cache<TokenKey, Identity, TokenHasher>> {
     (capacity > 0).then(|| {
         Cache::builder()
             .max_capacity(capacity)
             .expire_after(UntilExp)
-            .build()
+            .build_with_hasher(TokenHasher::new())
     })
+}
+
+/// `auth_token_cache_total{result}`, taken once per verifier (and its clones).
+struct CacheCounters {
+    hit: metrics::Counter,
+    refused: metrics::Counter,
+    miss: metrics::Counter,
+}
+
+impl CacheCounters {
+    fn new() -> Self {
+        // The recorder before the handles (one taken without it would count nowhere).
+        crate::metrics::handle();
+        let counter =
+            |result: &'static str| metrics::counter!("auth_token_cache_total", "result" => result);
+        Self {
+            hit: counter("hit"),
+            refused: counter("refused"),
+            miss: counter("miss"),
+        }
+    }
 }
 
 /// What a user may do.
@@ -336,7 +364,7 @@ struct KeyCache {
     fetched: Option<Instant>,
 }
 
-/// Verifies access tokens. A token verified once is remembered (keyed by its SHA-256, until
+/// Verifies access tokens. A token verified once is remembered (keyed by its text, until
 /// its `exp`, bounded), so a caller's repeated requests cost no signature check. Cloning
 /// shares the key cache and the token cache.
 #[derive(Clone)]
@@ -346,8 +374,9 @@ pub struct Verifier {
     jwks_url: Option<String>,
     http: reqwest::Client,
     cache: Arc<RwLock<KeyCache>>,
-    tokens: Option<Cache<TokenHash, Identity>>,
-    refused: Option<Cache<TokenHash, AuthError>>,
+    tokens: Option<Cache<TokenKey, Identity, TokenHasher>>,
+    refused: Option<Cache<RefusedKey, AuthError>>,
+    counters: Arc<OnceLock<CacheCounters>>,
 }
 
 impl fmt::Debug for Verifier {
@@ -389,6 +418,7 @@ impl Verifier {
             })),
             tokens: token_cache(DEFAULT_TOKEN_CACHE),
             refused: refused_cache(DEFAULT_TOKEN_CACHE),
+            counters: Arc::default(),
         }
     }
 
@@ -408,26 +438,27 @@ impl Verifier {
         let Some(tokens) = &self.tokens else {
             return self.verify_signature(token).await;
         };
-        let key: TokenHash = Sha256::digest(token.as_bytes()).into();
-        if let Some(identity) = tokens.get(&key)
+        let counters = self.counters.get_or_init(CacheCounters::new);
+        if let Some(identity) = tokens.get(token)
             && identity.expires_at > now_secs()
         {
-            metrics::counter!("auth_token_cache_total", "result" => "hit").increment(1);
+            counters.hit.increment(1);
             return Ok(identity);
         }
-        if let Some(error) = self.refused.as_ref().and_then(|r| r.get(&key)) {
-            metrics::counter!("auth_token_cache_total", "result" => "refused").increment(1);
+        let refused_key = || -> RefusedKey { Sha256::digest(token.as_bytes()).into() };
+        if let Some(error) = self.refused.as_ref().and_then(|r| r.get(&refused_key())) {
+            counters.refused.increment(1);
             return Err(error);
         }
-        metrics::counter!("auth_token_cache_total", "result" => "miss").increment(1);
+        counters.miss.increment(1);
         match self.check(token).await {
             Ok(identity) => {
-                tokens.insert(key, identity.clone());
+                tokens.insert(token.into(), identity.clone());
                 Ok(identity)
             }
             Err(Refusal { error, lasting }) => {
                 if lasting && let Some(refused) = &self.refused {
-                    refused.insert(key, error.clone());
+                    refused.insert(refused_key(), error.clone());
                 }
                 Err(error)
             }
