@@ -73,9 +73,10 @@ const ANY_PATH: &str = "/{*path}";
 
 /// The gateway's proxied requests, answered ahead of the router (see
 /// [`storefront_kit::server::Front`]). It takes a request that a route of the running
-/// configuration matches; the web UI, unmatched paths and, when CORS is on, requests
-/// carrying an `Origin` (the router's CORS layer answers those) go to the router, which
-/// answers them with the same [`answer`].
+/// configuration matches; the web UI and unmatched paths go to the router, which answers them
+/// with the same [`answer`]. With CORS on it takes nothing: tower-http's CORS layer in the
+/// router answers every `OPTIONS` and adds `Vary` and `Access-Control-Expose-Headers` to
+/// every response, with an `Origin` or without.
 pub struct Proxied {
     pub state: Arc<AppState>,
     /// Whether the router has a CORS layer.
@@ -93,7 +94,7 @@ impl Proxied {
 
 impl Front for Proxied {
     fn takes(&self, request: &Request) -> Option<&'static str> {
-        if self.cors && request.headers().contains_key(header::ORIGIN) {
+        if self.cors {
             return None;
         }
         let path = request.uri().path();

@@ -236,7 +236,16 @@ async fn the_ui_is_served_at_the_root_with_a_spa_fallback() {
         preflight.headers()["access-control-allow-origin"],
         "https://shop.example"
     );
-    // A proxied request from the configured origin gets its CORS headers too.
+    // With CORS on, a proxied request goes through the CORS layer too, with an `Origin` or
+    // without (a response says what it varies by either way).
+    let plain = gw.get("/api/products").await;
+    assert_eq!(plain.status().as_u16(), 200);
+    assert!(
+        plain.headers()["vary"]
+            .to_str()
+            .expect("vary")
+            .contains("origin")
+    );
     let allowed = gw
         .http
         .get(gw.url("/api/products"))
