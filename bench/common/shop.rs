@@ -57,7 +57,7 @@ impl Shop {
         let dir = tempfile::tempdir()?;
         let platform = Platform::new(dir.path(), Duration::from_secs(10));
         let issuer = TestIssuer::new();
-        let events = EventsUrl::parse(&format!("kafka://{}", stack.kafka_brokers))?;
+        let events = EventsUrl::parse(&stack.kafka_url())?;
 
         let search = storefront_search::app::build_with(
             &storefront_search::Settings {

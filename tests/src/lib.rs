@@ -89,6 +89,11 @@ pub struct Stack {
 static STACK: OnceLock<Stack> = OnceLock::new();
 
 impl Stack {
+    /// The stack's Kafka as a service's events URL: `kafka://<brokers>`.
+    pub fn kafka_url(&self) -> String {
+        format!("kafka://{}", self.kafka_brokers)
+    }
+
     /// The local stack, read once per process.
     ///
     /// # Panics

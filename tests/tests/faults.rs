@@ -230,7 +230,7 @@ async fn spawn_services(stack: &Stack) -> anyhow::Result<(Services, Namespaces)>
     let notification_db = stack.mysql_database().await?;
     let redis = stack.redis_namespace().await?;
     let mailbox = stack.mailbox();
-    let events_url = EventsUrl::parse(&format!("kafka://{}", stack.kafka_brokers))?;
+    let events_url = EventsUrl::parse(&stack.kafka_url())?;
     let issuer = TestIssuer::new();
     let memory = MemoryBus::new();
     let dirs = vec![tempfile::tempdir()?, tempfile::tempdir()?];

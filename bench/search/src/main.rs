@@ -98,10 +98,7 @@ async fn main() -> anyhow::Result<()> {
         index_name: index.name().to_string(),
         cache_url: Some(CacheUrl::parse(&stack.redis_url)?),
         cache_prefix: redis.prefix().trim_end_matches(':').to_string(),
-        events_url: Some(EventsUrl::parse(&format!(
-            "kafka://{}",
-            stack.kafka_brokers
-        ))?),
+        events_url: Some(EventsUrl::parse(&stack.kafka_url())?),
         catalog_topic: topic.name().to_string(),
         consumer_group: format!("{}-indexer", topic.name()),
         seed_demo: true,

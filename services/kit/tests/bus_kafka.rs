@@ -12,7 +12,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 fn bus() -> Bus {
-    let url = EventsUrl::parse(&format!("kafka://{}", Stack::get().kafka_brokers)).expect("url");
+    let url = EventsUrl::parse(&Stack::get().kafka_url()).expect("url");
     Bus::connect(&url, "kit-test", &MemoryBus::new()).expect("connect")
 }
 

@@ -163,10 +163,7 @@ async fn try_spawn(options: Options) -> anyhow::Result<TestApp> {
         settings.database_url = Some(SqlUrl::parse(db.url())?);
         namespaces.mysql = Some(db);
         let orders = stack.kafka_topic("orders", 3).await?;
-        settings.events_url = Some(EventsUrl::parse(&format!(
-            "kafka://{}",
-            stack.kafka_brokers
-        ))?);
+        settings.events_url = Some(EventsUrl::parse(&stack.kafka_url())?);
         settings.orders_topic = orders.name().to_string();
         settings.checkout_consumer_group = format!("{}-checkout", orders.name());
         namespaces.orders = Some(orders);

@@ -85,10 +85,7 @@ impl Env {
             db = Some(database);
             let orders = stack.kafka_topic("orders", 3).await?;
             let deliveries = stack.kafka_topic("deliveries", 3).await?;
-            settings.events_url = Some(EventsUrl::parse(&format!(
-                "kafka://{}",
-                stack.kafka_brokers
-            ))?);
+            settings.events_url = Some(EventsUrl::parse(&stack.kafka_url())?);
             settings.orders_topic = orders.name().to_string();
             settings.deliveries_topic = deliveries.name().to_string();
             settings.consumer_group = format!("{}-delivery", orders.name());

@@ -65,8 +65,7 @@ pub async fn spawn(backends: Backends, tune: impl FnOnce(&mut Settings)) -> Test
             .kafka_topic("notifications-dlq", 1)
             .await
             .expect("topic");
-        settings.events_url =
-            Some(EventsUrl::parse(&format!("kafka://{}", stack.kafka_brokers)).expect("url"));
+        settings.events_url = Some(EventsUrl::parse(&stack.kafka_url()).expect("url"));
         settings.mail_url = Some(MailUrl::parse(&stack.smtp_url).expect("smtp url"));
         settings.orders_topic = orders.name().to_string();
         settings.deliveries_topic = deliveries.name().to_string();

@@ -136,7 +136,7 @@ async fn try_spawn(options: Options) -> anyhow::Result<World> {
             );
             ns.topics = vec![catalog, orders, deliveries];
             (
-                EventsUrl::parse(&format!("kafka://{}", stack.kafka_brokers))?,
+                EventsUrl::parse(&stack.kafka_url())?,
                 names.0,
                 names.1,
                 names.2,

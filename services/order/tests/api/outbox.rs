@@ -57,7 +57,7 @@ async fn mysql_outbox_commits_publish_in_order_and_rollbacks_never() {
     })
     .await;
     let topic = stack.kafka_topic("outbox", 1).await.expect("topic");
-    let url = EventsUrl::parse(&format!("kafka://{}", stack.kafka_brokers)).expect("url");
+    let url = EventsUrl::parse(&stack.kafka_url()).expect("url");
     let bus = Bus::connect(&url, "outbox-test", &MemoryBus::new()).expect("bus");
 
     // 20 events in 4 committed transactions, 5 in a rolled-back one.

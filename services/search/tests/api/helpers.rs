@@ -128,10 +128,7 @@ async fn try_spawn(options: Options) -> anyhow::Result<TestApp> {
     if options.kafka {
         let stack = Stack::get();
         let topic = stack.kafka_topic("catalog", 3).await?;
-        settings.events_url = Some(EventsUrl::parse(&format!(
-            "kafka://{}",
-            stack.kafka_brokers
-        ))?);
+        settings.events_url = Some(EventsUrl::parse(&stack.kafka_url())?);
         settings.catalog_topic = topic.name().to_string();
         settings.consumer_group = format!("{}-indexer", topic.name());
         namespaces.topic = Some(topic);
