@@ -207,8 +207,8 @@ impl<S> Bound<S> {
     }
 }
 
-/// What a sharded service answers ahead of its router: the gateway's proxied routes, which
-/// then skip the router's matching, its per-route layers and their boxed services and futures
+/// What a sharded service answers ahead of its router: the gateway's requests, which then skip
+/// the router's matching, its per-route layers and their boxed services and futures
 /// (bench/gateway). A request a front takes runs under the same request context, `http` span
 /// and metrics as the router's requests do, and a panic in it is answered with a 500 problem
 /// as the router's are; the paths every service serves itself (`/healthz`, `/readyz`,

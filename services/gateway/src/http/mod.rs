@@ -71,12 +71,13 @@ pub fn router(state: Arc<AppState>, cors_origins: &[String]) -> Router {
 const ROOT: &str = "/";
 const ANY_PATH: &str = "/{*path}";
 
-/// The gateway's proxied requests, answered ahead of the router (see
-/// [`storefront_kit::server::Front`]). It takes a request that a route of the running
-/// configuration matches; the web UI and unmatched paths go to the router, which answers them
-/// with the same [`answer`]. With CORS on it takes nothing: tower-http's CORS layer in the
-/// router answers every `OPTIONS` and adds `Vary` and `Access-Control-Expose-Headers` to
-/// every response, with an `Origin` or without.
+/// The gateway's requests, answered ahead of the router (see
+/// [`storefront_kit::server::Front`]) by the same [`answer`] the router's two routes call, and
+/// under the same `route` labels: the router would only match them to one of those routes.
+/// It leaves the router what that would not match (a path not starting with `/`, such as
+/// `OPTIONS *`), and everything when CORS is on: tower-http's CORS layer in the router
+/// answers every `OPTIONS` and adds `Vary` and `Access-Control-Expose-Headers` to every
+/// response, with an `Origin` or without.
 pub struct Proxied {
     pub state: Arc<AppState>,
     /// Whether the router has a CORS layer.
@@ -94,11 +95,10 @@ impl Proxied {
 
 impl Front for Proxied {
     fn takes(&self, request: &Request) -> Option<&'static str> {
-        if self.cors {
+        let path = request.uri().path();
+        if self.cors || !path.starts_with('/') {
             return None;
         }
-        let path = request.uri().path();
-        self.state.shared.current.load().route(path)?;
         Some(if path == ROOT { ROOT } else { ANY_PATH })
     }
 
