@@ -69,6 +69,20 @@ pub fn startup_error(service: &str, what: &str, e: impl Display) -> std::io::Err
     std::io::Error::other(format!("{service}: {what}: {e}"))
 }
 
+/// Whether a request's `If-None-Match` names `etag` (a quoted entity tag such as `"3"`), so a
+/// `GET` may answer 304: `*`, or any listed tag equal to it under the weak comparison of
+/// RFC 9110 section 8.8.3.2 (a `W/` prefix on either side is ignored).
+pub fn none_match(headers: &http::HeaderMap, etag: &str) -> bool {
+    let ours = etag.trim_start_matches("W/");
+    headers
+        .get_all(http::header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.trim_start_matches("W/") == ours)
+}
+
 /// A service's own parts; [`Service::into_router`] adds the shared ones.
 pub struct Service {
     pub name: &'static str,
@@ -488,6 +502,32 @@ mod tests {
 
     async fn boom() -> &'static str {
         panic!("boom")
+    }
+
+    #[test]
+    fn none_match_compares_weakly_and_takes_a_star_or_a_list() {
+        let headers = |values: &[&str]| {
+            let mut h = http::HeaderMap::new();
+            for v in values {
+                h.append(
+                    http::header::IF_NONE_MATCH,
+                    http::HeaderValue::from_str(v).expect("value"),
+                );
+            }
+            h
+        };
+        assert!(none_match(&headers(&["\"3\""]), "\"3\""));
+        assert!(none_match(&headers(&["W/\"3\""]), "\"3\""));
+        assert!(none_match(&headers(&["\"3\""]), "W/\"3\""));
+        assert!(none_match(&headers(&["\"1\", \"3\""]), "\"3\""));
+        assert!(none_match(&headers(&["\"1\"", "\"3\""]), "\"3\""));
+        assert!(none_match(&headers(&["*"]), "\"3\""));
+        assert!(!none_match(&headers(&["\"31\""]), "\"3\""));
+        assert!(
+            !none_match(&headers(&["3"]), "\"3\""),
+            "an unquoted tag is not one"
+        );
+        assert!(!none_match(&headers(&[]), "\"3\""));
     }
 
     async fn start(readiness: Readiness, token: CancellationToken) -> String {
