@@ -412,9 +412,28 @@ impl Product {
         next
     }
 
-    /// The strong `ETag` for this version.
+    /// The strong `ETag` of this product as served: its version, and once the order service
+    /// reported stock, that report too (`"3"`, then `"3.5.1764367342123456"`: version,
+    /// available units, report time in microseconds), so a stock change gives a new tag.
+    /// `If-Match` compares only the version ([`Product::version_of_tag`]).
     pub fn etag(&self) -> String {
-        format!("\"{}\"", self.version)
+        match &self.availability {
+            None => format!("\"{}\"", self.version),
+            Some(a) => format!(
+                "\"{}.{}.{}\"",
+                self.version,
+                a.available,
+                a.as_of.timestamp_micros()
+            ),
+        }
+    }
+
+    /// The version an entity tag names: `"3"`, `W/"3"`, `3` or a full tag such as
+    /// `"3.5.1764367342123456"`; `None` if it names none.
+    pub fn version_of_tag(tag: &str) -> Option<u64> {
+        let bare = tag.trim().trim_start_matches("W/").trim_matches('"');
+        let version = bare.split_once('.').map_or(bare, |(v, _)| v);
+        version.parse().ok()
     }
 }
 
@@ -647,6 +666,24 @@ mod tests {
         assert_eq!(next.version, 2);
         assert_eq!(next.created_at, t0);
         assert_eq!(next.etag(), "\"2\"");
+    }
+
+    #[test]
+    fn the_etag_changes_with_the_stock_and_if_match_reads_its_version() {
+        let t0 = DateTime::from_timestamp_micros(1_764_367_342_123_456).expect("time");
+        let mut p = Product::create(ProductId::generate(), input().validate().expect("ok"), t0);
+        assert_eq!(p.etag(), "\"1\"");
+        p.availability = Some(Availability::new(5, t0));
+        let five = p.etag();
+        assert_eq!(five, "\"1.5.1764367342123456\"");
+        p.availability = Some(Availability::new(4, t0 + chrono::Duration::microseconds(1)));
+        assert_ne!(p.etag(), five, "a newer report is a new tag");
+        for tag in ["\"1\"", "W/\"1\"", "1", " \"1.5.1764367342123456\" "] {
+            assert_eq!(Product::version_of_tag(tag), Some(1), "{tag}");
+        }
+        for tag in ["\"\"", "\"x\"", "\".5.1\"", "\"-1\""] {
+            assert_eq!(Product::version_of_tag(tag), None, "{tag}");
+        }
     }
 
     #[test]

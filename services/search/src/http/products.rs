@@ -25,7 +25,9 @@ fn product_id(raw: &str) -> Result<ProductId, ApiError> {
     ProductId::parse(raw).map_err(|m| ApiError::invalid("id", m))
 }
 
-/// `If-Match: "3"` (or `W/"3"`, or `3`) as a version; `*` or absent is `None`.
+/// `If-Match` as the version it names (`"3"`, `W/"3"`, `3`, or a product's full `ETag`,
+/// whose stock part is not compared: a write never changes the stock); `*` or absent is
+/// `None`.
 pub fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else {
         return Ok(None);
@@ -37,11 +39,9 @@ pub fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     if raw == "*" {
         return Ok(None);
     }
-    raw.trim_start_matches("W/")
-        .trim_matches('"')
-        .parse::<u64>()
+    Product::version_of_tag(raw)
         .map(Some)
-        .map_err(|_| ApiError::invalid("If-Match", "must be an entity tag such as \"3\""))
+        .ok_or_else(|| ApiError::invalid("If-Match", "must be an entity tag such as \"3\""))
 }
 
 fn with_etag(status: StatusCode, product: Product) -> Response {
@@ -59,19 +59,32 @@ fn with_etag(status: StatusCode, product: Product) -> Response {
     response
 }
 
-/// One product, with its version as `ETag`.
+/// One product, with an `ETag` that changes with its version and its reported stock;
+/// `If-None-Match` naming the current one is 304.
 #[utoipa::path(get, path = "/v1/products/{id}", tag = "products",
-    params(("id" = String, Path, description = "Product id")),
+    params(
+        ("id" = String, Path, description = "Product id"),
+        ("If-None-Match" = Option<String>, Header, description = "An ETag seen before: 304 while it is still the product's"),
+    ),
     responses(
-        (status = 200, description = "The product", body = Product, headers(("ETag" = String, description = "The version"))),
+        (status = 200, description = "The product", body = Product, headers(("ETag" = String, description = "The version and the last stock report, e.g. \"3\" or \"3.5.1764367342123456\""))),
+        (status = 304, description = "Unchanged since the ETag in If-None-Match", headers(("ETag" = String, description = "The current ETag"))),
         (status = 404, description = "No such product", body = storefront_kit::problem::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get_product(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> AppResult<Response> {
     let id = product_id(&id)?;
-    Ok(with_etag(StatusCode::OK, state.product(&id).await?))
+    let product = state.product(&id).await?;
+    let etag = product.etag();
+    if storefront_kit::server::none_match(&headers, &etag)
+        && let Ok(value) = HeaderValue::from_str(&etag)
+    {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, value)]).into_response());
+    }
+    Ok(with_etag(StatusCode::OK, product))
 }
 
 /// Several products by id in one call (a cart's lines): those that exist, in the order asked;
@@ -117,7 +130,7 @@ pub async fn create_product(
 #[utoipa::path(put, path = "/v1/products/{id}", tag = "products", security(("bearer" = [])),
     params(
         ("id" = String, Path, description = "Product id"),
-        ("If-Match" = Option<String>, Header, description = "The version being replaced, e.g. \"3\""),
+        ("If-Match" = Option<String>, Header, description = "The version being replaced, e.g. \"3\", or the product's ETag (its stock part is not compared)"),
     ),
     request_body = ProductInput,
     responses(

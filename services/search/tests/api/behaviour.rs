@@ -63,6 +63,19 @@ pub async fn crud_with_version_conflicts(backends: Backends) {
     let r = app.get(&format!("/v1/products/{id}")).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["etag"], "\"1\"");
+    // A client that holds the current tag gets 304 and no body; another tag gets the product.
+    let conditional = |tag: &'static str| {
+        app.http
+            .get(format!("{}/v1/products/{id}", app.base))
+            .header("if-none-match", tag)
+            .send()
+    };
+    let r = conditional("W/\"1\"").await.expect("GET");
+    assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(r.headers()["etag"], "\"1\"");
+    assert!(r.bytes().await.expect("body").is_empty());
+    let r = conditional("\"0\", \"7\"").await.expect("GET");
+    assert_eq!(r.status(), StatusCode::OK);
 
     let path = format!("/v1/products/{id}");
     let mut changed = body.clone();
@@ -529,6 +542,20 @@ pub async fn stock_reports_show_availability_in_order(backends: Backends) {
     let as_of: chrono::DateTime<chrono::Utc> =
         serde_json::from_value(product["availability"]["as_of"].clone()).expect("as_of");
     assert_eq!(as_of.timestamp_micros(), t0.timestamp_micros());
+    // The report changed what the product reads, so its ETag changed with it: the tag held
+    // from before the report is not current, the new one is.
+    let stocked = format!("\"1.5.{}\"", t0.timestamp_micros());
+    let with_tag = |tag: &str| {
+        app.http
+            .get(format!("{}/v1/products/{a}", app.base))
+            .header("if-none-match", tag)
+            .send()
+    };
+    let r = with_tag("\"1\"").await.expect("GET");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["etag"], stocked.as_str());
+    let r = with_tag(&stocked).await.expect("GET");
+    assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
     let body = app
         .wait_for_search("/v1/search?q=theremin&in_stock=true", |r| r["total"] == 1)
         .await;
@@ -572,19 +599,25 @@ pub async fn stock_reports_show_availability_in_order(backends: Backends) {
         assert_eq!(hit["availability"]["in_stock"], false, "{hit}");
     }
 
-    // A product write keeps the stock, in the catalog and in the index.
-    let mut update = product_body("Stocked Theremin", 10_900);
-    update["version"] = json!(1);
+    // A product write keeps the stock, in the catalog and in the index. Its If-Match may be
+    // the ETag read before the last report: only the version part is compared, as a write
+    // never changes the stock.
+    let update = product_body("Stocked Theremin", 10_900);
     let r = app
         .send(
             Method::PUT,
             &format!("/v1/products/{a}"),
             Some(&app.admin()),
-            None,
+            Some(&stocked),
             Some(&update),
         )
         .await;
     assert_eq!(r.status(), StatusCode::OK);
+    let sold_out = format!(
+        "\"2.0.{}\"",
+        (t0 + chrono::Duration::seconds(1)).timestamp_micros()
+    );
+    assert_eq!(r.headers()["etag"], sold_out.as_str());
     let updated: Value = r.json().await.expect("json");
     assert_eq!(updated["availability"]["available"], 0);
     let body = app
