@@ -66,6 +66,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A field's value must be unique and another resource has it: 409, with the field.
+    #[error("taken: {} {}", .0.field, .0.message)]
+    Taken(FieldError),
     #[error("precondition failed: {0}")]
     PreconditionFailed(String),
     #[error("payload too large: {0}")]
@@ -109,7 +112,7 @@ impl ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Conflict(_) | Self::Taken(_) => StatusCode::CONFLICT,
             Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -128,7 +131,7 @@ impl ApiError {
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
-            Self::Conflict(_) => "conflict",
+            Self::Conflict(_) | Self::Taken(_) => "conflict",
             Self::PreconditionFailed(_) => "precondition_failed",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
@@ -156,6 +159,10 @@ impl ApiError {
             | Self::PayloadTooLarge(d)
             | Self::UnsupportedMediaType(d)
             | Self::Unavailable(d) => (Some(d.clone()), Vec::new()),
+            Self::Taken(error) => (
+                Some(format!("The {} {}", error.field, error.message)),
+                vec![error.clone()],
+            ),
             Self::MethodNotAllowed => (None, Vec::new()),
             Self::TooManyRequests { retry_after_secs } => (
                 Some(format!(
@@ -374,6 +381,7 @@ mod tests {
             (ApiError::NotFound("x".into()), 404),
             (ApiError::MethodNotAllowed, 405),
             (ApiError::Conflict("x".into()), 409),
+            (ApiError::Taken(FieldError::new("sku", "is taken")), 409),
             (ApiError::PreconditionFailed("x".into()), 412),
             (ApiError::PayloadTooLarge("x".into()), 413),
             (ApiError::UnsupportedMediaType("x".into()), 415),
