@@ -208,6 +208,25 @@ try {
     }
   });
 
+  await step('a new product with a SKU another has shows the error next to the SKU', admin, async () => {
+    const [first] = chosen;
+    await admin.goto(`${SHOP}/admin/products/${encodeURIComponent(first.id)}`);
+    const sku = await admin.getByRole('form', { name: 'Product' }).getByLabel('SKU').inputValue();
+    await admin.goto(`${SHOP}/admin/products/new`);
+    const form = admin.getByRole('form', { name: 'Product' });
+    await form.getByLabel('SKU').fill(sku);
+    await form.getByLabel('Title').fill('A twin');
+    await form.getByLabel('Brand').fill('Twin');
+    await form.getByLabel('Category').fill('electronics/audio');
+    await form.getByLabel('Price').fill('9.99');
+    await form.getByRole('button', { name: 'Create product' }).click();
+    const error = form.locator('[data-field="sku"] .field-error');
+    await error.waitFor({ state: 'visible' });
+    const text = await error.innerText();
+    expect(text.includes(first.id), `the SKU error names the product holding it, got "${text}"`);
+    return `sku: "${text}"`;
+  });
+
   await step('"In stock only" finds a product the admin stocked', shopper, async () => {
     const [first] = chosen;
     await shopper.goto(`${SHOP}/search?q=${encodeURIComponent(first.title)}`);

@@ -45,6 +45,12 @@ pub enum WriteError {
     /// A product with this id already exists.
     #[error("product {0} already exists")]
     Exists(ProductId),
+    /// Another live product has this SKU (`held_by`, when it could be read).
+    #[error("SKU {sku} is taken")]
+    SkuTaken {
+        sku: String,
+        held_by: Option<ProductId>,
+    },
     #[error(transparent)]
     Backend(#[from] BackendError),
 }
@@ -65,7 +71,8 @@ pub struct PendingEvent {
 /// report may arrive before the product and survives product writes); `get` and `page`
 /// return products with it.
 pub trait CatalogRepo: Send + Sync {
-    /// Stores a new product and its `ProductUpserted` event.
+    /// Stores a new product and its `ProductUpserted` event. A SKU names one live product:
+    /// [`WriteError::SkuTaken`] if another has it (also for `update`).
     fn create<'a>(
         &'a self,
         product: &'a Product,
@@ -107,7 +114,8 @@ pub trait CatalogRepo: Send + Sync {
     /// Number of live products.
     fn count(&self) -> BoxFuture<'_, Result<u64, BackendError>>;
 
-    /// Stores products without events (the demo catalog, loaded before its first reindex).
+    /// Stores products without events (the demo catalog, loaded before its first reindex);
+    /// one whose id or SKU is already stored is skipped.
     fn import<'a>(&'a self, products: &'a [Product]) -> BoxFuture<'a, Result<(), BackendError>>;
 
     /// Up to `limit` unpublished events, oldest first (per product in write order).

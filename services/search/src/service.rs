@@ -97,6 +97,13 @@ fn write_error(e: WriteError, pre: Precondition) -> AppError {
         WriteError::Exists(id) => {
             AppError(ApiError::Conflict(format!("Product {id} already exists.")))
         }
+        WriteError::SkuTaken { sku, held_by } => AppError(ApiError::Taken(FieldError::new(
+            "sku",
+            match held_by {
+                Some(other) => format!("{sku} is already product {other}'s."),
+                None => format!("{sku} is already another product's."),
+            },
+        ))),
         WriteError::Backend(b) => b.into(),
     }
 }

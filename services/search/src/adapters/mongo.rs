@@ -3,9 +3,10 @@
 //! event are one single-document update, so they are atomic without a transaction.
 //!
 //! Document layout (collection `products`):
-//! `{ _id, product: {...}, version, deleted, has_pending, pending_events: [{id, envelope}] }`.
-//! A delete leaves a tombstone (`deleted: true`) until its event is published; the relay
-//! then removes it.
+//! `{ _id, product: {...}, sku, version, deleted, has_pending, pending_events: [{id, envelope}] }`.
+//! `sku` (the product's, on live documents only) is under a sparse unique index, so a SKU
+//! names one live product. A delete leaves a tombstone (`deleted: true`, no `sku`) until its
+//! event is published; the relay then removes it.
 //!
 //! The stock the order service reports is in collection `stock`:
 //! `{ _id: product id, available, as_of }` (`as_of` in microseconds); only a newer report
@@ -91,13 +92,80 @@ impl MongoCatalog {
         })
     }
 
-    /// Creates the index the relay scans with (idempotent).
+    /// Creates the index the relay scans with and the SKU's unique index, and gives live
+    /// documents stored before the SKU had a field of its own theirs (idempotent). A document
+    /// whose SKU another already has (possible before the index) is left without the field
+    /// and logged; nothing is dropped.
     pub async fn migrate(&self) -> Result<(), BackendError> {
-        let index = mongodb::IndexModel::builder()
+        let pending = mongodb::IndexModel::builder()
             .keys(doc! { "has_pending": 1 })
             .build();
-        self.products.create_index(index).await.map_err(err)?;
+        self.products.create_index(pending).await.map_err(err)?;
+        let sku = mongodb::IndexModel::builder()
+            .keys(doc! { "sku": 1 })
+            .options(
+                mongodb::options::IndexOptions::builder()
+                    .name("sku_unique".to_string())
+                    .unique(true)
+                    .sparse(true)
+                    .build(),
+            )
+            .build();
+        self.products.create_index(sku).await.map_err(err)?;
+        let unset: Vec<Document> = self
+            .products
+            .find(doc! { "deleted": false, "sku": { "$exists": false } })
+            .await
+            .map_err(err)?
+            .try_collect()
+            .await
+            .map_err(err)?;
+        for old in &unset {
+            let (Ok(id), Ok(sku)) = (
+                old.get_str("_id"),
+                old.get_document("product").and_then(|p| p.get_str("sku")),
+            ) else {
+                continue;
+            };
+            match self
+                .products
+                .update_one(doc! { "_id": id }, doc! { "$set": { "sku": sku } })
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if breaks_unique(&e) => tracing::warn!(
+                    product = id,
+                    sku,
+                    "another product has this SKU; this one stays out of the SKU index until \
+                     a write gives it a SKU of its own"
+                ),
+                Err(e) => return Err(err(e)),
+            }
+        }
         Ok(())
+    }
+
+    /// [`WriteError::SkuTaken`] for `product`'s SKU, naming the live product that holds it.
+    async fn sku_taken(&self, product: &Product) -> WriteError {
+        let held_by = self
+            .products
+            .find_one(doc! {
+                "sku": product.sku.as_str(),
+                "_id": { "$ne": product.id.as_str() },
+                "deleted": false,
+            })
+            .await
+            .ok()
+            .flatten()
+            .and_then(|d| {
+                d.get_str("_id")
+                    .ok()
+                    .and_then(|id| ProductId::parse(id).ok())
+            });
+        WriteError::SkuTaken {
+            sku: product.sku.as_str().to_string(),
+            held_by,
+        }
     }
 
     /// `products` with the stock held for them.
@@ -147,6 +215,12 @@ impl MongoCatalog {
     }
 }
 
+/// Whether a write broke a unique index. MongoDB says so with code 11000; FerretDB 1.x does
+/// for inserts, but fails an update that would break one with code 1 and SQLite's own words.
+fn breaks_unique(e: &mongodb::error::Error) -> bool {
+    is_duplicate(e) || e.to_string().contains("UNIQUE constraint failed")
+}
+
 fn is_duplicate(e: &mongodb::error::Error) -> bool {
     match e.kind.as_ref() {
         ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == 11000,
@@ -169,6 +243,7 @@ impl CatalogRepo for MongoCatalog {
             let doc = doc! {
                 "_id": product.id.as_str(),
                 "product": product_doc(product)?,
+                "sku": product.sku.as_str(),
                 "version": to_i64(product.version),
                 "deleted": false,
                 "has_pending": true,
@@ -176,7 +251,18 @@ impl CatalogRepo for MongoCatalog {
             };
             match self.products.insert_one(doc).await {
                 Ok(_) => Ok(()),
-                Err(e) if is_duplicate(&e) => Err(WriteError::Exists(product.id.clone())),
+                // The id or the SKU: FerretDB does not say which index, so look.
+                Err(e) if breaks_unique(&e) => {
+                    let by_id = self
+                        .products
+                        .find_one(doc! { "_id": product.id.as_str() })
+                        .await
+                        .map_err(err)?;
+                    Err(match by_id {
+                        Some(_) => WriteError::Exists(product.id.clone()),
+                        None => self.sku_taken(product).await,
+                    })
+                }
                 Err(e) => Err(WriteError::Backend(err(e))),
             }
         }
@@ -198,14 +284,20 @@ impl CatalogRepo for MongoCatalog {
                     doc! {
                         "$set": {
                             "product": product_doc(product)?,
+                            "sku": product.sku.as_str(),
                             "version": to_i64(product.version),
                             "has_pending": true,
                         },
                         "$push": { "pending_events": pending_entry(event)? },
                     },
                 )
-                .await
-                .map_err(err)?;
+                .await;
+            let result = match result {
+                Ok(done) => done,
+                // The id cannot change, so the index broken is the SKU's.
+                Err(e) if breaks_unique(&e) => return Err(self.sku_taken(product).await),
+                Err(e) => return Err(WriteError::Backend(err(e))),
+            };
             if result.matched_count == 0 {
                 return Err(self.mismatch(&product.id, expected).await);
             }
@@ -232,6 +324,8 @@ impl CatalogRepo for MongoCatalog {
                             "version": to_i64(version + 1),
                             "has_pending": true,
                         },
+                        // The SKU is free again at once, not when the relay removes this.
+                        "$unset": { "sku": "" },
                         "$push": { "pending_events": pending_entry(event)? },
                     },
                 )
@@ -401,6 +495,7 @@ impl CatalogRepo for MongoCatalog {
                         Ok(doc! {
                             "_id": p.id.as_str(),
                             "product": product_doc(p)?,
+                            "sku": p.sku.as_str(),
                             "version": to_i64(p.version),
                             "deleted": false,
                             "has_pending": false,

@@ -43,6 +43,29 @@ impl SqliteCatalog {
         Ok(row.map(|r| u64::try_from(r.get::<i64, _>(0)).unwrap_or(0)))
     }
 
+    /// The write error for a statement that failed: [`WriteError::SkuTaken`] (naming the
+    /// product holding the SKU) when it broke the SKU's uniqueness, else a backend error.
+    async fn write_failed(&self, e: sqlx::Error, product: &Product) -> WriteError {
+        let taken = e
+            .as_database_error()
+            .is_some_and(|d| d.is_unique_violation() && d.message().contains("products.sku"));
+        if !taken {
+            return WriteError::Backend(err(e));
+        }
+        let held_by = sqlx::query("SELECT id FROM products WHERE sku = ? AND id <> ?")
+            .bind(product.sku.as_str())
+            .bind(product.id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|r| ProductId::parse(r.get::<&str, _>(0)).ok());
+        WriteError::SkuTaken {
+            sku: product.sku.as_str().to_string(),
+            held_by,
+        }
+    }
+
     async fn mismatch(&self, id: &ProductId, expected: u64) -> WriteError {
         match self.current_version(id).await {
             Ok(Some(current)) => WriteError::VersionMismatch {
@@ -91,14 +114,22 @@ impl CatalogRepo for SqliteCatalog {
             let envelope = serde_json::to_string(event).map_err(err)?;
             let mut tx = self.pool.begin().await.map_err(err)?;
             let inserted = sqlx::query(
-                "INSERT INTO products (id, version, doc) VALUES (?, ?, ?) ON CONFLICT(id) DO NOTHING",
+                "INSERT INTO products (id, version, doc, sku) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT(id) DO NOTHING",
             )
             .bind(product.id.as_str())
             .bind(to_i64(product.version))
             .bind(doc)
+            .bind(product.sku.as_str())
             .execute(&mut *tx)
-            .await
-            .map_err(err)?;
+            .await;
+            let inserted = match inserted {
+                Ok(done) => done,
+                Err(e) => {
+                    drop(tx);
+                    return Err(self.write_failed(e, product).await);
+                }
+            };
             if inserted.rows_affected() == 0 {
                 return Err(WriteError::Exists(product.id.clone()));
             }
@@ -126,15 +157,22 @@ impl CatalogRepo for SqliteCatalog {
             let envelope = serde_json::to_string(event).map_err(err)?;
             let mut tx = self.pool.begin().await.map_err(err)?;
             let updated = sqlx::query(
-                "UPDATE products SET version = ?, doc = ? WHERE id = ? AND version = ?",
+                "UPDATE products SET version = ?, doc = ?, sku = ? WHERE id = ? AND version = ?",
             )
             .bind(to_i64(product.version))
             .bind(doc)
+            .bind(product.sku.as_str())
             .bind(product.id.as_str())
             .bind(to_i64(expected))
             .execute(&mut *tx)
-            .await
-            .map_err(err)?;
+            .await;
+            let updated = match updated {
+                Ok(done) => done,
+                Err(e) => {
+                    drop(tx);
+                    return Err(self.write_failed(e, product).await);
+                }
+            };
             if updated.rows_affected() == 0 {
                 drop(tx);
                 return Err(self.mismatch(&product.id, expected).await);
@@ -261,11 +299,13 @@ impl CatalogRepo for SqliteCatalog {
             let mut tx = self.pool.begin().await.map_err(err)?;
             for p in products {
                 sqlx::query(
-                    "INSERT INTO products (id, version, doc) VALUES (?, ?, ?) ON CONFLICT(id) DO NOTHING",
+                    "INSERT INTO products (id, version, doc, sku) VALUES (?, ?, ?, ?) \
+                     ON CONFLICT DO NOTHING",
                 )
                 .bind(p.id.as_str())
                 .bind(to_i64(p.version))
                 .bind(serde_json::to_string(p).map_err(err)?)
+                .bind(p.sku.as_str())
                 .execute(&mut *tx)
                 .await
                 .map_err(err)?;

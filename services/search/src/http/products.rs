@@ -110,6 +110,7 @@ pub async fn list_products(
     responses(
         (status = 201, description = "Created", body = Product),
         (status = 400, description = "Malformed JSON", body = storefront_kit::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Another product has this SKU (the problem names the field `sku`)", body = storefront_kit::problem::Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid token", body = storefront_kit::problem::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin", body = storefront_kit::problem::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields (named in `errors`)", body = storefront_kit::problem::Problem, content_type = "application/problem+json"),
@@ -136,7 +137,7 @@ pub async fn create_product(
     responses(
         (status = 200, description = "Replaced", body = Product),
         (status = 404, description = "No such product", body = storefront_kit::problem::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Body version is not the current one", body = storefront_kit::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Body version is not the current one, or another product has the SKU (the problem then names the field `sku`)", body = storefront_kit::problem::Problem, content_type = "application/problem+json"),
         (status = 412, description = "If-Match is not the current version", body = storefront_kit::problem::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = storefront_kit::problem::Problem, content_type = "application/problem+json"),
     ))]

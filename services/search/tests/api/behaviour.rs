@@ -60,6 +60,36 @@ pub async fn crud_with_version_conflicts(backends: Backends) {
     assert_eq!(created["version"], 1);
     assert_eq!(created["sku"], body["sku"]);
 
+    // A SKU names one product: a second product cannot be created with it, nor take it.
+    let r = app
+        .send(
+            Method::POST,
+            "/v1/products",
+            Some(&app.admin()),
+            None,
+            Some(&body),
+        )
+        .await;
+    let problem = assert_problem(r, 409, Some("sku")).await;
+    let holder = created["id"].as_str().expect("id");
+    assert!(
+        problem["detail"].as_str().expect("detail").contains(holder),
+        "names the product holding the SKU: {problem}"
+    );
+    let other = app.create(&product_body("Other Thing", 100)).await;
+    let mut taking = product_body("Other Thing", 100);
+    taking["sku"] = body["sku"].clone();
+    let r = app
+        .send(
+            Method::PUT,
+            &format!("/v1/products/{}", other["id"].as_str().expect("id")),
+            Some(&app.admin()),
+            Some("\"1\""),
+            Some(&taking),
+        )
+        .await;
+    assert_problem(r, 409, Some("sku")).await;
+
     let r = app.get(&format!("/v1/products/{id}")).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["etag"], "\"1\"");

@@ -14,7 +14,8 @@ use storefront_search::adapters::tantivy::TantivyIndex;
 use storefront_search::demo;
 use storefront_search::domain::event::ProductDeleted;
 use storefront_search::domain::{
-    Availability, CatalogEvent, Currency, Money, Product, ProductId, SearchParams, StockChanged,
+    Availability, CatalogEvent, Currency, Money, Product, ProductId, SearchParams, Sku,
+    StockChanged,
 };
 use storefront_search::ports::{Applied, Cache, CatalogRepo, SearchIndex, WriteError};
 use storefront_tests::Stack;
@@ -136,6 +137,53 @@ async fn catalog_contract(repo: Arc<dyn CatalogRepo>) {
         .collect();
     assert_eq!(stocked, [(many[3].id.clone(), early)]);
     assert!(repo.pending(10).await.expect("pending").is_empty());
+
+    // A SKU names one live product: another cannot take it by create or by update, a refused
+    // write stores no event, and a deleted product's SKU is free at once.
+    let product = |sku: &str| {
+        let mut p = sample(1).remove(0);
+        p.id = ProductId::generate();
+        p.sku = Sku::parse(sku).expect("sku");
+        p
+    };
+    let (a, b) = (product("CONTRACT-A"), product("CONTRACT-B"));
+    for p in [&a, &b] {
+        let event = CatalogEvent::Upserted(Box::new(p.clone())).envelope();
+        repo.create(p, &event).await.expect("create");
+    }
+    for e in repo.pending(10).await.expect("pending") {
+        repo.acknowledge(&e).await.expect("ack");
+    }
+    let mut twin = product("contract-a");
+    let twin_event = CatalogEvent::Upserted(Box::new(twin.clone())).envelope();
+    match repo.create(&twin, &twin_event).await {
+        Err(WriteError::SkuTaken { sku, held_by }) => {
+            assert_eq!((sku.as_str(), held_by), ("CONTRACT-A", Some(a.id.clone())));
+        }
+        other => panic!("expected the SKU taken, got {other:?}"),
+    }
+    let mut renamed = b.clone();
+    renamed.sku = a.sku.clone();
+    renamed.version = 2;
+    let renamed_event = CatalogEvent::Upserted(Box::new(renamed.clone())).envelope();
+    match repo.update(&renamed, &renamed_event).await {
+        Err(WriteError::SkuTaken { sku, held_by }) => {
+            assert_eq!((sku.as_str(), held_by), ("CONTRACT-A", Some(a.id.clone())));
+        }
+        other => panic!("expected the SKU taken, got {other:?}"),
+    }
+    assert_eq!(repo.get(&b.id).await.expect("get"), Some(b.clone()));
+    assert!(repo.pending(10).await.expect("pending").is_empty());
+    let gone = CatalogEvent::Deleted(ProductDeleted {
+        id: a.id.clone(),
+        version: 2,
+    })
+    .envelope();
+    repo.delete(&a.id, 1, &gone).await.expect("delete");
+    twin.version = 1;
+    repo.create(&twin, &twin_event)
+        .await
+        .expect("the deleted product's SKU is free before its event is published");
     repo.check().await.expect("check");
 }
 
@@ -157,6 +205,99 @@ async fn sqlite_catalog_contract() {
         .await
         .expect("open");
     catalog_contract(Arc::new(repo)).await;
+}
+
+/// Two products stored with one SKU before SKUs had an index (possible then): after the
+/// migration both are still there and readable, one holds the SKU, and the other can be
+/// written again only under a SKU of its own.
+async fn legacy_twins_contract(repo: Arc<dyn CatalogRepo>, twins: [Product; 2]) {
+    assert_eq!(repo.count().await.expect("count"), 2);
+    for p in &twins {
+        assert_eq!(repo.get(&p.id).await.expect("get").as_ref(), Some(p));
+    }
+    let mut kept = Vec::new();
+    for p in &twins {
+        let mut next = p.clone();
+        next.version = 2;
+        let event = CatalogEvent::Upserted(Box::new(next.clone())).envelope();
+        match repo.update(&next, &event).await {
+            Ok(()) => kept.push(p.id.clone()),
+            Err(WriteError::SkuTaken { held_by, .. }) => {
+                let other = twins.iter().find(|t| t.id != p.id).expect("twin");
+                assert_eq!(held_by, Some(other.id.clone()));
+                next.sku = Sku::parse("LEGACY-OWN").expect("sku");
+                let event = CatalogEvent::Upserted(Box::new(next.clone())).envelope();
+                repo.update(&next, &event)
+                    .await
+                    .expect("under a SKU of its own");
+            }
+            Err(e) => panic!("update: {e:?}"),
+        }
+    }
+    assert_eq!(kept.len(), 1, "one of the twins holds the SKU: {kept:?}");
+}
+
+fn legacy_twins() -> [Product; 2] {
+    let mut twins = sample(2);
+    twins[1].sku = twins[0].sku.clone();
+    [twins.remove(0), twins.remove(0)]
+}
+
+#[tokio::test]
+async fn mongo_catalog_keeps_legacy_twins() {
+    let stack = Stack::get();
+    let db = stack.mongo_database().await.expect("mongo db");
+    let url = format!("{}/{}", stack.mongodb_url.trim_end_matches('/'), db.name());
+    let twins = legacy_twins();
+    // Documents as stored before the `sku` field and its index.
+    let client = stack.mongo_client().await.expect("client");
+    let products = client
+        .database(db.name())
+        .collection::<mongodb::bson::Document>("products");
+    for p in &twins {
+        let json = serde_json::to_value(p).expect("json");
+        let product = mongodb::bson::to_bson(&json).expect("bson");
+        products
+            .insert_one(mongodb::bson::doc! {
+                "_id": p.id.as_str(), "product": product, "version": 1_i64, "deleted": false,
+                "has_pending": false, "pending_events": [],
+            })
+            .await
+            .expect("insert");
+    }
+    let repo = MongoCatalog::connect(&url).await.expect("connect");
+    repo.migrate().await.expect("migrate");
+    repo.migrate().await.expect("migrate again");
+    legacy_twins_contract(Arc::new(repo), twins).await;
+    db.cleanup().await.expect("cleanup");
+}
+
+#[tokio::test]
+async fn sqlite_catalog_keeps_legacy_twins() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("catalog.db");
+    let twins = legacy_twins();
+    {
+        // The catalog as the first two migrations left it.
+        let pool = storefront_kit::sql::open_sqlite(&path, |o| o)
+            .await
+            .expect("open");
+        sqlx::raw_sql(include_str!("../../migrations/sqlite/0001_catalog.sql"))
+            .execute(&pool)
+            .await
+            .expect("0001");
+        for p in &twins {
+            sqlx::query("INSERT INTO products (id, version, doc) VALUES (?, 1, ?)")
+                .bind(p.id.as_str())
+                .bind(serde_json::to_string(p).expect("json"))
+                .execute(&pool)
+                .await
+                .expect("insert");
+        }
+        pool.close().await;
+    }
+    let repo = SqliteCatalog::open(&path).await.expect("open and migrate");
+    legacy_twins_contract(Arc::new(repo), twins).await;
 }
 
 async fn index_contract(index: Arc<dyn SearchIndex>, catalog: Arc<dyn CatalogRepo>) {

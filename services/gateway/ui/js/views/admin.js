@@ -156,7 +156,8 @@ export async function editProduct({ id }, query) {
         version.textContent = `Version ${product.version}`;
         showMessage(box, 'Saved.', 'success');
       } catch (error) {
-        if (error.status === 412 || error.status === 409) {
+        // 412/409 is a version conflict, unless it names a field (a SKU another product has).
+        if ((error.status === 412 || error.status === 409) && !error.errors?.length) {
           error.detail = `${error.detail || 'The product changed meanwhile.'} Reload the page to see the current version.`;
         }
         handle(error, { form, box });
