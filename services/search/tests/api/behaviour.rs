@@ -44,15 +44,17 @@ pub async fn crud_with_version_conflicts(backends: Backends) {
         .await;
     assert_problem(r, 403, None).await;
 
-    let r = app
-        .send(
+    let admin = app.admin();
+    let create = || {
+        app.send(
             Method::POST,
             "/v1/products",
-            Some(&app.admin()),
+            Some(&admin),
             None,
             Some(&body),
         )
-        .await;
+    };
+    let r = create().await;
     assert_eq!(r.status(), StatusCode::CREATED);
     assert_eq!(r.headers()["etag"], "\"1\"");
     let created: Value = r.json().await.expect("json");
@@ -61,16 +63,7 @@ pub async fn crud_with_version_conflicts(backends: Backends) {
     assert_eq!(created["sku"], body["sku"]);
 
     // A SKU names one product: a second product cannot be created with it, nor take it.
-    let r = app
-        .send(
-            Method::POST,
-            "/v1/products",
-            Some(&app.admin()),
-            None,
-            Some(&body),
-        )
-        .await;
-    let problem = assert_problem(r, 409, Some("sku")).await;
+    let problem = assert_problem(create().await, 409, Some("sku")).await;
     let holder = created["id"].as_str().expect("id");
     assert!(
         problem["detail"].as_str().expect("detail").contains(holder),
@@ -83,7 +76,7 @@ pub async fn crud_with_version_conflicts(backends: Backends) {
         .send(
             Method::PUT,
             &format!("/v1/products/{}", other["id"].as_str().expect("id")),
-            Some(&app.admin()),
+            Some(&admin),
             Some("\"1\""),
             Some(&taking),
         )
@@ -110,7 +103,6 @@ pub async fn crud_with_version_conflicts(backends: Backends) {
     let path = format!("/v1/products/{id}");
     let mut changed = body.clone();
     changed["price"]["minor"] = json!(3_999);
-    let admin = app.admin();
     let r = app
         .send(
             Method::PUT,
