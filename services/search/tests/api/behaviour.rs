@@ -87,20 +87,14 @@ pub async fn crud_with_version_conflicts(backends: Backends) {
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["etag"], "\"1\"");
     // A client that holds the current tag gets 304 and no body; another tag gets the product.
-    let conditional = |tag: &'static str| {
-        app.http
-            .get(format!("{}/v1/products/{id}", app.base))
-            .header("if-none-match", tag)
-            .send()
-    };
-    let r = conditional("W/\"1\"").await.expect("GET");
+    let path = format!("/v1/products/{id}");
+    let r = app.get_if_none_match(&path, "W/\"1\"").await;
     assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
     assert_eq!(r.headers()["etag"], "\"1\"");
     assert!(r.bytes().await.expect("body").is_empty());
-    let r = conditional("\"0\", \"7\"").await.expect("GET");
+    let r = app.get_if_none_match(&path, "\"0\", \"7\"").await;
     assert_eq!(r.status(), StatusCode::OK);
 
-    let path = format!("/v1/products/{id}");
     let mut changed = body.clone();
     changed["price"]["minor"] = json!(3_999);
     let r = app
@@ -567,16 +561,11 @@ pub async fn stock_reports_show_availability_in_order(backends: Backends) {
     // The report changed what the product reads, so its ETag changed with it: the tag held
     // from before the report is not current, the new one is.
     let stocked = format!("\"1.5.{}\"", t0.timestamp_micros());
-    let with_tag = |tag: &str| {
-        app.http
-            .get(format!("{}/v1/products/{a}", app.base))
-            .header("if-none-match", tag)
-            .send()
-    };
-    let r = with_tag("\"1\"").await.expect("GET");
+    let path = format!("/v1/products/{a}");
+    let r = app.get_if_none_match(&path, "\"1\"").await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["etag"], stocked.as_str());
-    let r = with_tag(&stocked).await.expect("GET");
+    let r = app.get_if_none_match(&path, &stocked).await;
     assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
     let body = app
         .wait_for_search("/v1/search?q=theremin&in_stock=true", |r| r["total"] == 1)

@@ -194,6 +194,16 @@ impl TestApp {
             .expect("GET")
     }
 
+    /// `GET path` with `If-None-Match: tag`.
+    pub async fn get_if_none_match(&self, path: &str, tag: &str) -> Response {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .header("if-none-match", tag)
+            .send()
+            .await
+            .expect("GET")
+    }
+
     pub async fn get_json(&self, path: &str) -> Value {
         let r = self.get(path).await;
         assert_eq!(r.status(), StatusCode::OK, "GET {path}");
