@@ -862,11 +862,16 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// The helpers' HTTP client, shared by every test in a process. Each `#[tokio::test]` has a
+/// runtime of its own, and a pooled connection is driven by a task of the runtime that opened
+/// it, so a connection kept idle would fail the next test's request once its runtime is gone
+/// ("runtime dropped the dispatch task", seen in CI): none is kept.
 fn http() -> &'static reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
     CLIENT.get_or_init(|| {
         reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(0)
             .build()
             .unwrap_or_else(|e| panic!("build reqwest client: {e}"))
     })
