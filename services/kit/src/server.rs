@@ -18,7 +18,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, DefaultBodyLimit};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::IncomingStream;
+use axum::serve::{IncomingStream, ListenerExt, TapIo};
 use axum::{Json, Router};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Either, Ready};
@@ -33,6 +33,20 @@ use crate::health::{self, Readiness};
 use crate::problem::{self, ApiError};
 use crate::shutdown::Shutdown;
 use request::{RequestLayer, RouteLabel, RouteMetrics};
+
+/// A listener whose accepted connections have `TCP_NODELAY` set: a response written in more
+/// than one piece (a streamed or proxied body whose chunks arrive apart) goes out at once, not
+/// held by Nagle's algorithm until the client's delayed ACK (up to 40 ms on Linux).
+type Accepting = TapIo<TcpListener, fn(&mut tokio::net::TcpStream)>;
+
+fn accepting(listener: TcpListener) -> Accepting {
+    fn no_delay(tcp: &mut tokio::net::TcpStream) {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY on an accepted connection");
+        }
+    }
+    listener.tap_io(no_delay as fn(&mut tokio::net::TcpStream))
+}
 
 /// Default request body limit: 1 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
@@ -179,7 +193,7 @@ impl HttpServer {
     pub async fn run(self, stop: CancellationToken) -> std::io::Result<()> {
         tracing::info!(service = self.name, addr = %self.local_addr(), "listening");
         axum::serve(
-            self.listener,
+            accepting(self.listener),
             self.app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move { stop.cancelled().await })
@@ -355,7 +369,7 @@ impl ShardedServer {
                                 listener.set_nonblocking(true)?;
                                 let listener = TcpListener::from_std(listener)?;
                                 let _heartbeat = Heartbeat::start();
-                                axum::serve(listener, maker)
+                                axum::serve(accepting(listener), maker)
                                     .with_graceful_shutdown(async move { stop.cancelled().await })
                                     .await
                             })
@@ -390,7 +404,7 @@ struct ShardMaker {
     metrics: Arc<RouteMetrics>,
 }
 
-impl tower::Service<IncomingStream<'_, TcpListener>> for ShardMaker {
+impl tower::Service<IncomingStream<'_, Accepting>> for ShardMaker {
     type Response = ShardService;
     type Error = Infallible;
     type Future = Ready<Result<ShardService, Infallible>>;
@@ -399,7 +413,7 @@ impl tower::Service<IncomingStream<'_, TcpListener>> for ShardMaker {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, stream: IncomingStream<'_, TcpListener>) -> Self::Future {
+    fn call(&mut self, stream: IncomingStream<'_, Accepting>) -> Self::Future {
         futures::future::ready(Ok(ShardService {
             peer: *stream.remote_addr(),
             shard: self.clone(),
@@ -502,6 +516,22 @@ mod tests {
 
     async fn boom() -> &'static str {
         panic!("boom")
+    }
+
+    #[tokio::test]
+    async fn accepted_connections_have_no_delay() {
+        use axum::serve::Listener;
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let plain = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (accepted, _) = listener.accept().await.expect("accept");
+        assert!(!accepted.nodelay().expect("nodelay"), "off unless set");
+        drop((plain, accepted));
+        let mut listener = accepting(listener);
+        let client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (accepted, peer) = Listener::accept(&mut listener).await;
+        assert!(accepted.nodelay().expect("nodelay"));
+        assert_eq!(peer, client.local_addr().expect("client addr"));
     }
 
     #[test]
