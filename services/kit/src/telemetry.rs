@@ -176,6 +176,20 @@ where
         .with_writer(writer)
 }
 
+/// For the kit's test captures, before each installs its subscriber for its thread: tracing
+/// caches whether a callsite is enabled process-wide, and while at most one dispatcher exists
+/// it asks only the registering thread's. A test on another thread, with no subscriber,
+/// reaching the `http` span first would then disable it for a capturing test as well (the
+/// span went missing from one run in about 20). A global subscriber that takes everything
+/// keeps every callsite enabled.
+#[cfg(test)]
+fn keep_callsites_enabled() {
+    static GLOBAL: Once = Once::new();
+    GLOBAL.call_once(|| {
+        let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());
+    });
+}
+
 /// For the kit's tests: what the JSON log layer writes, through this thread's default
 /// subscriber.
 #[cfg(test)]
@@ -207,6 +221,7 @@ impl CapturedLogs {
     /// Installs the capture for this thread (a current-thread test runtime runs every task on
     /// it).
     pub fn start() -> Self {
+        keep_callsites_enabled();
         let lines = LogLines::default();
         let writer = lines.clone();
         let subscriber = tracing_subscriber::registry().with(json_layer(move || writer.clone()));
@@ -318,6 +333,7 @@ pub(crate) struct CapturedSpans {
 impl CapturedSpans {
     /// Installs the capture for this thread (a current-thread test runtime runs every task on it).
     pub fn start() -> Self {
+        keep_callsites_enabled();
         let exporter = opentelemetry_sdk::trace::InMemorySpanExporterBuilder::new().build();
         let provider = SdkTracerProvider::builder()
             .with_simple_exporter(exporter.clone())
