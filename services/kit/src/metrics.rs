@@ -3,6 +3,7 @@
 //! matched route, and the `/metrics` handler.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use axum::response::IntoResponse;
 use http::{HeaderValue, header};
@@ -23,14 +24,40 @@ pub fn handle() -> &'static PrometheusHandle {
                 LATENCY_BUCKETS,
             )
             .unwrap_or_else(|_| PrometheusBuilder::new());
-        match builder.install_recorder() {
+        let handle = match builder.install_recorder() {
             Ok(handle) => handle,
             // Another recorder is already global (a test harness, an embedding program):
             // keep a private one so `/metrics` still answers.
             Err(_) => PrometheusBuilder::new().build_recorder().handle(),
-        }
+        };
+        keep_up(handle.clone());
+        handle
     })
 }
+
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Folds histogram samples into their buckets every [`UPKEEP_EVERY`], on a thread of its own.
+/// The recorder keeps every sample until then, and a scrape is the only other time it does
+/// this: a process nothing scraped (`storefront up` on a laptop) grew by each request's
+/// durations, about 2 MB a second for the gateway under bench/gateway's load (its resident
+/// size now stays at about 17 MB there).
+fn keep_up(handle: PrometheusHandle) {
+    let started = std::thread::Builder::new()
+        .name(UPKEEP_THREAD.into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(e) = started {
+        tracing::warn!(error = %e, "no metrics upkeep thread: histograms grow until scraped");
+    }
+}
+
+const UPKEEP_THREAD: &str = "metrics-upkeep";
 
 /// `GET /metrics` in the Prometheus text format.
 pub async fn render() -> impl IntoResponse {
@@ -126,6 +153,21 @@ impl StatusCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_recorder_comes_with_its_upkeep_thread() {
+        handle();
+        let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
+            .expect("/proc")
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .map(|name| name.trim().to_string())
+            .collect();
+        assert_eq!(
+            threads.iter().filter(|t| *t == UPKEEP_THREAD).count(),
+            1,
+            "{threads:?}"
+        );
+    }
 
     #[test]
     fn a_status_counter_counts_each_status_under_its_labels() {
