@@ -1,6 +1,7 @@
 //! The floor for any proxy built on hyper: a bare HTTP/1 proxy with none of the gateway's
 //! work (no route table, auth, limits, retries, health, metrics or logs), serving as the
-//! gateway does (a current-thread runtime per core, each with its own `SO_REUSEPORT` socket).
+//! gateway does (a current-thread runtime per core), except that each thread has its own
+//! `SO_REUSEPORT` socket where the gateway's share one and balance their connections.
 //! It shows how much of the gap to nginx is hyper itself. Not a product: a measuring stick.
 //!
 //! Three variants, each adding one piece of how the gateway is built:

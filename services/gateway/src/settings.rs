@@ -43,8 +43,9 @@ pub struct Settings {
     /// Origins allowed to call the API from a browser (`*` for any); empty: no CORS headers
     /// (the UI is served by the gateway itself, same origin).
     pub cors_origins: Vec<String>,
-    /// Threads serving requests, each with its own runtime, listening socket (`SO_REUSEPORT`)
-    /// and upstream pool; 0: one per CPU the process may use.
+    /// Threads serving requests, each with its own runtime and upstream pool, sharing one
+    /// listening socket (a new connection goes to the thread with the fewest open); 0: one
+    /// per CPU the process may use.
     pub serve_threads: usize,
 }
 

@@ -2,6 +2,7 @@
 //! `/openapi.json`, request context, tracing spans by matched route, metrics, problem+json for
 //! unknown routes and panics, a body size limit, and graceful shutdown.
 
+mod balance;
 mod request;
 
 use std::any::Any;
@@ -32,6 +33,7 @@ use crate::context::RequestContext;
 use crate::health::{self, Readiness};
 use crate::problem::{self, ApiError};
 use crate::shutdown::Shutdown;
+use balance::{Balanced, Balancer};
 use request::{RequestLayer, RouteLabel, RouteMetrics};
 
 /// A listener whose accepted connections have `TCP_NODELAY` set: a response written in more
@@ -270,11 +272,12 @@ impl From<Service> for Shard {
     }
 }
 
-/// One service served by several threads, each with a current-thread Tokio runtime and its own
-/// listening socket on the same address (`SO_REUSEPORT`: the kernel spreads new connections
-/// over the sockets). A request then stays on one thread from accept to answer, with no
-/// work-stealing or cross-thread wake-ups, as nginx's worker processes do; each shard's own
-/// state (the gateway's upstream connection pool) stays on its thread too.
+/// One service served by several threads, each with a current-thread Tokio runtime. Every
+/// thread accepts on the same listening socket, and a new connection goes to the thread with
+/// the fewest open connections (see [`balance`]). A request then stays on one thread from
+/// accept to answer, with no work-stealing or cross-thread wake-ups, as in nginx's worker
+/// processes; each shard's own state (the gateway's upstream connection pool) stays on its
+/// thread too.
 pub struct ShardedServer {
     name: &'static str,
     addr: SocketAddr,
@@ -282,9 +285,8 @@ pub struct ShardedServer {
 }
 
 impl ShardedServer {
-    /// Binds one socket per shard given (at least one), all on `listen` (port 0: one free
-    /// port for all); an address something already listens on is refused, as a plain bind
-    /// would be.
+    /// Binds one socket on `listen` (port 0: a free port) for the shards given (at least one);
+    /// an address something already listens on is refused.
     pub async fn bind(
         listen: &str,
         shards: impl IntoIterator<Item = impl Into<Shard>>,
@@ -298,42 +300,27 @@ impl ShardedServer {
         let cannot = |e: std::io::Error| {
             std::io::Error::new(e.kind(), format!("{name}: cannot listen on {listen}: {e}"))
         };
-        let mut addr = tokio::net::lookup_host(listen)
+        let addr = tokio::net::lookup_host(listen)
             .await
             .map_err(cannot)?
             .next()
             .ok_or_else(|| cannot(std::io::Error::other("the address resolves to nothing")))?;
-        // A plain bind first, closed at once: it fails when anything listens there already
-        // (including another process's SO_REUSEPORT group, which the binds below would
-        // otherwise join, sharing its connections), and it turns port 0 into a free port.
-        addr = std::net::TcpListener::bind(addr)
-            .and_then(|probe| probe.local_addr())
+        // Registered with this runtime's reactor by `TcpListener::bind`; each shard registers
+        // a duplicate with its own.
+        let listener = TcpListener::bind(addr)
+            .await
+            .and_then(TcpListener::into_std)
             .map_err(cannot)?;
+        let addr = listener.local_addr().map_err(cannot)?;
         let mut bound = Vec::with_capacity(shards.len());
         for Shard { service, front } in shards {
-            let socket = if addr.is_ipv4() {
-                tokio::net::TcpSocket::new_v4()
-            } else {
-                tokio::net::TcpSocket::new_v6()
-            }
-            .map_err(cannot)?;
-            socket.set_reuseaddr(true).map_err(cannot)?;
-            socket.set_reuseport(true).map_err(cannot)?;
-            socket.bind(addr).map_err(cannot)?;
-            // Registered with this runtime's reactor by `listen`; handed over as a std socket.
-            let listener = socket
-                .listen(1024)
-                .map_err(cannot)?
-                .into_std()
-                .map_err(cannot)?;
-            addr = listener.local_addr().map_err(cannot)?;
             let maker = ShardMaker {
                 name: service.name,
                 router: service.into_router(),
                 front,
                 metrics: Arc::default(),
             };
-            bound.push((listener, maker));
+            bound.push((listener.try_clone().map_err(cannot)?, maker));
         }
         Ok(Self {
             name,
@@ -355,7 +342,9 @@ impl ShardedServer {
     pub async fn run(self, stop: CancellationToken) -> std::io::Result<()> {
         tracing::info!(service = self.name, addr = %self.addr, threads = self.shards.len(), "listening");
         let mut done = Vec::with_capacity(self.shards.len());
-        for (i, (listener, maker)) in self.shards.into_iter().enumerate() {
+        let (balancer, inboxes) = Balancer::new(self.shards.len());
+        for (i, ((listener, maker), inbox)) in self.shards.into_iter().zip(inboxes).enumerate() {
+            let balancer = balancer.clone();
             let (tx, rx) = tokio::sync::oneshot::channel::<std::io::Result<()>>();
             let stop = stop.clone();
             std::thread::Builder::new()
@@ -366,10 +355,9 @@ impl ShardedServer {
                         .build()
                         .and_then(|runtime| {
                             runtime.block_on(async move {
-                                listener.set_nonblocking(true)?;
-                                let listener = TcpListener::from_std(listener)?;
+                                let listener = Balanced::new(i, listener, inbox, balancer)?;
                                 let _heartbeat = Heartbeat::start();
-                                axum::serve(accepting(listener), maker)
+                                axum::serve(listener, maker)
                                     .with_graceful_shutdown(async move { stop.cancelled().await })
                                     .await
                             })
@@ -404,7 +392,7 @@ struct ShardMaker {
     metrics: Arc<RouteMetrics>,
 }
 
-impl tower::Service<IncomingStream<'_, Accepting>> for ShardMaker {
+impl tower::Service<IncomingStream<'_, Balanced>> for ShardMaker {
     type Response = ShardService;
     type Error = Infallible;
     type Future = Ready<Result<ShardService, Infallible>>;
@@ -413,7 +401,7 @@ impl tower::Service<IncomingStream<'_, Accepting>> for ShardMaker {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, stream: IncomingStream<'_, Accepting>) -> Self::Future {
+    fn call(&mut self, stream: IncomingStream<'_, Balanced>) -> Self::Future {
         futures::future::ready(Ok(ShardService {
             peer: *stream.remote_addr(),
             shard: self.clone(),
@@ -813,9 +801,8 @@ mod tests {
             Some(std::io::ErrorKind::AddrInUse)
         );
         let running = tokio::spawn(server.run(token.clone()));
-        // Fresh connections land on the shards the kernel picks; with 60 of them every one of
-        // the three threads answers at least once (a miss has odds far below 1e-9).
-        let mut seen = std::collections::BTreeSet::new();
+        // 60 connections open at once, each answered after 200 ms: every thread serves a
+        // third of them, whichever accepted them.
         let answers = futures::future::join_all((0..60).map(|_| {
             let url = format!("{base}/v1/thread");
             async move {
@@ -834,13 +821,19 @@ mod tests {
             }
         }))
         .await;
-        seen.extend(answers);
+        let mut served = std::collections::BTreeMap::<String, usize>::new();
+        for thread in answers {
+            *served.entry(thread).or_default() += 1;
+        }
         assert_eq!(
-            seen,
-            ["sharded-0", "sharded-1", "sharded-2"]
-                .map(String::from)
-                .into_iter()
-                .collect(),
+            served.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["sharded-0", "sharded-1", "sharded-2"],
+        );
+        // Two threads accepting at the same moment may both count the same shard as the
+        // least loaded once.
+        assert!(
+            served.values().all(|&n| (18..=22).contains(&n)),
+            "connections per thread: {served:?}"
         );
         assert_eq!(
             reqwest::get(format!("{base}/healthz"))
