@@ -60,7 +60,8 @@
 //!
 //! CREATE TABLE processed_events (
 //!     event_id     CHAR(36) NOT NULL PRIMARY KEY,
-//!     processed_at BIGINT   NOT NULL
+//!     processed_at BIGINT   NOT NULL,
+//!     INDEX processed_events_at (processed_at)
 //! ) ENGINE=InnoDB DEFAULT CHARSET=ascii COLLATE=ascii_bin;
 //! ```
 //!
@@ -83,10 +84,12 @@
 //!     event_id     TEXT    NOT NULL PRIMARY KEY,
 //!     processed_at INTEGER NOT NULL
 //! );
+//! CREATE INDEX processed_events_at ON processed_events (processed_at);
 //! ```
 //!
-//! Times are Unix milliseconds. Sent rows are kept for [`Relay::with_retention`] (default
-//! 7 days) and then deleted by the relay.
+//! Times are Unix milliseconds. The relay deletes sent rows after [`Relay::with_retention`]
+//! (default 7 days) and dedupe rows after [`Relay::with_dedupe_retention`] (default 30
+//! days), when it starts and every hour after.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,7 +122,8 @@ CREATE TABLE outbox (
 
 CREATE TABLE processed_events (
     event_id     CHAR(36) NOT NULL PRIMARY KEY,
-    processed_at BIGINT   NOT NULL
+    processed_at BIGINT   NOT NULL,
+    INDEX processed_events_at (processed_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=ascii COLLATE=ascii_bin;
 ";
 
@@ -141,6 +145,7 @@ CREATE TABLE processed_events (
     event_id     TEXT    NOT NULL PRIMARY KEY,
     processed_at INTEGER NOT NULL
 );
+CREATE INDEX processed_events_at ON processed_events (processed_at);
 ";
 
 #[derive(Debug, thiserror::Error)]
@@ -240,6 +245,9 @@ pub trait OutboxDb: sqlx::Database + sealed::Sealed {
     fn purge_sent(pool: &Pool<Self>, before: i64) -> BoxFuture<'_, Result<u64, sqlx::Error>>;
 
     #[doc(hidden)]
+    fn purge_processed(pool: &Pool<Self>, before: i64) -> BoxFuture<'_, Result<u64, sqlx::Error>>;
+
+    #[doc(hidden)]
     fn count_unsent(pool: &Pool<Self>) -> BoxFuture<'_, Result<i64, sqlx::Error>>;
 }
 
@@ -250,6 +258,7 @@ const SELECT_PENDING: &str = "SELECT seq, topic, event_key, event_type, payload 
                               WHERE sent_at IS NULL ORDER BY seq LIMIT ?";
 const MARK_SENT: &str = "UPDATE outbox SET sent_at = ? WHERE seq IN";
 const PURGE_SENT: &str = "DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?";
+const PURGE_PROCESSED: &str = "DELETE FROM processed_events WHERE processed_at < ?";
 const COUNT_UNSENT: &str = "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL";
 
 macro_rules! impl_outbox_db {
@@ -392,6 +401,20 @@ macro_rules! impl_outbox_db {
                 .boxed()
             }
 
+            fn purge_processed(
+                pool: &Pool<Self>,
+                before: i64,
+            ) -> BoxFuture<'_, Result<u64, sqlx::Error>> {
+                async move {
+                    Ok(sqlx::query(PURGE_PROCESSED)
+                        .bind(before)
+                        .execute(pool)
+                        .await?
+                        .rows_affected())
+                }
+                .boxed()
+            }
+
             fn count_unsent(pool: &Pool<Self>) -> BoxFuture<'_, Result<i64, sqlx::Error>> {
                 async move { sqlx::query_scalar(COUNT_UNSENT).fetch_one(pool).await }.boxed()
             }
@@ -458,6 +481,14 @@ pub fn backoff(failures: u32) -> Duration {
     Duration::from_millis((200u64 << failures.min(6)).min(10_000))
 }
 
+/// How long consumers' dedupe rows are kept by default: past the 7 days a `catalog.v1`,
+/// `orders.v1` or `deliveries.v1` topic keeps its events by default (the operator's
+/// `retentionMs`), and past Kafka's default expiry of an idle group's offsets.
+pub const DEFAULT_DEDUPE_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// How often a running relay purges.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
 /// A relay lingers after a wake-up only when its previous round published at least this many
 /// rows; below that, commits are published as they come.
 pub const LINGER_MIN_ROWS: usize = 8;
@@ -470,6 +501,7 @@ pub struct Relay<DB: OutboxDb> {
     batch: i64,
     poll: Duration,
     retention: Duration,
+    dedupe_retention: Duration,
     linger: Duration,
 }
 
@@ -482,6 +514,7 @@ impl<DB: OutboxDb> Clone for Relay<DB> {
             batch: self.batch,
             poll: self.poll,
             retention: self.retention,
+            dedupe_retention: self.dedupe_retention,
             linger: self.linger,
         }
     }
@@ -498,6 +531,7 @@ impl<DB: OutboxDb> Relay<DB> {
             batch: 500,
             poll: Duration::from_millis(500),
             retention: Duration::from_secs(7 * 24 * 3600),
+            dedupe_retention: DEFAULT_DEDUPE_RETENTION,
             linger: Duration::from_millis(30),
         }
     }
@@ -529,6 +563,25 @@ impl<DB: OutboxDb> Relay<DB> {
         self
     }
 
+    /// How long the consumers' dedupe rows ([`mark_processed`]) are kept before the relay
+    /// deletes them; keep it above the consumed topics' retention. An event redelivered after
+    /// its row is gone would be applied again, and Kafka can redeliver a whole topic to a
+    /// group whose committed offsets expired (after 7 days without a consumer, by default).
+    pub fn with_dedupe_retention(mut self, retention: Duration) -> Self {
+        self.dedupe_retention = retention;
+        self
+    }
+
+    /// Deletes sent rows older than the retention and dedupe rows older than the dedupe
+    /// retention; how many of each.
+    pub async fn purge(&self) -> Result<(u64, u64), OutboxError> {
+        let now = Utc::now().timestamp_millis();
+        let before = |kept: Duration| now - i64::try_from(kept.as_millis()).unwrap_or(i64::MAX);
+        let sent = DB::purge_sent(&self.pool, before(self.retention)).await?;
+        let processed = DB::purge_processed(&self.pool, before(self.dedupe_retention)).await?;
+        Ok((sent, processed))
+    }
+
     /// The handle writers notify after committing (`wake.notify_one()`).
     pub fn wake_handle(&self) -> Arc<Notify> {
         self.wake.clone()
@@ -549,7 +602,8 @@ impl<DB: OutboxDb> Relay<DB> {
     pub async fn run(self, stop: CancellationToken) {
         let mut failures: u32 = 0;
         let mut busy = false;
-        let mut last_purge = std::time::Instant::now();
+        // At start, then hourly: a process restarted more often than that still purges.
+        let mut last_purge: Option<std::time::Instant> = None;
         loop {
             if stop.is_cancelled() {
                 return;
@@ -573,12 +627,14 @@ impl<DB: OutboxDb> Relay<DB> {
                     delay
                 }
             };
-            if last_purge.elapsed() > Duration::from_secs(3600) {
-                last_purge = std::time::Instant::now();
-                let cutoff = Utc::now().timestamp_millis()
-                    - i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX);
-                if let Err(e) = DB::purge_sent(&self.pool, cutoff).await {
-                    tracing::warn!(error = %e, "outbox purge failed");
+            if last_purge.is_none_or(|at| at.elapsed() > PURGE_EVERY) {
+                last_purge = Some(std::time::Instant::now());
+                match self.purge().await {
+                    Ok((0, 0)) => {}
+                    Ok((sent, processed)) => {
+                        tracing::info!(sent, processed, "purged old outbox and dedupe rows");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "outbox purge failed"),
                 }
             }
             tokio::select! {

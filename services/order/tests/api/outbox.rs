@@ -193,3 +193,84 @@ async fn sqlite_outbox_survives_a_relay_that_never_ran_and_dedupes() {
     assert!(!outbox::mark_processed(&mut tx, id).await.expect("mark"));
     tx.commit().await.expect("commit");
 }
+
+/// Old rows of both tables, on either database: a row sent 8 days ago, one sent yesterday, one
+/// never sent though made 40 days ago; dedupe rows from 31 and 29 days ago. The relay's purge
+/// takes the first and the fourth, then the fifth once the dedupe retention is an hour.
+macro_rules! purge_case {
+    ($pool:expr) => {{
+        let pool = $pool;
+        const DAY: i64 = 86_400_000;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis() as i64;
+        for (created, sent) in [
+            (now - 9 * DAY, Some(now - 8 * DAY)),
+            (now - 2 * DAY, Some(now - DAY)),
+            (now - 40 * DAY, None),
+        ] {
+            sqlx::query(
+                "INSERT INTO outbox (event_id, topic, event_key, event_type, payload, created_at, sent_at) \
+                 VALUES (?, 't.v1', 'k', 'Counted', '{}', ?, ?)",
+            )
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(created)
+            .bind(sent)
+            .execute(&pool)
+            .await
+            .expect("outbox row");
+        }
+        let old = uuid::Uuid::now_v7();
+        let recent = uuid::Uuid::now_v7();
+        for (id, at) in [(old, now - 31 * DAY), (recent, now - 29 * DAY)] {
+            sqlx::query("INSERT INTO processed_events (event_id, processed_at) VALUES (?, ?)")
+                .bind(id.to_string())
+                .bind(at)
+                .execute(&pool)
+                .await
+                .expect("dedupe row");
+        }
+        let bus = Bus::connect(&EventsUrl::in_memory(), "purge-test", &MemoryBus::new())
+            .expect("bus");
+        let relay = Relay::new(pool.clone(), bus);
+        assert_eq!(relay.purge().await.expect("purge"), (1, 1));
+        assert_eq!(relay.purge().await.expect("again"), (0, 0));
+        assert_eq!(relay.unsent().await.expect("unsent"), 1, "never sent: kept");
+        let sent_left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE sent_at IS NOT NULL")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+        assert_eq!(sent_left, 1);
+        let mut tx = pool.begin().await.expect("begin");
+        assert!(
+            outbox::mark_processed(&mut tx, old).await.expect("mark"),
+            "purged: new again"
+        );
+        assert!(!outbox::mark_processed(&mut tx, recent).await.expect("mark"), "kept");
+        tx.rollback().await.expect("rollback");
+        let relay = relay.with_dedupe_retention(Duration::from_secs(3600));
+        assert_eq!(relay.purge().await.expect("purge"), (0, 1));
+    }};
+}
+
+#[tokio::test]
+async fn mysql_relay_purges_old_sent_and_dedupe_rows_only() {
+    let db = Stack::get().mysql_database().await.expect("db");
+    let pool = db.pool().await.expect("pool");
+    apply(MYSQL_DDL, async |s| {
+        sqlx::query(sqlx::AssertSqlSafe(s))
+            .execute(&pool)
+            .await
+            .expect("ddl");
+    })
+    .await;
+    purge_case!(pool.clone());
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_relay_purges_old_sent_and_dedupe_rows_only() {
+    let dir = tempfile::tempdir().expect("dir");
+    purge_case!(sqlite_pool(dir.path()).await);
+}
