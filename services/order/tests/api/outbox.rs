@@ -44,9 +44,9 @@ async fn read_all(bus: &Bus, topic: &str, want: usize) -> Vec<Envelope> {
     out
 }
 
-#[tokio::test]
-async fn mysql_outbox_commits_publish_in_order_and_rollbacks_never() {
-    let stack = Stack::get();
+/// A pool on a fresh MariaDB database with the outbox tables; the database goes when the
+/// returned handle is dropped.
+async fn mysql_pool(stack: &Stack) -> (storefront_tests::MysqlDatabase, sqlx::MySqlPool) {
     let db = stack.mysql_database().await.expect("db");
     let pool = db.pool().await.expect("pool");
     apply(MYSQL_DDL, async |s| {
@@ -56,6 +56,13 @@ async fn mysql_outbox_commits_publish_in_order_and_rollbacks_never() {
             .expect("ddl");
     })
     .await;
+    (db, pool)
+}
+
+#[tokio::test]
+async fn mysql_outbox_commits_publish_in_order_and_rollbacks_never() {
+    let stack = Stack::get();
+    let (_db, pool) = mysql_pool(stack).await;
     let topic = stack.kafka_topic("outbox", 1).await.expect("topic");
     let url = EventsUrl::parse(&stack.kafka_url()).expect("url");
     let bus = Bus::connect(&url, "outbox-test", &MemoryBus::new()).expect("bus");
@@ -256,15 +263,7 @@ macro_rules! purge_case {
 
 #[tokio::test]
 async fn mysql_relay_purges_old_sent_and_dedupe_rows_only() {
-    let db = Stack::get().mysql_database().await.expect("db");
-    let pool = db.pool().await.expect("pool");
-    apply(MYSQL_DDL, async |s| {
-        sqlx::query(sqlx::AssertSqlSafe(s))
-            .execute(&pool)
-            .await
-            .expect("ddl");
-    })
-    .await;
+    let (_db, pool) = mysql_pool(Stack::get()).await;
     purge_case!(pool.clone());
     pool.close().await;
 }
