@@ -241,11 +241,13 @@ pub trait OutboxDb: sqlx::Database + sealed::Sealed {
         limit: i64,
     ) -> BoxFuture<'a, Result<usize, OutboxError>>;
 
+    /// Runs `delete` (one of the purge statements, `?` = the cutoff) with `before`.
     #[doc(hidden)]
-    fn purge_sent(pool: &Pool<Self>, before: i64) -> BoxFuture<'_, Result<u64, sqlx::Error>>;
-
-    #[doc(hidden)]
-    fn purge_processed(pool: &Pool<Self>, before: i64) -> BoxFuture<'_, Result<u64, sqlx::Error>>;
+    fn purge<'a>(
+        pool: &'a Pool<Self>,
+        delete: &'static str,
+        before: i64,
+    ) -> BoxFuture<'a, Result<u64, sqlx::Error>>;
 
     #[doc(hidden)]
     fn count_unsent(pool: &Pool<Self>) -> BoxFuture<'_, Result<i64, sqlx::Error>>;
@@ -387,26 +389,13 @@ macro_rules! impl_outbox_db {
                 .boxed()
             }
 
-            fn purge_sent(
-                pool: &Pool<Self>,
+            fn purge<'a>(
+                pool: &'a Pool<Self>,
+                delete: &'static str,
                 before: i64,
-            ) -> BoxFuture<'_, Result<u64, sqlx::Error>> {
+            ) -> BoxFuture<'a, Result<u64, sqlx::Error>> {
                 async move {
-                    Ok(sqlx::query(PURGE_SENT)
-                        .bind(before)
-                        .execute(pool)
-                        .await?
-                        .rows_affected())
-                }
-                .boxed()
-            }
-
-            fn purge_processed(
-                pool: &Pool<Self>,
-                before: i64,
-            ) -> BoxFuture<'_, Result<u64, sqlx::Error>> {
-                async move {
-                    Ok(sqlx::query(PURGE_PROCESSED)
+                    Ok(sqlx::query(delete)
                         .bind(before)
                         .execute(pool)
                         .await?
@@ -577,8 +566,9 @@ impl<DB: OutboxDb> Relay<DB> {
     pub async fn purge(&self) -> Result<(u64, u64), OutboxError> {
         let now = Utc::now().timestamp_millis();
         let before = |kept: Duration| now - i64::try_from(kept.as_millis()).unwrap_or(i64::MAX);
-        let sent = DB::purge_sent(&self.pool, before(self.retention)).await?;
-        let processed = DB::purge_processed(&self.pool, before(self.dedupe_retention)).await?;
+        let sent = DB::purge(&self.pool, PURGE_SENT, before(self.retention)).await?;
+        let processed =
+            DB::purge(&self.pool, PURGE_PROCESSED, before(self.dedupe_retention)).await?;
         Ok((sent, processed))
     }
 
