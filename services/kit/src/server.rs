@@ -12,17 +12,16 @@ use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, DefaultBodyLimit};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::{IncomingStream, ListenerExt, TapIo};
+use axum::serve::{Listener as _, ListenerExt, TapIo};
 use axum::{Json, Router};
 use futures::FutureExt;
-use futures::future::{BoxFuture, Either, Ready};
+use futures::future::{BoxFuture, Either};
 use http::Request;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -281,7 +280,7 @@ impl From<Service> for Shard {
 pub struct ShardedServer {
     name: &'static str,
     addr: SocketAddr,
-    shards: Vec<(std::net::TcpListener, ShardMaker)>,
+    shards: Vec<(std::net::TcpListener, ShardApp)>,
 }
 
 impl ShardedServer {
@@ -314,7 +313,7 @@ impl ShardedServer {
         let addr = listener.local_addr().map_err(cannot)?;
         let mut bound = Vec::with_capacity(shards.len());
         for Shard { service, front } in shards {
-            let maker = ShardMaker {
+            let maker = ShardApp {
                 name: service.name,
                 router: service.into_router(),
                 front,
@@ -357,9 +356,8 @@ impl ShardedServer {
                             runtime.block_on(async move {
                                 let listener = Balanced::new(i, listener, inbox, balancer)?;
                                 let _heartbeat = Heartbeat::start();
-                                axum::serve(listener, maker)
-                                    .with_graceful_shutdown(async move { stop.cancelled().await })
-                                    .await
+                                serve_shard(listener, Arc::new(maker), stop).await;
+                                Ok(())
                             })
                         });
                     let _ = tx.send(served);
@@ -382,9 +380,48 @@ impl ShardedServer {
     }
 }
 
-/// Makes each accepted connection's [`ShardService`].
-#[derive(Clone)]
-struct ShardMaker {
+/// Serves one shard's connections with hyper's HTTP/1 server until `stop`, then lets each
+/// finish its in-flight request (graceful shutdown) before returning.
+///
+/// Each connection is a task of the shard's runtime running hyper directly: `axum::serve`
+/// would also wrap the service in a tower adapter that clones it for every request and probe
+/// each connection's first bytes for HTTP/2, which the gateway does not serve.
+async fn serve_shard(mut listener: Balanced, shard: Arc<ShardApp>, stop: CancellationToken) {
+    let connections = tokio_util::task::TaskTracker::new();
+    loop {
+        let (io, peer) = tokio::select! {
+            () = stop.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let service = ShardService {
+            peer,
+            shard: shard.clone(),
+        };
+        let stop = stop.clone();
+        connections.spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+                .with_upgrades();
+            let mut connection = std::pin::pin!(connection);
+            let served = tokio::select! {
+                served = connection.as_mut() => served,
+                () = stop.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = served {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    connections.close();
+    connections.wait().await;
+}
+
+/// A shard's service: the router and, optionally, the front in front of it.
+struct ShardApp {
     name: &'static str,
     router: Router,
     front: Option<Arc<dyn Front>>,
@@ -392,29 +429,11 @@ struct ShardMaker {
     metrics: Arc<RouteMetrics>,
 }
 
-impl tower::Service<IncomingStream<'_, Balanced>> for ShardMaker {
-    type Response = ShardService;
-    type Error = Infallible;
-    type Future = Ready<Result<ShardService, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, stream: IncomingStream<'_, Balanced>) -> Self::Future {
-        futures::future::ready(Ok(ShardService {
-            peer: *stream.remote_addr(),
-            shard: self.clone(),
-        }))
-    }
-}
-
 /// One connection's service: the front's requests to the front, the rest to the router (with
 /// the peer's address as [`ConnectInfo`], as `into_make_service_with_connect_info` gives it).
-#[derive(Clone)]
 struct ShardService {
     peer: SocketAddr,
-    shard: ShardMaker,
+    shard: Arc<ShardApp>,
 }
 
 type ShardFuture = Either<
@@ -422,16 +441,13 @@ type ShardFuture = Either<
     axum::routing::future::RouteFuture<Infallible>,
 >;
 
-impl tower::Service<Request<Body>> for ShardService {
+impl hyper::service::Service<Request<hyper::body::Incoming>> for ShardService {
     type Response = Response;
     type Error = Infallible;
     type Future = ShardFuture;
 
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+    fn call(&self, request: Request<hyper::body::Incoming>) -> Self::Future {
+        let mut request = request.map(Body::new);
         let shard = &self.shard;
         if let Some(front) = &shard.front
             && !OWN_PATHS.contains(&request.uri().path())
@@ -463,7 +479,7 @@ impl tower::Service<Request<Body>> for ShardService {
             ));
         }
         request.extensions_mut().insert(ConnectInfo(self.peer));
-        Either::Right(tower::Service::call(&mut self.shard.router, request))
+        Either::Right(tower::Service::call(&mut shard.router.clone(), request))
     }
 }
 
