@@ -10,7 +10,8 @@
 //! - [`Variant::Pooled`]: the same server, with the gateway's upstream client instead
 //!   (`hyper_util`'s pooled `Client`, one pool per thread);
 //! - [`Variant::Axum`]: `axum::serve` with a one-route `Router` in front of that pooled
-//!   client, as the gateway serves (without its middleware and its own work);
+//!   client, as the gateway served until it ran hyper's server itself (without its middleware and
+//!   its own work);
 //! - [`Variant::Mini`]: hyper's server with a minimal per-thread pool of hyper client
 //!   connections.
 
