@@ -3,12 +3,13 @@
 //!
 //! Rooms: [`domain`] (the configuration format, route matching, client IPs, GCRA: pure),
 //! [`ports`] and [`adapters`] (rate-limit stores: governor in memory, Redis), [`runtime`] (the
-//! compiled configuration and its hot reload), [`upstream`] and [`proxy`] (pools, health,
-//! forwarding), [`tokens`] (cached JWT verification), [`limits`] (rules and decisions),
+//! compiled configuration and its hot reload), [`upstream`], [`connections`] and [`proxy`]
+//! (pools, health, kept connections, forwarding), [`tokens`] (cached JWT verification), [`limits`] (rules and decisions),
 //! [`http`] (the request path and the UI) and [`app`] (build, run).
 
 pub mod adapters;
 pub mod app;
+pub mod connections;
 pub mod domain;
 pub mod http;
 pub mod limits;

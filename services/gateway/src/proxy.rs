@@ -196,6 +196,15 @@ pub async fn forward(
         let Ok(uri) = instance.uri(&path_and_query) else {
             return ApiError::BadRequest("The request path is not valid.".into()).into_response();
         };
+        let Some(target) = instance.target() else {
+            tracing::warn!(service = %route.service, instance = %instance.base, "upstream URL is not http://host[:port][/path]");
+            last = Some(problem(
+                StatusCode::BAD_GATEWAY,
+                "bad-gateway",
+                "The service behind this route did not answer.",
+            ));
+            continue;
+        };
         let body = match (&buffered, streamed.take()) {
             (Some(bytes), _) => Body::from(bytes.clone()),
             (None, Some(body)) => body,
@@ -215,7 +224,7 @@ pub async fn forward(
             .insert(header::HOST, instance.host.clone());
         let in_flight = instance.start();
         let started = Instant::now();
-        let result = tokio::time::timeout(route.timeout, client.request(request)).await;
+        let result = tokio::time::timeout(route.timeout, client.send(target, request)).await;
         drop(in_flight);
         route
             .upstream_duration

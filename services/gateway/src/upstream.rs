@@ -1,6 +1,6 @@
 //! Upstream instances and pools: load balancing (round robin or power of two choices), active
-//! health checks (`GET /healthz`), passive outlier ejection, and the one pooled keep-alive
-//! HTTP client every request goes through.
+//! health checks (`GET /healthz`), passive outlier ejection, and the keep-alive HTTP client
+//! every request goes through ([`crate::connections`]).
 
 use std::sync::Arc;
 use std::sync::LazyLock;
@@ -9,30 +9,18 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use http::HeaderValue;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use rand::Rng;
 
+pub use crate::connections::{HttpClient, Target, UpstreamError};
 use crate::domain::config::{LoadBalancing, OutlierConfig};
 
-/// The shared upstream client: keep-alive connections pooled per instance.
-pub type HttpClient = Client<HttpConnector, Body>;
-
-/// Builds the one upstream client.
+/// Builds an upstream client (each serving thread keeps its own connections).
 pub fn client(connect_timeout: Duration, max_idle_per_host: usize) -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(connect_timeout));
-    connector.set_nodelay(true);
-    connector.enforce_http(true);
-    Client::builder(TokioExecutor::new())
-        // Each request carries its instance's `Host`, made once per instance
-        // ([`Instance::host`]) rather than by the client from the URI on every request.
-        .set_host(false)
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(max_idle_per_host)
-        .build(connector)
+    HttpClient::new(connect_timeout, max_idle_per_host)
 }
+
+/// Instance ids, unique in the process.
+static INSTANCE_IDS: AtomicU64 = AtomicU64::new(1);
 
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
@@ -47,8 +35,11 @@ pub struct Instance {
     pub base: String,
     /// `host:port`, a metric label.
     pub authority: String,
-    /// Scheme and authority, parsed once, when the base URL is no more than these.
-    origin: Option<(http::uri::Scheme, http::uri::Authority)>,
+    /// Where its connections go: `None` when the base URL is not `http://host[:port][/path]`
+    /// (a request to it is then refused as a bad gateway, never sent elsewhere).
+    target: Option<Target>,
+    /// The base URL's path, put before every request's (empty for none).
+    prefix: String,
     /// The `Host` of a request to this instance: its host, and its port unless the scheme's
     /// default.
     pub host: HeaderValue,
@@ -72,15 +63,23 @@ impl Instance {
             .as_ref()
             .and_then(host_header)
             .unwrap_or_else(|| HeaderValue::from_static(""));
-        let origin = parsed.and_then(|u| {
-            let bare = matches!(u.path(), "" | "/") && u.query().is_none();
-            let parts = u.into_parts();
-            parts.scheme.zip(parts.authority).filter(|_| bare)
+        let id = INSTANCE_IDS.fetch_add(1, Ordering::Relaxed);
+        let target = parsed.as_ref().and_then(|u| {
+            let host = u.host()?.trim_start_matches('[').trim_end_matches(']');
+            (u.scheme_str() == Some("http") && u.query().is_none()).then(|| Target {
+                id,
+                host: host.to_string(),
+                port: u.port_u16().unwrap_or(80),
+            })
         });
+        let prefix = parsed
+            .map(|u| u.path().trim_end_matches('/').to_string())
+            .unwrap_or_default();
         Self {
             base,
             authority,
-            origin,
+            target,
+            prefix,
             host,
             service: service.to_string(),
             healthy: AtomicBool::new(true),
@@ -91,16 +90,20 @@ impl Instance {
         }
     }
 
-    /// The URI of `path_and_query` on this instance.
+    /// Where this instance's connections go, if its base URL is one the client can reach.
+    pub fn target(&self) -> Option<&Target> {
+        self.target.as_ref()
+    }
+
+    /// The request target (origin form) of `path_and_query` on this instance.
     pub fn uri(&self, path_and_query: &str) -> Result<http::Uri, http::Error> {
-        match &self.origin {
-            Some((scheme, authority)) => http::Uri::builder()
-                .scheme(scheme.clone())
-                .authority(authority.clone())
-                .path_and_query(path_and_query)
-                .build(),
-            None => Ok(format!("{}{path_and_query}", self.base).parse::<http::Uri>()?),
+        if self.prefix.is_empty() {
+            return Ok(http::Uri::try_from(path_and_query)?);
         }
+        Ok(http::Uri::try_from(format!(
+            "{}{path_and_query}",
+            self.prefix
+        ))?)
     }
 
     /// Healthy by the last active check and not ejected.
@@ -278,7 +281,7 @@ pub async fn probe(
     path: &str,
     timeout: Duration,
 ) -> bool {
-    let Ok(uri) = instance.uri(path) else {
+    let (Some(target), Ok(uri)) = (instance.target(), instance.uri(path)) else {
         return false;
     };
     let Ok(req) = http::Request::get(uri)
@@ -288,7 +291,7 @@ pub async fn probe(
         return false;
     };
     matches!(
-        tokio::time::timeout(timeout, client.request(req)).await,
+        tokio::time::timeout(timeout, client.send(target, req)).await,
         Ok(Ok(resp)) if resp.status().is_success()
     )
 }
@@ -316,15 +319,25 @@ mod tests {
         let plain = Instance::new("s", "http://10.0.0.1:8080/");
         assert_eq!(
             plain.uri("/v1/cart?x=1").expect("uri").to_string(),
-            "http://10.0.0.1:8080/v1/cart?x=1"
+            "/v1/cart?x=1"
         );
+        let target = plain.target().expect("http");
+        assert_eq!((target.host.as_str(), target.port), ("10.0.0.1", 8080));
         // A base with a path of its own keeps it in front.
         let nested = Instance::new("s", "http://10.0.0.1:8080/shop");
         assert_eq!(
             nested.uri("/v1/cart").expect("uri").to_string(),
-            "http://10.0.0.1:8080/shop/v1/cart"
+            "/shop/v1/cart"
         );
         assert!(plain.uri("/v1/a b").is_err());
+        // Port 80 by default, IPv6 without brackets, every instance its own id; no target
+        // for what the client cannot reach.
+        let v6 = Instance::new("s", "http://[::1]");
+        let v6_target = v6.target().expect("http");
+        assert_eq!((v6_target.host.as_str(), v6_target.port), ("::1", 80));
+        assert_ne!(v6_target.id, target.id);
+        assert!(Instance::new("s", "https://10.0.0.1").target().is_none());
+        assert!(Instance::new("s", "not a url").target().is_none());
     }
 
     #[test]

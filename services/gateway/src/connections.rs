@@ -1,0 +1,364 @@
+//! Keep-alive HTTP/1 connections to upstream instances, kept by each thread for itself.
+//!
+//! A thread keeps the connections it made, per instance, and sends a request on the most
+//! recently used one that is ready, or on a new one when none is. A connection is kept again
+//! as soon as its response head is in, and is ready once that response's body has been read
+//! (hyper tells). `hyper_util`'s pooled client, used before, spawned a task per request to wait
+//! for that moment, and took a lock and a hashed lookup per request: in bench/gateway's floors
+//! it cost 1.1 µs of user time a request more than such a pool.
+
+use std::cell::{Cell, RefCell};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// How long an idle connection is kept.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// After how many kept connections a thread also drops what it keeps for instances it no
+/// longer sends to (their connections would otherwise stay until the instance closes them).
+const SWEEP_EVERY: u32 = 4096;
+
+/// Where an instance's connections go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// Unique in the process: keys the instance's kept connections.
+    pub id: u64,
+    pub host: String,
+    pub port: u16,
+}
+
+/// Sends requests to upstream instances over kept connections.
+#[derive(Clone, Debug)]
+pub struct HttpClient {
+    connect_timeout: Duration,
+    max_idle: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("cannot connect to {at}: {source}")]
+    Connect {
+        at: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no connection to {at} within {after:?}")]
+    ConnectTimeout { at: String, after: Duration },
+    #[error(transparent)]
+    Http(#[from] hyper::Error),
+}
+
+struct Kept {
+    sender: SendRequest<Body>,
+    since: Instant,
+}
+
+thread_local! {
+    /// This thread's kept connections: per instance id, oldest first.
+    static KEPT: RefCell<Vec<(u64, Vec<Kept>)>> = const { RefCell::new(Vec::new()) };
+    static KEPT_SINCE_SWEEP: Cell<u32> = const { Cell::new(0) };
+}
+
+impl HttpClient {
+    /// A client that gives up connecting after `connect_timeout` and keeps at most `max_idle`
+    /// connections per instance and thread.
+    pub fn new(connect_timeout: Duration, max_idle: usize) -> Self {
+        Self {
+            connect_timeout,
+            max_idle,
+        }
+    }
+
+    /// Sends `request` (its URI in origin form, its `Host` set) to `target`. A request a kept
+    /// connection turns out unable to take (it closed) is sent once more on a new connection;
+    /// one that was written is never sent twice.
+    pub async fn send(
+        &self,
+        target: &Target,
+        mut request: Request<Body>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let mut fresh = false;
+        loop {
+            let kept = if fresh { None } else { take(target.id) };
+            let mut sender = match kept {
+                Some(sender) => sender,
+                None => {
+                    fresh = true;
+                    self.connect(target).await?
+                }
+            };
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    self.keep(target.id, sender);
+                    return Ok(response);
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if !fresh => {
+                        request = unsent;
+                        fresh = true;
+                    }
+                    _ => return Err(e.into_error().into()),
+                },
+            }
+        }
+    }
+
+    async fn connect(&self, target: &Target) -> Result<SendRequest<Body>, UpstreamError> {
+        let at = || format!("{}:{}", target.host, target.port);
+        let connecting = TcpStream::connect((target.host.as_str(), target.port));
+        let tcp = match tokio::time::timeout(self.connect_timeout, connecting).await {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(source)) => return Err(UpstreamError::Connect { at: at(), source }),
+            Err(_) => {
+                return Err(UpstreamError::ConnectTimeout {
+                    at: at(),
+                    after: self.connect_timeout,
+                });
+            }
+        };
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY on an upstream connection");
+        }
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// Keeps `sender` for `id`'s next requests, unless `max_idle` are kept already.
+    fn keep(&self, id: u64, sender: SendRequest<Body>) {
+        if self.max_idle == 0 {
+            return;
+        }
+        let now = Instant::now();
+        KEPT.with_borrow_mut(|all| {
+            let kept = match all.iter().position(|(i, _)| *i == id) {
+                Some(p) => &mut all[p].1,
+                None => {
+                    all.push((id, Vec::new()));
+                    &mut all.last_mut().expect("just pushed").1
+                }
+            };
+            let expired = kept
+                .iter()
+                .take_while(|k| now.duration_since(k.since) >= IDLE_TIMEOUT)
+                .count();
+            kept.drain(..expired);
+            if kept.len() < self.max_idle {
+                kept.push(Kept { sender, since: now });
+            }
+            let swept = KEPT_SINCE_SWEEP.get() + 1;
+            if swept < SWEEP_EVERY {
+                KEPT_SINCE_SWEEP.set(swept);
+                return;
+            }
+            KEPT_SINCE_SWEEP.set(0);
+            for (_, kept) in all.iter_mut() {
+                kept.retain(|k| {
+                    now.duration_since(k.since) < IDLE_TIMEOUT && !k.sender.is_closed()
+                });
+            }
+            all.retain(|(_, kept)| !kept.is_empty());
+        });
+    }
+}
+
+/// The most recently kept ready connection to `id`, dropping closed ones on the way.
+fn take(id: u64) -> Option<SendRequest<Body>> {
+    KEPT.with_borrow_mut(|all| {
+        let (_, kept) = all.iter_mut().find(|(i, _)| *i == id)?;
+        let mut k = kept.len();
+        while k > 0 {
+            k -= 1;
+            if kept[k].sender.is_closed() {
+                kept.remove(k);
+            } else if kept[k].sender.is_ready() {
+                return Some(kept.remove(k).sender);
+            }
+        }
+        None
+    })
+}
+
+/// Connections this thread keeps for `id` (for tests).
+#[cfg(test)]
+pub fn kept(id: u64) -> usize {
+    KEPT.with_borrow(|all| {
+        all.iter()
+            .find(|(i, _)| *i == id)
+            .map_or(0, |(_, kept)| kept.len())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A plain HTTP/1 server on a port of its own that counts its connections; it closes each
+    /// after `per_connection` requests (0: never). `/slow` answers "ok" in two parts 300 ms
+    /// apart.
+    async fn upstream(per_connection: usize) -> (Target, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                counted.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(async move {
+                    let served = Arc::new(AtomicUsize::new(0));
+                    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                        let n = served.fetch_add(1, Ordering::Relaxed) + 1;
+                        let slow = request.uri().path() == "/slow";
+                        async move {
+                            let body = if slow {
+                                Body::from_stream(futures::stream::unfold(0, |part| async move {
+                                    match part {
+                                        0 => Some((Ok::<_, std::io::Error>("o"), 1)),
+                                        1 => {
+                                            tokio::time::sleep(Duration::from_millis(300)).await;
+                                            Some((Ok("k"), 2))
+                                        }
+                                        _ => None,
+                                    }
+                                }))
+                            } else {
+                                Body::from("ok")
+                            };
+                            let mut response = Response::new(body);
+                            if per_connection > 0 && n >= per_connection {
+                                response.headers_mut().insert(
+                                    http::header::CONNECTION,
+                                    http::HeaderValue::from_static("close"),
+                                );
+                            }
+                            Ok::<_, std::convert::Infallible>(response)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), service)
+                        .await;
+                });
+            }
+        });
+        static IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1 << 40);
+        let target = Target {
+            id: IDS.fetch_add(1, Ordering::Relaxed),
+            host: "127.0.0.1".into(),
+            port,
+        };
+        (target, connections)
+    }
+
+    fn get() -> Request<Body> {
+        request("/v1/x")
+    }
+
+    fn request(path: &str) -> Request<Body> {
+        Request::get(path)
+            .header(http::header::HOST, "upstream")
+            .body(Body::empty())
+            .expect("request")
+    }
+
+    async fn body(response: Response<Incoming>) -> String {
+        use http_body_util::BodyExt as _;
+        let bytes = response.into_body().collect().await.expect("body");
+        String::from_utf8(bytes.to_bytes().to_vec()).expect("utf-8")
+    }
+
+    #[tokio::test]
+    async fn requests_one_after_another_share_one_kept_connection() {
+        let (target, connections) = upstream(0).await;
+        let client = HttpClient::new(Duration::from_secs(1), 8);
+        for _ in 0..5 {
+            let response = client.send(&target, get()).await.expect("send");
+            assert_eq!(body(response).await, "ok");
+        }
+        assert_eq!(connections.load(Ordering::Relaxed), 1);
+        assert_eq!(kept(target.id), 1);
+    }
+
+    #[tokio::test]
+    async fn a_response_still_arriving_makes_the_next_request_open_another() {
+        let (target, connections) = upstream(0).await;
+        let client = HttpClient::new(Duration::from_secs(1), 8);
+        let slow = client.send(&target, request("/slow")).await.expect("slow");
+        let quick = client.send(&target, get()).await.expect("quick");
+        assert_eq!(connections.load(Ordering::Relaxed), 2);
+        assert_eq!(
+            (body(slow).await, body(quick).await),
+            ("ok".into(), "ok".into())
+        );
+        // Both answered in full: either connection takes the next request.
+        client.send(&target, get()).await.expect("third");
+        assert_eq!(connections.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn an_upstream_closing_after_each_answer_gets_every_request_on_a_new_connection() {
+        let (target, connections) = upstream(1).await;
+        let client = HttpClient::new(Duration::from_secs(1), 8);
+        for _ in 0..4 {
+            let response = client.send(&target, get()).await.expect("send");
+            assert_eq!(body(response).await, "ok");
+            // Give the closed connection's task a moment to see the close.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(connections.load(Ordering::Relaxed), 4);
+    }
+
+    #[tokio::test]
+    async fn at_most_max_idle_are_kept_and_none_when_zero() {
+        let (target, _) = upstream(0).await;
+        let client = HttpClient::new(Duration::from_secs(1), 2);
+        let responses =
+            futures::future::join_all((0..4).map(|_| client.send(&target, get()))).await;
+        assert_eq!(kept(target.id), 2);
+        for response in responses {
+            body(response.expect("send")).await;
+        }
+        let (other, _) = upstream(0).await;
+        let none = HttpClient::new(Duration::from_secs(1), 0);
+        body(none.send(&other, get()).await.expect("send")).await;
+        assert_eq!(kept(other.id), 0);
+    }
+
+    #[tokio::test]
+    async fn nothing_listening_is_a_connect_error_naming_the_address() {
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            probe.local_addr().expect("addr").port()
+        };
+        let target = Target {
+            id: u64::MAX,
+            host: "127.0.0.1".into(),
+            port,
+        };
+        let err = HttpClient::new(Duration::from_secs(1), 8)
+            .send(&target, get())
+            .await
+            .expect_err("refused");
+        assert!(matches!(err, UpstreamError::Connect { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains(&format!("127.0.0.1:{port}")),
+            "{err}"
+        );
+    }
+}
