@@ -322,6 +322,12 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert_eq!(connections.load(Ordering::Relaxed), 4);
+        // Without the pause a kept connection may still look open when taken: the request it
+        // could not take goes on a new one, and every request is answered.
+        for _ in 0..20 {
+            let response = client.send(&target, get()).await.expect("send at once");
+            assert_eq!(body(response).await, "ok");
+        }
     }
 
     #[tokio::test]
