@@ -152,27 +152,31 @@ pub async fn forward(
     // stream through, bounded on the way. A streamed body is read through a shared handle, so
     // that what the client still sends after the limit can be drained before the 413.
     let mut client_body: Option<Arc<Mutex<Body>>> = None;
-    let (buffered, mut streamed): (Option<Bytes>, Option<Body>) = if retryable {
-        match Limited::new(body, max_body).collect().await {
-            Ok(collected) => (Some(collected.to_bytes()), None),
-            Err(e) if is_length_limit(e.as_ref()) => return too_large(max_body),
-            Err(_) => {
-                return ApiError::BadRequest("The request body could not be read.".into())
-                    .into_response();
+    let (buffered, mut streamed): (Option<Bytes>, Option<Body>) =
+        if retryable && axum::body::HttpBody::is_end_stream(&body) {
+            // No body (a `GET`, mostly): nothing to read or keep.
+            (Some(Bytes::new()), None)
+        } else if retryable {
+            match Limited::new(body, max_body).collect().await {
+                Ok(collected) => (Some(collected.to_bytes()), None),
+                Err(e) if is_length_limit(e.as_ref()) => return too_large(max_body),
+                Err(_) => {
+                    return ApiError::BadRequest("The request body could not be read.".into())
+                        .into_response();
+                }
             }
-        }
-    } else {
-        let shared = Arc::new(Mutex::new(body));
-        client_body = Some(shared.clone());
-        let frames = futures::stream::unfold(shared, |shared| async move {
-            let frame = shared.lock().await.frame().await;
-            frame.map(|f| (f, shared))
-        });
-        (
-            None,
-            Some(Body::new(Limited::new(StreamBody::new(frames), max_body))),
-        )
-    };
+        } else {
+            let shared = Arc::new(Mutex::new(body));
+            client_body = Some(shared.clone());
+            let frames = futures::stream::unfold(shared, |shared| async move {
+                let frame = shared.lock().await.frame().await;
+                frame.map(|f| (f, shared))
+            });
+            (
+                None,
+                Some(Body::new(Limited::new(StreamBody::new(frames), max_body))),
+            )
+        };
     let attempts = if retryable { 1 + route.retries } else { 1 };
     let mut tried: Vec<usize> = Vec::new();
     let mut last: Option<Response> = None;
@@ -206,6 +210,7 @@ pub async fn forward(
             continue;
         };
         let body = match (&buffered, streamed.take()) {
+            (Some(bytes), _) if bytes.is_empty() => Body::empty(),
             (Some(bytes), _) => Body::from(bytes.clone()),
             (None, Some(body)) => body,
             (None, None) => Body::empty(),
