@@ -1,29 +1,76 @@
-//! The in-process bus for `storefront up`: an append-only log per topic with committed offsets
-//! per consumer group, shared by every service of the process.
+//! The in-process bus for `storefront up`: a log per topic with committed offsets per consumer
+//! group, shared by every service of the process.
+//!
+//! A record is dropped once every group that reads its topic has committed past it and it is
+//! older than the retention (10 minutes by default), so a long run does not keep every event
+//! for the life of the process. A group that starts reading later begins at the oldest record
+//! kept, as a Kafka group with `auto.offset.reset=earliest` does after a topic's retention.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, Notify};
 
 use super::{BusError, Received, Record};
 
+/// How long a record every group has committed is kept by default.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(600);
+
+/// One topic: the records kept, the first of them at offset `base`.
 #[derive(Default)]
+struct Log {
+    base: i64,
+    records: VecDeque<(Instant, Record)>,
+}
+
+impl Log {
+    fn end(&self) -> i64 {
+        self.base + self.records.len() as i64
+    }
+
+    fn get(&self, offset: i64) -> Option<&Record> {
+        let i = usize::try_from(offset - self.base).ok()?;
+        self.records.get(i).map(|(_, r)| r)
+    }
+}
+
 struct Inner {
-    logs: Mutex<HashMap<String, Vec<Record>>>,
+    logs: Mutex<HashMap<String, Log>>,
+    /// Per (group, topic): the next offset the group reads after a restart. A group is listed
+    /// from its first look at the topic, so it holds back records it has not committed.
     committed: Mutex<HashMap<(String, String), i64>>,
     appended: Notify,
+    retention: Duration,
 }
 
 /// The process's in-memory bus. Cloning shares it.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct MemoryBus {
     inner: Arc<Inner>,
+}
+
+impl Default for MemoryBus {
+    fn default() -> Self {
+        Self::with_retention(DEFAULT_RETENTION)
+    }
 }
 
 impl MemoryBus {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A bus that drops a record every reading group has committed once it is `retention` old.
+    pub fn with_retention(retention: Duration) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                logs: Mutex::default(),
+                committed: Mutex::default(),
+                appended: Notify::new(),
+                retention,
+            }),
+        }
     }
 
     pub async fn publish(&self, record: &Record) {
@@ -33,13 +80,57 @@ impl MemoryBus {
             .await
             .entry(record.topic.clone())
             .or_default()
-            .push(record.clone());
+            .records
+            .push_back((Instant::now(), record.clone()));
         self.inner.appended.notify_waiters();
     }
 
     /// Number of records ever published to `topic`.
     pub async fn len(&self, topic: &str) -> usize {
-        self.inner.logs.lock().await.get(topic).map_or(0, Vec::len)
+        self.inner
+            .logs
+            .lock()
+            .await
+            .get(topic)
+            .map_or(0, |log| usize::try_from(log.end()).unwrap_or(0))
+    }
+
+    /// Number of records of `topic` still kept.
+    pub async fn kept(&self, topic: &str) -> usize {
+        self.inner
+            .logs
+            .lock()
+            .await
+            .get(topic)
+            .map_or(0, |log| log.records.len())
+    }
+
+    /// Drops the records of `topic` every group reading it has committed and that are older
+    /// than the retention.
+    async fn trim(&self, topic: &str) {
+        let committed = self.inner.committed.lock().await;
+        let Some(done) = committed
+            .iter()
+            .filter(|((_, t), _)| t == topic)
+            .map(|(_, &next)| next)
+            .min()
+        else {
+            return;
+        };
+        drop(committed);
+        let mut logs = self.inner.logs.lock().await;
+        let Some(log) = logs.get_mut(topic) else {
+            return;
+        };
+        while log.base < done
+            && log
+                .records
+                .front()
+                .is_some_and(|(at, _)| at.elapsed() >= self.inner.retention)
+        {
+            log.records.pop_front();
+            log.base += 1;
+        }
     }
 
     pub fn subscribe(&self, group: &str, topics: &[&str]) -> MemorySubscription {
@@ -76,12 +167,21 @@ impl MemorySubscription {
     }
 
     async fn poll(&mut self) -> Option<Received> {
-        let committed = self.bus.inner.committed.lock().await.clone();
+        let committed = {
+            let mut committed = self.bus.inner.committed.lock().await;
+            // Listed from its first look, so nothing it has not read is dropped.
+            for topic in &self.topics {
+                committed
+                    .entry((self.group.clone(), topic.clone()))
+                    .or_insert(0);
+            }
+            committed.clone()
+        };
         let logs = self.bus.inner.logs.lock().await;
         // The same gauge as the Kafka consumers report, refreshed whenever something is
         // published or this subscriber looks for a record: records not yet committed.
         for topic in &self.topics {
-            let end = logs.get(topic).map_or(0, Vec::len);
+            let end = logs.get(topic).map_or(0, Log::end);
             let done = committed
                 .get(&(self.group.clone(), topic.clone()))
                 .copied()
@@ -102,7 +202,9 @@ impl MemorySubscription {
                     .unwrap_or(0)
             });
             let Some(log) = logs.get(topic) else { continue };
-            let Some(record) = usize::try_from(cursor).ok().and_then(|i| log.get(i)) else {
+            // Past records already dropped: start at the oldest kept.
+            let cursor = cursor.max(log.base);
+            let Some(record) = log.get(cursor) else {
                 continue;
             };
             self.cursors.insert(topic.clone(), cursor + 1);
@@ -119,11 +221,14 @@ impl MemorySubscription {
     }
 
     pub async fn commit(&mut self, record: &Received) {
-        let mut committed = self.bus.inner.committed.lock().await;
-        let slot = committed
-            .entry((self.group.clone(), record.topic.clone()))
-            .or_insert(0);
-        *slot = (*slot).max(record.offset + 1);
+        {
+            let mut committed = self.bus.inner.committed.lock().await;
+            let slot = committed
+                .entry((self.group.clone(), record.topic.clone()))
+                .or_insert(0);
+            *slot = (*slot).max(record.offset + 1);
+        }
+        self.bus.trim(&record.topic).await;
     }
 }
 
@@ -217,5 +322,55 @@ mod tests {
             .expect("join")
             .expect("record");
         assert_eq!(r.payload, b"7");
+    }
+
+    async fn read_and_commit(bus: &MemoryBus, group: &str, topic: &str, n: usize) -> Vec<i64> {
+        let mut sub = bus.subscribe(group, &[topic]);
+        let mut offsets = Vec::new();
+        for _ in 0..n {
+            let r = tokio::time::timeout(Duration::from_secs(2), sub.next())
+                .await
+                .expect("a record")
+                .expect("record");
+            offsets.push(r.offset);
+            sub.commit(&r).await;
+        }
+        offsets
+    }
+
+    #[tokio::test]
+    async fn records_every_group_committed_go_after_the_retention_and_late_groups_start_at_the_oldest_kept()
+     {
+        let bus = MemoryBus::with_retention(Duration::ZERO);
+        for n in 0..5 {
+            bus.publish(&record("r.v1", "k", n)).await;
+        }
+        // Group b has looked (it is listed) but committed nothing: everything a commits stays.
+        let mut b = bus.subscribe("b", &["r.v1"]);
+        let first_of_b = b.next().await.expect("record");
+        assert_eq!(read_and_commit(&bus, "a", "r.v1", 3).await, [0, 1, 2]);
+        assert_eq!(bus.kept("r.v1").await, 5);
+        b.commit(&first_of_b).await;
+        // a at 3, b at 1: offset 0 goes.
+        assert_eq!(bus.kept("r.v1").await, 4);
+        drop(b);
+        assert_eq!(read_and_commit(&bus, "b", "r.v1", 4).await, [1, 2, 3, 4]);
+        assert_eq!(read_and_commit(&bus, "a", "r.v1", 2).await, [3, 4]);
+        assert_eq!(bus.kept("r.v1").await, 0);
+        assert_eq!(bus.len("r.v1").await, 5, "offsets keep counting");
+        bus.publish(&record("r.v1", "k", 5)).await;
+        // A group that starts now begins at the oldest record kept.
+        assert_eq!(read_and_commit(&bus, "late", "r.v1", 1).await, [5]);
+    }
+
+    #[tokio::test]
+    async fn committed_records_younger_than_the_retention_stay() {
+        let bus = MemoryBus::new();
+        for n in 0..3 {
+            bus.publish(&record("y.v1", "k", n)).await;
+        }
+        read_and_commit(&bus, "only", "y.v1", 3).await;
+        assert_eq!(bus.kept("y.v1").await, 3);
+        assert_eq!(read_and_commit(&bus, "another", "y.v1", 3).await, [0, 1, 2]);
     }
 }
