@@ -41,12 +41,14 @@ use request::{RequestLayer, RouteLabel, RouteMetrics};
 type Accepting = TapIo<TcpListener, fn(&mut tokio::net::TcpStream)>;
 
 fn accepting(listener: TcpListener) -> Accepting {
-    fn no_delay(tcp: &mut tokio::net::TcpStream) {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY on an accepted connection");
-        }
-    }
     listener.tap_io(no_delay as fn(&mut tokio::net::TcpStream))
+}
+
+/// Sets `TCP_NODELAY` on an accepted connection (see [`Accepting`]); both kinds of server do.
+fn no_delay(tcp: &mut tokio::net::TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "could not set TCP_NODELAY on an accepted connection");
+    }
 }
 
 /// Default request body limit: 1 MiB.

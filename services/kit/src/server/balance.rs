@@ -109,10 +109,8 @@ impl Balanced {
     }
 
     /// Serves `tcp`, just accepted, here or hands it to a shard with fewer connections.
-    fn place(&self, tcp: TcpStream, peer: SocketAddr) -> Option<(Counted, SocketAddr)> {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY on an accepted connection");
-        }
+    fn place(&self, mut tcp: TcpStream, peer: SocketAddr) -> Option<(Counted, SocketAddr)> {
+        super::no_delay(&mut tcp);
         let to = self.balancer.assign(self.shard);
         if to == self.shard {
             return Some((self.serve_here(tcp), peer));
