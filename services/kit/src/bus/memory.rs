@@ -139,6 +139,7 @@ impl MemoryBus {
             group: group.to_string(),
             topics: topics.iter().map(|t| t.to_string()).collect(),
             cursors: HashMap::new(),
+            listed: false,
         }
     }
 }
@@ -149,6 +150,8 @@ pub struct MemorySubscription {
     group: String,
     topics: Vec<String>,
     cursors: HashMap<String, i64>,
+    /// Whether the group is listed for its topics yet (on its first look).
+    listed: bool,
 }
 
 impl MemorySubscription {
@@ -170,10 +173,13 @@ impl MemorySubscription {
         let committed = {
             let mut committed = self.bus.inner.committed.lock().await;
             // Listed from its first look, so nothing it has not read is dropped.
-            for topic in &self.topics {
-                committed
-                    .entry((self.group.clone(), topic.clone()))
-                    .or_insert(0);
+            if !self.listed {
+                for topic in &self.topics {
+                    committed
+                        .entry((self.group.clone(), topic.clone()))
+                        .or_insert(0);
+                }
+                self.listed = true;
             }
             committed.clone()
         };
