@@ -11,6 +11,7 @@
 //! the hidden `--serve-gateway`, so it has its own runtime and process like nginx does). See
 //! `bench/gateway/README.md`.
 
+use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
@@ -32,7 +33,10 @@ use storefront_kit::server::Platform;
 use storefront_tests::load_average;
 use tokio::io::AsyncBufReadExt as _;
 
+mod callgrind;
 mod floor;
+
+use callgrind::Callgrind;
 
 #[derive(Debug, Parser)]
 #[command(about = "Upstream direct vs nginx vs the Storefront gateway, measured with wrk")]
@@ -58,6 +62,14 @@ struct Args {
     /// Skip the per-operation figures.
     #[arg(long)]
     no_micro: bool,
+    /// Run each proxy under valgrind's callgrind and report the instructions it executes per
+    /// request (about 50 times slower: the req/s and latencies are then not the proxies').
+    #[arg(long)]
+    callgrind: bool,
+    /// With `--callgrind`: keep each measured run's profile in this directory
+    /// (`callgrind.out.<pid>.<n>`, for `callgrind_annotate`), not in a temporary one.
+    #[arg(long)]
+    callgrind_dir: Option<std::path::PathBuf>,
     /// Internal: serve a gateway with this configuration file (a child of the benchmark).
     #[arg(long, hide = true)]
     serve_gateway: Option<std::path::PathBuf>,
@@ -108,12 +120,35 @@ impl Drop for Nginx {
     }
 }
 
-async fn start_nginx(dir: &Path, upstream: SocketAddr, workers: u32) -> anyhow::Result<Nginx> {
+/// `program`, under callgrind when it is given.
+fn proxy_command(
+    callgrind: Option<&Callgrind>,
+    program: impl AsRef<OsStr>,
+) -> tokio::process::Command {
+    match callgrind {
+        Some(c) => c.command(program),
+        None => tokio::process::Command::new(program),
+    }
+}
+
+async fn start_nginx(
+    dir: &Path,
+    upstream: SocketAddr,
+    workers: u32,
+    callgrind: Option<&Callgrind>,
+) -> anyhow::Result<Nginx> {
     let port = free_port()?;
     let d = dir.display();
+    // Under callgrind nginx serves in its one process: callgrind_control cannot reach the
+    // workers a master forks, and one worker executes the same instructions per request.
+    let processes = if callgrind.is_some() {
+        "master_process off;".to_string()
+    } else {
+        format!("worker_processes {workers};")
+    };
     let conf = format!(
         r#"user root;
-worker_processes {workers};
+{processes}
 daemon off;
 pid {d}/nginx.pid;
 error_log {d}/error.log warn;
@@ -144,7 +179,7 @@ http {{
     );
     let path = dir.join("nginx.conf");
     std::fs::write(&path, conf)?;
-    let child = tokio::process::Command::new("nginx")
+    let child = proxy_command(callgrind, "nginx")
         .arg("-e")
         .arg(dir.join("error.log"))
         .arg("-p")
@@ -166,7 +201,8 @@ async fn wait_for(url: &str) -> anyhow::Result<()> {
         .next()
         .unwrap_or_default()
         .to_string();
-    for _ in 0..100 {
+    // Up to 30 s: a proxy under callgrind starts slowly.
+    for _ in 0..600 {
         if tokio::net::TcpStream::connect(&addr).await.is_ok() {
             return Ok(());
         }
@@ -177,7 +213,7 @@ async fn wait_for(url: &str) -> anyhow::Result<()> {
 
 /// A gateway in a process of its own (this binary with `--serve-gateway`); killed on drop.
 struct GatewayProcess {
-    _child: tokio::process::Child,
+    child: tokio::process::Child,
     port: u16,
 }
 
@@ -188,6 +224,7 @@ async fn start_gateway(
     upstream: SocketAddr,
     secured: bool,
     issuer_key: &Path,
+    callgrind: Option<&Callgrind>,
 ) -> anyhow::Result<GatewayProcess> {
     let (auth, limits) = if secured {
         (
@@ -202,7 +239,7 @@ async fn start_gateway(
     );
     let path = dir.join(format!("gateway-{secured}.yaml"));
     std::fs::write(&path, config)?;
-    let mut command = tokio::process::Command::new(std::env::current_exe()?);
+    let mut command = proxy_command(callgrind, std::env::current_exe()?);
     command
         .arg("--serve-gateway")
         .arg(&path)
@@ -215,10 +252,11 @@ async fn start_gateway(
 async fn start_floor(
     upstream: SocketAddr,
     variant: floor::Variant,
+    callgrind: Option<&Callgrind>,
 ) -> anyhow::Result<GatewayProcess> {
     let name =
         clap::ValueEnum::to_possible_value(&variant).context("a floor variant without a name")?;
-    let mut command = tokio::process::Command::new(std::env::current_exe()?);
+    let mut command = proxy_command(callgrind, std::env::current_exe()?);
     command
         .arg("--serve-gateway-floor")
         .arg(upstream.to_string())
@@ -244,10 +282,7 @@ async fn spawn_server(mut command: tokio::process::Command) -> anyhow::Result<Ga
         .strip_prefix("port=")
         .and_then(|p| p.trim().parse().ok())
         .with_context(|| format!("unexpected first line from the proxy process: {line}"))?;
-    Ok(GatewayProcess {
-        _child: child,
-        port,
-    })
+    Ok(GatewayProcess { child, port })
 }
 
 /// The child side: serves one gateway (config file, tokens of the issuer in `issuer_key`)
@@ -290,6 +325,12 @@ fn median(runs: &[Run]) -> Run {
         p50_ms: median_of(runs.iter().map(|r| r.p50_ms).collect()),
         p99_ms: median_of(runs.iter().map(|r| r.p99_ms).collect()),
         non_2xx: runs.iter().map(|r| r.non_2xx).sum(),
+        requests: runs.iter().map(|r| r.requests).sum(),
+        instructions: runs
+            .iter()
+            .map(|r| r.instructions)
+            .collect::<Option<Vec<f64>>>()
+            .map(median_of),
     }
 }
 
@@ -300,6 +341,10 @@ struct Run {
     p50_ms: f64,
     p99_ms: f64,
     non_2xx: u64,
+    /// Requests wrk completed.
+    requests: u64,
+    /// Instructions the proxy executed per request (`--callgrind`).
+    instructions: Option<f64>,
 }
 
 fn parse_duration_ms(s: &str) -> Option<f64> {
@@ -323,9 +368,12 @@ fn parse_wrk(name: &'static str, out: &str) -> anyhow::Result<Run> {
     let mut p50 = None;
     let mut p99 = None;
     let mut non_2xx = 0;
+    let mut requests = None;
     for line in out.lines() {
         let t = line.trim();
-        if let Some(v) = t.strip_prefix("Requests/sec:") {
+        if let Some((n, _)) = t.split_once(" requests in ") {
+            requests = n.trim().parse::<u64>().ok();
+        } else if let Some(v) = t.strip_prefix("Requests/sec:") {
             rps = v.trim().parse::<f64>().ok();
         } else if let Some(v) = t.strip_prefix("50%") {
             p50 = parse_duration_ms(v);
@@ -335,13 +383,15 @@ fn parse_wrk(name: &'static str, out: &str) -> anyhow::Result<Run> {
             non_2xx = v.trim().parse().unwrap_or(0);
         }
     }
-    match (rps, p50, p99) {
-        (Some(rps), Some(p50_ms), Some(p99_ms)) => Ok(Run {
+    match (rps, p50, p99, requests) {
+        (Some(rps), Some(p50_ms), Some(p99_ms), Some(requests)) => Ok(Run {
             name,
             rps,
             p50_ms,
             p99_ms,
             non_2xx,
+            requests,
+            instructions: None,
         }),
         _ => bail!("cannot read wrk output:\n{out}"),
     }
@@ -359,6 +409,11 @@ async fn wrk(
         .arg(format!("-c{}", args.connections))
         .arg(format!("-d{seconds}s"))
         .arg("--latency");
+    if args.callgrind {
+        // A proxy under callgrind answers in tens of milliseconds; wrk's 2 s default would
+        // drop requests still being answered.
+        cmd.arg("--timeout").arg("30s");
+    }
     if let Some(t) = token {
         cmd.arg("-H").arg(format!("Authorization: Bearer {t}"));
     }
@@ -439,44 +494,63 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         &issuer_key,
         issuer.to_pkcs8_pem().map_err(|e| anyhow::anyhow!("{e}"))?,
     )?;
-    let nginx = start_nginx(dir.path(), upstream, args.nginx_workers).await?;
-    let plain_gw = start_gateway(dir.path(), upstream, false, &issuer_key).await?;
-    let secured_gw = start_gateway(dir.path(), upstream, true, &issuer_key).await?;
+    let callgrind = args.callgrind.then(|| Callgrind {
+        dir: args
+            .callgrind_dir
+            .clone()
+            .unwrap_or_else(|| dir.path().to_path_buf()),
+    });
+    let cg = callgrind.as_ref();
+    let nginx = start_nginx(dir.path(), upstream, args.nginx_workers, cg).await?;
+    let plain_gw = start_gateway(dir.path(), upstream, false, &issuer_key, cg).await?;
+    let secured_gw = start_gateway(dir.path(), upstream, true, &issuer_key, cg).await?;
     let mut floors = Vec::new();
     for &variant in <floor::Variant as clap::ValueEnum>::value_variants() {
-        floors.push((variant, start_floor(upstream, variant).await?));
+        floors.push((variant, start_floor(upstream, variant, cg).await?));
     }
     let (plain, secured) = (plain_gw.port, secured_gw.port);
+    let pid = |p: &GatewayProcess| p.child.id().into_iter().collect::<Vec<u32>>();
 
-    let targets: [(&'static str, String, Option<&str>); 4] = [
+    // Each target: its name, URL, bearer token and the processes that serve it (none for the
+    // upstream, which is this process).
+    let targets: [(&'static str, String, Option<&str>, Vec<u32>); 4] = [
         (
             "upstream direct",
             format!("http://{upstream}/v1/bench/item"),
             None,
+            Vec::new(),
         ),
         (
             "nginx proxy_pass + limit_req",
             format!("http://127.0.0.1:{}/api/bench/item", nginx.port),
             None,
+            if callgrind.is_some() {
+                nginx.child.id().into_iter().collect()
+            } else {
+                Vec::new()
+            },
         ),
         (
             "gateway, no auth, no limits",
             format!("http://127.0.0.1:{plain}/api/bench/item"),
             None,
+            pid(&plain_gw),
         ),
         (
             "gateway, JWT + rate limit",
             format!("http://127.0.0.1:{secured}/api/bench/item"),
             Some(token.as_str()),
+            pid(&secured_gw),
         ),
     ];
-    let targets: Vec<(&'static str, String, Option<&str>)> = targets
+    let targets: Vec<(&'static str, String, Option<&str>, Vec<u32>)> = targets
         .into_iter()
         .chain(floors.iter().map(|(variant, floor)| {
             (
                 variant.label(),
                 format!("http://127.0.0.1:{}/api/bench/item", floor.port),
                 None,
+                pid(floor),
             )
         }))
         .collect();
@@ -484,13 +558,27 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     // alike; each figure is the median over the rounds.
     let mut samples: Vec<Vec<Run>> = targets.iter().map(|_| Vec::new()).collect();
     for round in 0..args.rounds.max(1) {
-        for (i, (name, url, auth)) in targets.iter().enumerate() {
+        for (i, (name, url, auth, pids)) in targets.iter().enumerate() {
             if !args.only.is_empty() && !args.only.contains(&(i + 1)) {
                 continue;
             }
             // Warm up connections and caches, then measure.
             wrk(&args, name, url, *auth, 1).await?;
-            let run = wrk(&args, name, url, *auth, args.duration).await?;
+            let counted = callgrind.as_ref().filter(|_| !pids.is_empty());
+            if let Some(c) = counted {
+                c.zero(pids).await?;
+            }
+            let mut run = wrk(&args, name, url, *auth, args.duration).await?;
+            if let Some(c) = counted {
+                run.instructions =
+                    Some(c.instructions(pids).await? as f64 / run.requests.max(1) as f64);
+                c.dump(pids).await?;
+                eprintln!(
+                    "round {}: {name}: profile of process {pids:?} in {}",
+                    round + 1,
+                    c.dir.display()
+                );
+            }
             eprintln!("round {}: {name}: {:.0} req/s", round + 1, run.rps);
             samples[i].push(run);
         }
@@ -507,29 +595,48 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         "\n## wrk: {} thread(s), {} connections, median of {} rounds of {} s per target (nginx: {} workers)\n",
         args.threads, args.connections, args.rounds, args.duration, args.nginx_workers
     );
-    println!("| target | req/s | p50 ms | p99 ms | req/s vs direct | non-2xx |");
-    println!("|---|---:|---:|---:|---:|---:|");
-    let direct = runs.first().map(|r| r.rps).unwrap_or(1.0);
-    for r in &runs {
+    if args.callgrind {
         println!(
-            "| {} | {:.0} | {:.3} | {:.3} | {:.2} | {} |",
-            r.name,
-            r.rps,
-            r.p50_ms,
-            r.p99_ms,
-            r.rps / direct,
-            r.non_2xx
+            "Under callgrind: req/s and latencies are callgrind's, not the proxies'; instructions are user space only.\n"
         );
+        println!("| target | instructions / request | requests | req/s |");
+        println!("|---|---:|---:|---:|");
+        for r in &runs {
+            let per = r.instructions.map_or("".into(), |n| format!("{n:.0}"));
+            println!("| {} | {per} | {} | {:.0} |", r.name, r.requests, r.rps);
+        }
+    } else {
+        println!("| target | req/s | p50 ms | p99 ms | req/s vs direct | non-2xx |");
+        println!("|---|---:|---:|---:|---:|---:|");
+        let direct = runs.first().map(|r| r.rps).unwrap_or(1.0);
+        for r in &runs {
+            println!(
+                "| {} | {:.0} | {:.3} | {:.3} | {:.2} | {} |",
+                r.name,
+                r.rps,
+                r.p50_ms,
+                r.p99_ms,
+                r.rps / direct,
+                r.non_2xx
+            );
+        }
     }
     if let (Some(nginx), Some(gw)) = (
         runs.iter().find(|r| r.name.starts_with("nginx")),
         runs.iter().find(|r| r.name.contains("JWT")),
     ) {
-        println!(
-            "\ngateway (JWT + limits) / nginx: {:.2}x req/s, p99 {:.2}x",
-            gw.rps / nginx.rps,
-            gw.p99_ms / nginx.p99_ms
-        );
+        if let (Some(n), Some(g)) = (nginx.instructions, gw.instructions) {
+            println!(
+                "\ngateway (JWT + limits) / nginx: {:.2}x instructions per request",
+                g / n
+            );
+        } else {
+            println!(
+                "\ngateway (JWT + limits) / nginx: {:.2}x req/s, p99 {:.2}x",
+                gw.rps / nginx.rps,
+                gw.p99_ms / nginx.p99_ms
+            );
+        }
     }
 
     if args.no_micro {
