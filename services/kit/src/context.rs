@@ -67,24 +67,24 @@ impl TraceParent {
 
     /// The same trace with a new span id: what this hop sends downstream.
     pub fn child(&self) -> Self {
-        let mut next = Self::new_root();
-        next.trace_id = self.trace_id;
-        next.flags = self.flags;
-        next
+        let mut rng = rand::rng();
+        let mut span_id = [0u8; 8];
+        while span_id == [0; 8] {
+            rng.fill_bytes(&mut span_id);
+        }
+        Self {
+            trace_id: self.trace_id,
+            span_id,
+            flags: self.flags,
+        }
     }
 
     pub fn trace_id(&self) -> String {
-        self.encoded()[3..35]
-            .iter()
-            .map(|&b| char::from(b))
-            .collect()
+        hex_text(&self.trace_id)
     }
 
     pub fn span_id(&self) -> String {
-        self.encoded()[36..52]
-            .iter()
-            .map(|&b| char::from(b))
-            .collect()
+        hex_text(&self.span_id)
     }
 
     /// `00-<trace id>-<span id>-<flags>`, lower-case hex, without allocating (every request
@@ -160,12 +160,17 @@ impl Credentials {
 
     /// The bearer token, if these are bearer credentials.
     pub fn bearer_token(&self) -> Option<&str> {
-        let v = self.0.to_str().ok()?;
-        let (scheme, token) = v.split_once(' ')?;
-        scheme
-            .eq_ignore_ascii_case("bearer")
-            .then_some(token.trim())
+        bearer_token(&self.0)
     }
+}
+
+/// The bearer token of an `Authorization` header value, if it holds one.
+pub fn bearer_token(value: &HeaderValue) -> Option<&str> {
+    let v = value.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 impl fmt::Debug for Credentials {
@@ -208,7 +213,7 @@ impl RequestContext {
     pub fn new_root() -> Self {
         let caller = TraceParent::new_root();
         Self {
-            request_id: uuid::Uuid::now_v7().to_string(),
+            request_id: new_request_id(),
             trace: caller.child(),
             caller,
             credentials: None,
@@ -228,7 +233,7 @@ impl RequestContext {
             .map(str::trim)
             .filter(|v| valid_request_id(v))
             .map(str::to_owned)
-            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+            .unwrap_or_else(new_request_id);
         let caller = headers
             .get(&TRACEPARENT)
             .and_then(|v| v.to_str().ok())
@@ -266,6 +271,23 @@ impl RequestContext {
         }
         headers
     }
+}
+
+/// A new request id: a UUIDv7, hyphenated, in lower case (what its `Display` writes, without
+/// the formatting machinery: every request without an id of its own gets one).
+fn new_request_id() -> String {
+    uuid::Uuid::now_v7()
+        .hyphenated()
+        .encode_lower(&mut uuid::Uuid::encode_buffer())
+        .to_owned()
+}
+
+/// `bytes` in lower-case hex.
+fn hex_text(bytes: &[u8]) -> String {
+    let mut out = vec![0u8; bytes.len() * 2];
+    // `out` has exactly twice the input's length, so encoding cannot fail.
+    let _ = hex::encode_to_slice(bytes, &mut out);
+    String::from_utf8(out).unwrap_or_default()
 }
 
 fn valid_request_id(v: &str) -> bool {
@@ -338,8 +360,12 @@ mod tests {
         );
 
         let fresh = RequestContext::from_headers(&HeaderMap::new());
-        assert!(uuid::Uuid::parse_str(&fresh.request_id).is_ok());
+        let id = uuid::Uuid::parse_str(&fresh.request_id).expect("a UUID");
+        assert_eq!(id.get_version_num(), 7);
+        assert_eq!(fresh.request_id, id.to_string(), "hyphenated, lower case");
         assert_eq!(fresh.trace.trace_id().len(), 32);
+        assert_eq!(fresh.trace.trace_id(), fresh.caller.trace_id());
+        assert_eq!(fresh.trace.span_id().len(), 16);
 
         let mut bad = HeaderMap::new();
         bad.insert(
