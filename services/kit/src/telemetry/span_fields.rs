@@ -19,17 +19,18 @@ use tracing_subscriber::fmt::{FormatFields, FormattedFields};
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SpanJsonFields;
 
-/// A JSON object being written; the closing brace is added by [`JsonObject::finish`]. Keys
-/// and values are written by serde_json, so they are escaped as JSON wants.
+/// A JSON object being written; the closing brace is added by [`JsonObject::finish`]. Strings
+/// with nothing to escape (field names, and most values: methods, routes, ids) are copied as
+/// they are; the others, and floats, are written by serde_json.
 struct JsonObject {
-    out: Vec<u8>,
+    out: String,
     empty: bool,
 }
 
 impl JsonObject {
     fn new() -> Self {
-        let mut out = Vec::with_capacity(160);
-        out.push(b'{');
+        let mut out = String::with_capacity(160);
+        out.push('{');
         Self { out, empty: true }
     }
 
@@ -37,7 +38,7 @@ impl JsonObject {
     fn continuing(fields: &str) -> Self {
         match fields.trim_end().strip_suffix('}') {
             Some(open) if open.trim_start().starts_with('{') => Self {
-                out: open.as_bytes().to_vec(),
+                out: open.to_owned(),
                 empty: open.trim() == "{",
             },
             _ => Self::new(),
@@ -46,51 +47,90 @@ impl JsonObject {
 
     fn key(&mut self, field: &Field) {
         if !self.empty {
-            self.out.push(b',');
+            self.out.push(',');
         }
         self.empty = false;
         let name = field.name();
-        self.value(name.strip_prefix("r#").unwrap_or(name));
-        self.out.push(b':');
+        self.string(name.strip_prefix("r#").unwrap_or(name));
+        self.out.push(':');
+    }
+
+    /// `value` as a JSON string.
+    fn string(&mut self, value: &str) {
+        if !needs_escape(value.as_bytes()) {
+            self.out.push('"');
+            self.out.push_str(value);
+            self.out.push('"');
+        } else {
+            self.value(value);
+        }
     }
 
     fn value<T: serde::Serialize + ?Sized>(&mut self, value: &T) {
-        // Writing into a Vec fails only for values JSON cannot hold, which no caller passes.
-        let _ = serde_json::to_writer(&mut self.out, value);
+        // Fails only for values JSON cannot hold, which no caller passes.
+        if let Ok(text) = serde_json::to_string(value) {
+            self.out.push_str(&text);
+        }
     }
 
     fn finish(mut self) -> String {
-        self.out.push(b'}');
-        // serde_json writes UTF-8, and a continued object was a `str`.
-        String::from_utf8(self.out)
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+        self.out.push('}');
+        self.out
     }
+}
+
+/// Whether JSON escapes any byte of `s`: a quote, a backslash or a control character. Eight
+/// bytes at a time, with the word tricks of "Bit Twiddling Hacks" (every span field of every
+/// request is looked at; a byte at a time cost more than writing the field).
+fn needs_escape(s: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    // Whether a byte of `x` is below `n` (exact for n <= 128; bytes of UTF-8 text above 0x7f
+    // never count).
+    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGHS != 0;
+    let zero_byte = |x: u64| below(x, 1);
+    let mut chunks = s.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_ne_bytes(word);
+        if below(x, 0x20)
+            || zero_byte(x ^ (ONES * u64::from(b'"')))
+            || zero_byte(x ^ (ONES * u64::from(b'\\')))
+        {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 impl Visit for JsonObject {
     fn record_str(&mut self, field: &Field, value: &str) {
         self.key(field);
-        self.value(value);
+        self.string(value);
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         self.key(field);
-        self.value(&format!("{value:?}"));
+        self.string(&format!("{value:?}"));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
         self.key(field);
-        self.value(&value);
+        self.out.push_str(itoa::Buffer::new().format(value));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
         self.key(field);
-        self.value(&value);
+        self.out.push_str(itoa::Buffer::new().format(value));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
         self.key(field);
-        self.value(&value);
+        self.out.push_str(if value { "true" } else { "false" });
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
@@ -144,6 +184,9 @@ mod tests {
                 status = tracing::field::Empty,
                 r#type = 7_u64,
                 delta = -3_i64,
+                big = u64::MAX,
+                text = "café ☕\u{1}",
+                plain = "café ☕",
                 ok = true,
                 ratio = 0.5_f64,
                 nan = f64::NAN,
@@ -161,6 +204,9 @@ mod tests {
         assert_eq!(first["route"], "/api/\"x\"\\y\n");
         assert_eq!(first["type"], 7);
         assert_eq!(first["delta"], -3);
+        assert_eq!(first["big"], u64::MAX);
+        assert_eq!(first["text"], "café ☕\u{1}");
+        assert_eq!(first["plain"], "café ☕");
         assert_eq!(first["ok"], true);
         assert_eq!(first["ratio"], 0.5);
         assert_eq!(first["nan"], "NaN");
@@ -172,10 +218,32 @@ mod tests {
     }
 
     #[test]
+    fn escapes_are_found_wherever_they_are() {
+        let naive = |s: &[u8]| s.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
+        for len in 1..20 {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut s = vec![b'a'; len];
+                    s[at] = b;
+                    assert_eq!(needs_escape(&s), naive(&s), "{s:?}");
+                    // Next to multi-byte text, which never needs escaping.
+                    let mut t = "é".repeat(len).into_bytes();
+                    t[at] = b;
+                    assert_eq!(needs_escape(&t), naive(&t), "{t:?}");
+                }
+            }
+        }
+        assert!(!needs_escape(b""));
+        assert!(!needs_escape(
+            "0190a8f2-7c3e-7000-8000-000000000001 ~ café ☕".as_bytes()
+        ));
+    }
+
+    #[test]
     fn a_span_with_no_fields_is_an_empty_object_and_takes_fields_later() {
         let mut object = JsonObject::continuing("{}");
         assert!(object.empty);
-        object.out.extend_from_slice(b"\"a\":1");
+        object.out.push_str("\"a\":1");
         assert_eq!(object.finish(), "{\"a\":1}");
         assert_eq!(JsonObject::new().finish(), "{}");
         assert_eq!(JsonObject::continuing("").finish(), "{}");
