@@ -14,6 +14,7 @@ use http::{HeaderName, HeaderValue, header};
 use storefront_kit::auth::Identity;
 use storefront_kit::problem::ApiError;
 
+use crate::domain::client_ip::push_ip;
 use crate::domain::config::{FailureMode, LimitKey};
 use crate::domain::gcra::{self, Decision, Gcra};
 use crate::domain::routing::prefix_matches;
@@ -68,11 +69,21 @@ impl Rule {
     /// The bucket of a request: `<rule>:u:<sub>`, `<rule>:ip:<addr>` or `<rule>:global`.
     /// A per-user rule counts anonymous requests per client IP.
     pub fn bucket(&self, client_ip: IpAddr, identity: Option<&Identity>) -> String {
+        // Pushed, not `format!`ed: one of these is made for every limited request.
+        let mut bucket = String::with_capacity(self.name.len() + 48);
+        bucket.push_str(&self.name);
         match (self.key, identity) {
-            (LimitKey::User, Some(id)) => format!("{}:u:{}", self.name, id.subject),
-            (LimitKey::User | LimitKey::Ip, _) => format!("{}:ip:{client_ip}", self.name),
-            (LimitKey::Global, _) => format!("{}:global", self.name),
+            (LimitKey::User, Some(id)) => {
+                bucket.push_str(":u:");
+                bucket.push_str(&id.subject);
+            }
+            (LimitKey::User | LimitKey::Ip, _) => {
+                bucket.push_str(":ip:");
+                push_ip(&mut bucket, client_ip);
+            }
+            (LimitKey::Global, _) => bucket.push_str(":global"),
         }
+        bucket
     }
 }
 
@@ -122,7 +133,8 @@ pub enum Outcome {
 }
 
 fn headers(rule: &Rule, decision: &Decision) -> Vec<(HeaderName, HeaderValue)> {
-    let mut out = vec![(RATELIMIT_POLICY, rule.policy.clone())];
+    let mut out = Vec::with_capacity(2);
+    out.push((RATELIMIT_POLICY, rule.policy.clone()));
     if let Ok(v) = HeaderValue::from_str(&gcra::ratelimit_header(&rule.name, decision)) {
         out.push((RATELIMIT, v));
     }

@@ -3,12 +3,13 @@
 //! the left of that one were written by the client and are never believed, so a spoofed
 //! header buys no fresh bucket.
 
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 use ipnet::IpNet;
 
-pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// Whether `ip` is in one of the trusted networks (IPv4-mapped IPv6 counts as IPv4).
 pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
@@ -76,10 +77,34 @@ pub fn forwarded_for(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> St
             .filter_map(|v| v.to_str().ok())
             .collect();
         if !prior.is_empty() {
-            return format!("{}, {peer}", prior.join(", "));
+            let mut out = prior.join(", ");
+            out.push_str(", ");
+            push_ip(&mut out, peer);
+            return out;
         }
     }
-    peer.to_string()
+    let mut out = String::with_capacity(15);
+    push_ip(&mut out, peer);
+    out
+}
+
+/// Appends `ip` as its `Display` writes it; an IPv4 address without the formatting machinery,
+/// which costs about ten times as much (every proxied request writes its client's address).
+pub fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut digits = itoa::Buffer::new();
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                out.push_str(digits.format(octet));
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -96,7 +121,7 @@ mod tests {
     fn xff(values: &[&str]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for v in values {
-            h.append(X_FORWARDED_FOR, HeaderValue::from_str(v).expect("hv"));
+            h.append(&X_FORWARDED_FOR, HeaderValue::from_str(v).expect("hv"));
         }
         h
     }
@@ -167,5 +192,22 @@ mod tests {
             forwarded_for(ip("10.0.0.2"), &h, &trusted),
             "1.1.1.1, 10.0.0.2"
         );
+    }
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for text in [
+            "0.0.0.0",
+            "9.10.99.100",
+            "255.255.255.255",
+            "127.0.0.1",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "::ffff:1.2.3.4",
+        ] {
+            let mut out = String::from("x=");
+            push_ip(&mut out, ip(text));
+            assert_eq!(out, format!("x={}", ip(text)));
+        }
     }
 }

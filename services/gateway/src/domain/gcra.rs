@@ -95,11 +95,16 @@ pub fn policy_header(rule: &str, gcra: &Gcra) -> String {
 
 /// `RateLimit` value.
 pub fn ratelimit_header(rule: &str, decision: &Decision) -> String {
-    format!(
-        "\"{rule}\";r={};t={}",
-        decision.remaining,
-        ceil_secs(decision.reset_us)
-    )
+    // Pushed, not `format!`ed: every admitted request under a rule carries one.
+    let mut digits = itoa::Buffer::new();
+    let mut out = String::with_capacity(rule.len() + 32);
+    out.push('"');
+    out.push_str(rule);
+    out.push_str("\";r=");
+    out.push_str(digits.format(decision.remaining));
+    out.push_str(";t=");
+    out.push_str(digits.format(ceil_secs(decision.reset_us)));
+    out
 }
 
 /// `Retry-After` seconds of a refused request (at least 1).

@@ -16,7 +16,7 @@ use axum::routing::any;
 use futures::future::BoxFuture;
 use http::{HeaderName, HeaderValue, Method, header};
 use storefront_kit::auth::{AuthError, Identity};
-use storefront_kit::context::{Credentials, REQUEST_ID, RequestContext, TRACEPARENT};
+use storefront_kit::context::{REQUEST_ID, RequestContext, TRACEPARENT, bearer_token};
 use storefront_kit::problem::ApiError;
 use storefront_kit::server::Front;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
@@ -166,12 +166,8 @@ fn unauthorized(err: AuthError) -> Response {
     response
 }
 
-fn bearer(headers: &http::HeaderMap) -> Option<String> {
-    headers
-        .get(header::AUTHORIZATION)
-        .cloned()
-        .map(Credentials::new)
-        .and_then(|c| c.bearer_token().map(str::to_owned))
+fn bearer(headers: &http::HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION).and_then(bearer_token)
 }
 
 /// Counts a request no route took (the routes count theirs, [`crate::runtime::Route::requests`]).
@@ -192,6 +188,18 @@ async fn gateway(
     request: Request,
 ) -> Response {
     answer(state, peer, ctx, request).await
+}
+
+/// Sets `name` to `value`, or removes what the client sent under it when there is none.
+fn replace(headers: &mut http::HeaderMap, name: HeaderName, value: Option<HeaderValue>) {
+    match value {
+        Some(v) => {
+            headers.insert(name, v);
+        }
+        None => {
+            headers.remove(name);
+        }
+    }
 }
 
 /// Routes, authenticates, limits and forwards one request.
@@ -234,11 +242,11 @@ async fn answer(
     let refused = match (route.auth, token) {
         (AuthPolicy::Public, Some(token)) if rule.is_some_and(|r| r.key == LimitKey::User) => {
             // Only to count a signed-in caller per user; the service decides on the token.
-            Ok(state.tokens.verify(&token).await.ok())
+            Ok(state.tokens.verify(token).await.ok())
         }
         (AuthPolicy::Public, _) => Ok(None),
         (_, None) => Err(AuthError::Missing),
-        (_, Some(token)) => state.tokens.verify(&token).await.map(Some),
+        (_, Some(token)) => state.tokens.verify(token).await.map(Some),
     };
     let identity: Option<Identity> = match refused {
         Ok(identity) => identity,
@@ -281,44 +289,53 @@ async fn answer(
 
     // Forward.
     let upstream_path = rewrite_path(&route.prefix, route.rewrite.as_deref(), path);
-    let path_and_query = match parts.uri.query() {
-        Some(q) => format!("{upstream_path}?{q}"),
-        None => upstream_path,
-    };
+    let mut path_and_query = upstream_path;
+    if let Some(q) = parts.uri.query() {
+        path_and_query.push('?');
+        path_and_query.push_str(q);
+    }
+    // Each header is written once: an insert replaces what the client sent under that name,
+    // so a name is removed only where nothing replaces it (each map operation hashes the name).
     let mut headers = parts.headers;
-    let original_host = headers.get(header::HOST).cloned();
+    let original_host = headers.remove(header::HOST);
     proxy::strip_hop_by_hop(&mut headers);
-    headers.remove(header::HOST);
-    headers.remove(&USER_ID);
-    headers.remove(&USER_ROLES);
     let xff = forwarded_for(peer.ip(), &headers, &runtime.trusted);
     let peer_trusted = crate::domain::client_ip::is_trusted(peer.ip(), &runtime.trusted);
-    headers.remove(X_FORWARDED_FOR);
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert(X_FORWARDED_FOR, v);
-    }
+    replace(
+        &mut headers,
+        X_FORWARDED_FOR,
+        HeaderValue::from_str(&xff).ok(),
+    );
     if !peer_trusted || !headers.contains_key(&FORWARDED_PROTO) {
         headers.insert(FORWARDED_PROTO, HeaderValue::from_static("http"));
     }
     if !peer_trusted || !headers.contains_key(&FORWARDED_HOST) {
-        headers.remove(&FORWARDED_HOST);
-        if let Some(host) = original_host {
-            headers.insert(FORWARDED_HOST, host);
-        }
+        replace(&mut headers, FORWARDED_HOST, original_host);
     }
-    if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
-        headers.insert(REQUEST_ID, v);
-    }
+    replace(
+        &mut headers,
+        REQUEST_ID,
+        HeaderValue::from_str(&ctx.request_id).ok(),
+    );
     headers.insert(TRACEPARENT, ctx.outgoing_traceparent().header_value());
-    if let Some(id) = &identity {
-        if let Ok(v) = HeaderValue::from_str(&id.subject) {
-            headers.insert(USER_ID, v);
+    let (user, roles) = match &identity {
+        Some(id) => {
+            let mut roles = String::with_capacity(16);
+            for (i, role) in id.roles.iter().enumerate() {
+                if i > 0 {
+                    roles.push(',');
+                }
+                roles.push_str(role.as_str());
+            }
+            (
+                HeaderValue::from_str(&id.subject).ok(),
+                HeaderValue::from_str(&roles).ok(),
+            )
         }
-        let roles: Vec<&str> = id.roles.iter().map(|r| r.as_str()).collect();
-        if let Ok(v) = HeaderValue::from_str(&roles.join(",")) {
-            headers.insert(USER_ROLES, v);
-        }
-    }
+        None => (None, None),
+    };
+    replace(&mut headers, USER_ID, user);
+    replace(&mut headers, USER_ROLES, roles);
     let outgoing = Outgoing {
         method: parts.method,
         path_and_query,
