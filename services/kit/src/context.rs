@@ -49,32 +49,18 @@ impl TraceParent {
 
     /// A new trace, sampled.
     pub fn new_root() -> Self {
-        let mut rng = rand::rng();
-        let mut trace_id = [0u8; 16];
-        let mut span_id = [0u8; 8];
-        while trace_id == [0; 16] {
-            rng.fill_bytes(&mut trace_id);
-        }
-        while span_id == [0; 8] {
-            rng.fill_bytes(&mut span_id);
-        }
         Self {
-            trace_id,
-            span_id,
+            trace_id: nonzero_random(),
+            span_id: nonzero_random(),
             flags: 0x01,
         }
     }
 
     /// The same trace with a new span id: what this hop sends downstream.
     pub fn child(&self) -> Self {
-        let mut rng = rand::rng();
-        let mut span_id = [0u8; 8];
-        while span_id == [0; 8] {
-            rng.fill_bytes(&mut span_id);
-        }
         Self {
             trace_id: self.trace_id,
-            span_id,
+            span_id: nonzero_random(),
             flags: self.flags,
         }
     }
@@ -271,6 +257,16 @@ impl RequestContext {
         }
         headers
     }
+}
+
+/// Random bytes, not all zero (an all-zero trace or span id is invalid).
+fn nonzero_random<const N: usize>() -> [u8; N] {
+    let mut rng = rand::rng();
+    let mut bytes = [0u8; N];
+    while bytes == [0; N] {
+        rng.fill_bytes(&mut bytes);
+    }
+    bytes
 }
 
 /// A new request id: a UUIDv7, hyphenated, in lower case (what its `Display` writes, without
