@@ -283,7 +283,15 @@ pub struct ShardedServer {
     name: &'static str,
     addr: SocketAddr,
     shards: Vec<(std::net::TcpListener, ShardApp)>,
+    header_read_timeout: Duration,
 }
+
+/// How long a client of a [`ShardedServer`] may take to send a request's headers, counted
+/// from when its connection opens or its previous response went out (hyper's own default once
+/// it has a timer). A client that opens connections and sends nothing, sends its headers a
+/// byte at a time (slowloris) or leaves a keep-alive connection idle is cut off, and does not
+/// hold the connection, its task and its file descriptor for ever.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl ShardedServer {
     /// Binds one socket on `listen` (port 0: a free port) for the shards given (at least one);
@@ -327,7 +335,14 @@ impl ShardedServer {
             name,
             addr,
             shards: bound,
+            header_read_timeout: HEADER_READ_TIMEOUT,
         })
+    }
+
+    /// Another limit than [`HEADER_READ_TIMEOUT`] for a client to send a request's headers.
+    pub fn with_header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -348,6 +363,7 @@ impl ShardedServer {
             let balancer = balancer.clone();
             let (tx, rx) = tokio::sync::oneshot::channel::<std::io::Result<()>>();
             let stop = stop.clone();
+            let header_read_timeout = self.header_read_timeout;
             std::thread::Builder::new()
                 .name(format!("{}-{i}", self.name))
                 .spawn(move || {
@@ -358,7 +374,8 @@ impl ShardedServer {
                             runtime.block_on(async move {
                                 let listener = Balanced::new(i, listener, inbox, balancer)?;
                                 let _heartbeat = Heartbeat::start();
-                                serve_shard(listener, Arc::new(maker), stop).await;
+                                serve_shard(listener, Arc::new(maker), header_read_timeout, stop)
+                                    .await;
                                 Ok(())
                             })
                         });
@@ -388,7 +405,12 @@ impl ShardedServer {
 /// Each connection is a task of the shard's runtime running hyper directly: `axum::serve`
 /// would also wrap the service in a tower adapter that clones it for every request and probe
 /// each connection's first bytes for HTTP/2, which the gateway does not serve.
-async fn serve_shard(mut listener: Balanced, shard: Arc<ShardApp>, stop: CancellationToken) {
+async fn serve_shard(
+    mut listener: Balanced,
+    shard: Arc<ShardApp>,
+    header_read_timeout: Duration,
+    stop: CancellationToken,
+) {
     let connections = tokio_util::task::TaskTracker::new();
     loop {
         let (io, peer) = tokio::select! {
@@ -402,6 +424,8 @@ async fn serve_shard(mut listener: Balanced, shard: Arc<ShardApp>, stop: Cancell
         let stop = stop.clone();
         connections.spawn(async move {
             let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_read_timeout)
                 .serve_connection(hyper_util::rt::TokioIo::new(io), service)
                 .with_upgrades();
             let mut connection = std::pin::pin!(connection);
@@ -780,6 +804,67 @@ mod tests {
             startup_error("bound", "database", "refused").to_string(),
             "bound: database: refused"
         );
+    }
+
+    #[tokio::test]
+    async fn sharded_server_cuts_off_clients_that_do_not_send_their_headers_in_time() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let token = CancellationToken::new();
+        let service = Service {
+            name: "timed",
+            router: Router::new().route("/v1/x", get(|| async { "x" })),
+            openapi: OpenApi::default(),
+            readiness: Readiness::new("timed", token.clone()),
+        };
+        let server = ShardedServer::bind("127.0.0.1:0", [service])
+            .await
+            .expect("bind")
+            .with_header_read_timeout(Duration::from_millis(300));
+        let addr = server.local_addr();
+        let running = tokio::spawn(server.run(token.clone()));
+
+        // Reads until the server closes the connection; what it read, and how long that took.
+        async fn until_closed(tcp: &mut tokio::net::TcpStream) -> (String, Duration) {
+            let started = std::time::Instant::now();
+            let mut read = Vec::new();
+            let mut buf = [0u8; 1024];
+            loop {
+                match tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf)).await {
+                    Ok(Ok(0) | Err(_)) => break,
+                    Ok(Ok(n)) => read.extend_from_slice(&buf[..n]),
+                    Err(_) => panic!("still open after 10 s"),
+                }
+            }
+            (
+                String::from_utf8_lossy(&read).into_owned(),
+                started.elapsed(),
+            )
+        }
+
+        // Sends nothing.
+        let mut silent = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (_, after) = until_closed(&mut silent).await;
+        assert!(after < Duration::from_secs(3), "{after:?}");
+
+        // Sends half a header, then stalls.
+        let mut slow = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        slow.write_all(b"GET /v1/x HTTP/1.1\r\nHost: a\r\n")
+            .await
+            .expect("write");
+        let (_, after) = until_closed(&mut slow).await;
+        assert!(after < Duration::from_secs(3), "{after:?}");
+
+        // Is answered, then leaves its keep-alive connection idle.
+        let mut idle = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        idle.write_all(b"GET /v1/x HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .expect("write");
+        let (answer, after) = until_closed(&mut idle).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(after < Duration::from_secs(3), "{after:?}");
+
+        token.cancel();
+        running.await.expect("join").expect("served");
     }
 
     #[tokio::test]
