@@ -823,8 +823,11 @@ mod tests {
         let addr = server.local_addr();
         let running = tokio::spawn(server.run(token.clone()));
 
-        // Reads until the server closes the connection; what it read, and how long that took.
-        async fn until_closed(tcp: &mut tokio::net::TcpStream) -> (String, Duration) {
+        // Connects, sends `sent` and reads until the server closes the connection: what it
+        // read, and how long the server took to close after `sent` was written.
+        async fn cut_off(addr: SocketAddr, sent: &[u8]) -> (String, Duration) {
+            let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            tcp.write_all(sent).await.expect("write");
             let started = std::time::Instant::now();
             let mut read = Vec::new();
             let mut buf = [0u8; 1024];
@@ -842,24 +845,13 @@ mod tests {
         }
 
         // Sends nothing.
-        let mut silent = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let (_, after) = until_closed(&mut silent).await;
+        let (_, after) = cut_off(addr, b"").await;
         assert!(after < Duration::from_secs(3), "{after:?}");
-
         // Sends half a header, then stalls.
-        let mut slow = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        slow.write_all(b"GET /v1/x HTTP/1.1\r\nHost: a\r\n")
-            .await
-            .expect("write");
-        let (_, after) = until_closed(&mut slow).await;
+        let (_, after) = cut_off(addr, b"GET /v1/x HTTP/1.1\r\nHost: a\r\n").await;
         assert!(after < Duration::from_secs(3), "{after:?}");
-
         // Is answered, then leaves its keep-alive connection idle.
-        let mut idle = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        idle.write_all(b"GET /v1/x HTTP/1.1\r\nHost: a\r\n\r\n")
-            .await
-            .expect("write");
-        let (answer, after) = until_closed(&mut idle).await;
+        let (answer, after) = cut_off(addr, b"GET /v1/x HTTP/1.1\r\nHost: a\r\n\r\n").await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         assert!(after < Duration::from_secs(3), "{after:?}");
 
