@@ -283,13 +283,18 @@ mod tests {
         String::from_utf8(bytes.to_bytes().to_vec()).expect("utf-8")
     }
 
+    /// Sends a `GET` and checks it is answered in full.
+    async fn answered(client: &HttpClient, target: &Target) {
+        let response = client.send(target, get()).await.expect("send");
+        assert_eq!(body(response).await, "ok");
+    }
+
     #[tokio::test]
     async fn requests_one_after_another_share_one_kept_connection() {
         let (target, connections) = upstream(0).await;
         let client = HttpClient::new(Duration::from_secs(1), 8);
         for _ in 0..5 {
-            let response = client.send(&target, get()).await.expect("send");
-            assert_eq!(body(response).await, "ok");
+            answered(&client, &target).await;
         }
         assert_eq!(connections.load(Ordering::Relaxed), 1);
         assert_eq!(kept(target.id), 1);
@@ -316,8 +321,7 @@ mod tests {
         let (target, connections) = upstream(1).await;
         let client = HttpClient::new(Duration::from_secs(1), 8);
         for _ in 0..4 {
-            let response = client.send(&target, get()).await.expect("send");
-            assert_eq!(body(response).await, "ok");
+            answered(&client, &target).await;
             // Give the closed connection's task a moment to see the close.
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -325,8 +329,7 @@ mod tests {
         // Without the pause a kept connection may still look open when taken: the request it
         // could not take goes on a new one, and every request is answered.
         for _ in 0..20 {
-            let response = client.send(&target, get()).await.expect("send at once");
-            assert_eq!(body(response).await, "ok");
+            answered(&client, &target).await;
         }
     }
 
