@@ -221,11 +221,20 @@ async fn follow_topic_creates_a_missing_topic_and_joins_it() {
     .expect("joined in time")
     .expect("not stopped");
     let admin = admin(&bus);
-    let metadata = admin
-        .inner()
-        .fetch_metadata(Some(&name), Duration::from_secs(10))
-        .expect("metadata");
-    let partitions = metadata.topics()[0].partitions().len();
+    // A topic just created reaches the broker's metadata a moment later: until then it is
+    // listed with no partitions.
+    let mut partitions = 0;
+    for _ in 0..50 {
+        let metadata = admin
+            .inner()
+            .fetch_metadata(Some(&name), Duration::from_secs(10))
+            .expect("metadata");
+        partitions = metadata.topics()[0].partitions().len();
+        if partitions > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert_eq!(
         i32::try_from(partitions).expect("count"),
         storefront_kit::bus::TOPIC_PARTITIONS
