@@ -17,8 +17,8 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-/// How long an idle connection is kept.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long an idle connection is kept: less than the upstream service's header read timeout.
+const IDLE_TIMEOUT: Duration = storefront_kit::server::IDLE_CONNECTION_TIMEOUT;
 
 /// After how many kept connections a thread also drops what it keeps for instances it no
 /// longer sends to (their connections would otherwise stay until the instance closes them).

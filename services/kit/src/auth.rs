@@ -406,6 +406,7 @@ impl Verifier {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(1))
             .timeout(Duration::from_secs(3))
+            .pool_idle_timeout(crate::server::IDLE_CONNECTION_TIMEOUT)
             .build()
             .unwrap_or_default();
         Self {

@@ -147,7 +147,7 @@ impl RestClient {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
             .timeout(Duration::from_millis(settings.request_timeout_ms))
-            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_idle_timeout(crate::server::IDLE_CONNECTION_TIMEOUT)
             .build()
             .map_err(|e| ClientError::Config(e.to_string()))?;
         Ok(Self {

@@ -18,7 +18,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, DefaultBodyLimit};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::{Listener as _, ListenerExt, TapIo};
+use axum::serve::{Listener, ListenerExt, TapIo};
 use axum::{Json, Router};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Either};
@@ -161,6 +161,7 @@ pub struct HttpServer {
     name: &'static str,
     listener: TcpListener,
     app: Router,
+    header_read_timeout: Duration,
 }
 
 impl HttpServer {
@@ -175,7 +176,14 @@ impl HttpServer {
             name: service.name,
             listener,
             app: service.into_router(),
+            header_read_timeout: HEADER_READ_TIMEOUT,
         })
+    }
+
+    /// Another limit than [`HEADER_READ_TIMEOUT`] for a client to send a request's headers.
+    pub fn with_header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
     }
 
     pub fn name(&self) -> &'static str {
@@ -192,15 +200,24 @@ impl HttpServer {
         self.local_addr().port()
     }
 
-    /// Serves until `stop` is cancelled, then finishes in-flight requests.
+    /// Serves until `stop` is cancelled, then finishes in-flight requests. Each connection
+    /// has the same [`HEADER_READ_TIMEOUT`] as a [`ShardedServer`]'s (`axum::serve` sets none).
     pub async fn run(self, stop: CancellationToken) -> std::io::Result<()> {
         tracing::info!(service = self.name, addr = %self.local_addr(), "listening");
-        axum::serve(
+        let app = ShardApp {
+            name: self.name,
+            router: self.app,
+            front: None,
+            metrics: Arc::default(),
+        };
+        serve(
             accepting(self.listener),
-            self.app.into_make_service_with_connect_info::<SocketAddr>(),
+            Arc::new(app),
+            self.header_read_timeout,
+            stop,
         )
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await
+        .await;
+        Ok(())
     }
 }
 
@@ -286,12 +303,19 @@ pub struct ShardedServer {
     header_read_timeout: Duration,
 }
 
-/// How long a client of a [`ShardedServer`] may take to send a request's headers, counted
+/// How long a client of an [`HttpServer`] or a [`ShardedServer`] may take to send a request's headers, counted
 /// from when its connection opens or its previous response went out (hyper's own default once
 /// it has a timer). A client that opens connections and sends nothing, sends its headers a
 /// byte at a time (slowloris) or leaves a keep-alive connection idle is cut off, and does not
 /// hold the connection, its task and its file descriptor for ever.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long our clients (the typed REST clients, the JWKS fetch, the gateway's upstream pool)
+/// keep an idle keep-alive connection: less than [`HEADER_READ_TIMEOUT`], so they drop it
+/// before the server on the other end closes it, and never send a request (one not safe to
+/// retry, say) down a connection the server is closing at that moment.
+pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(20);
+const _: () = assert!(IDLE_CONNECTION_TIMEOUT.as_secs() < HEADER_READ_TIMEOUT.as_secs());
 
 impl ShardedServer {
     /// Binds one socket on `listen` (port 0: a free port) for the shards given (at least one);
@@ -374,8 +398,7 @@ impl ShardedServer {
                             runtime.block_on(async move {
                                 let listener = Balanced::new(i, listener, inbox, balancer)?;
                                 let _heartbeat = Heartbeat::start();
-                                serve_shard(listener, Arc::new(maker), header_read_timeout, stop)
-                                    .await;
+                                serve(listener, Arc::new(maker), header_read_timeout, stop).await;
                                 Ok(())
                             })
                         });
@@ -399,18 +422,21 @@ impl ShardedServer {
     }
 }
 
-/// Serves one shard's connections with hyper's HTTP/1 server until `stop`, then lets each
-/// finish its in-flight request (graceful shutdown) before returning.
+/// Serves one listener's connections (an [`HttpServer`]'s, or one shard's of a
+/// [`ShardedServer`]) with hyper's HTTP/1 server until `stop`, then lets each finish its
+/// in-flight request (graceful shutdown) before returning.
 ///
 /// Each connection is a task of the shard's runtime running hyper directly: `axum::serve`
 /// would also wrap the service in a tower adapter that clones it for every request and probe
 /// each connection's first bytes for HTTP/2, which the gateway does not serve.
-async fn serve_shard(
-    mut listener: Balanced,
+async fn serve<L>(
+    mut listener: L,
     shard: Arc<ShardApp>,
     header_read_timeout: Duration,
     stop: CancellationToken,
-) {
+) where
+    L: Listener<Addr = SocketAddr>,
+{
     let connections = tokio_util::task::TaskTracker::new();
     loop {
         let (io, peer) = tokio::select! {
@@ -806,22 +832,20 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn sharded_server_cuts_off_clients_that_do_not_send_their_headers_in_time() {
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        let token = CancellationToken::new();
-        let service = Service {
+    fn timed_service(token: &CancellationToken) -> Service {
+        Service {
             name: "timed",
             router: Router::new().route("/v1/x", get(|| async { "x" })),
             openapi: OpenApi::default(),
             readiness: Readiness::new("timed", token.clone()),
-        };
-        let server = ShardedServer::bind("127.0.0.1:0", [service])
-            .await
-            .expect("bind")
-            .with_header_read_timeout(Duration::from_millis(300));
-        let addr = server.local_addr();
-        let running = tokio::spawn(server.run(token.clone()));
+        }
+    }
+
+    /// Asserts that a server with a 300 ms header read timeout on `addr` cuts off, within 3 s,
+    /// a client that sends nothing, one that sends half a header and stalls, and one that is
+    /// answered and then leaves its keep-alive connection idle.
+    async fn cuts_off_slow_clients(addr: SocketAddr) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
         // Connects, sends `sent` and reads until the server closes the connection: what it
         // read, and how long the server took to close after `sent` was written.
@@ -854,7 +878,32 @@ mod tests {
         let (answer, after) = cut_off(addr, b"GET /v1/x HTTP/1.1\r\nHost: a\r\n\r\n").await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         assert!(after < Duration::from_secs(3), "{after:?}");
+    }
 
+    #[tokio::test]
+    async fn sharded_server_cuts_off_clients_that_do_not_send_their_headers_in_time() {
+        let token = CancellationToken::new();
+        let server = ShardedServer::bind("127.0.0.1:0", [timed_service(&token)])
+            .await
+            .expect("bind")
+            .with_header_read_timeout(Duration::from_millis(300));
+        let addr = server.local_addr();
+        let running = tokio::spawn(server.run(token.clone()));
+        cuts_off_slow_clients(addr).await;
+        token.cancel();
+        running.await.expect("join").expect("served");
+    }
+
+    #[tokio::test]
+    async fn http_server_cuts_off_clients_that_do_not_send_their_headers_in_time() {
+        let token = CancellationToken::new();
+        let server = HttpServer::bind("127.0.0.1:0", timed_service(&token))
+            .await
+            .expect("bind")
+            .with_header_read_timeout(Duration::from_millis(300));
+        let addr = server.local_addr();
+        let running = tokio::spawn(server.run(token.clone()));
+        cuts_off_slow_clients(addr).await;
         token.cancel();
         running.await.expect("join").expect("served");
     }
