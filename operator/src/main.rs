@@ -95,9 +95,14 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let server = tokio::spawn({
         let stop = shutdown.clone();
         async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await
+            storefront_kit::server::serve_router(
+                "operator",
+                listener,
+                app,
+                storefront_kit::server::HEADER_READ_TIMEOUT,
+                stop,
+            )
+            .await;
         }
     });
     eprintln!(

@@ -204,21 +204,42 @@ impl HttpServer {
     /// has the same [`HEADER_READ_TIMEOUT`] as a [`ShardedServer`]'s (`axum::serve` sets none).
     pub async fn run(self, stop: CancellationToken) -> std::io::Result<()> {
         tracing::info!(service = self.name, addr = %self.local_addr(), "listening");
-        let app = ShardApp {
-            name: self.name,
-            router: self.app,
-            front: None,
-            metrics: Arc::default(),
-        };
-        serve(
-            accepting(self.listener),
-            Arc::new(app),
+        serve_router(
+            self.name,
+            self.listener,
+            self.app,
             self.header_read_timeout,
             stop,
         )
         .await;
         Ok(())
     }
+}
+
+/// Serves `router` on `listener` as an [`HttpServer`] does (hyper's HTTP/1 server, the given
+/// header read timeout, the peer's address as [`ConnectInfo`]) until `stop` is cancelled, then
+/// finishes in-flight requests. For a router that is not a [`Service`], as the operator's
+/// `/healthz`, `/readyz` and `/metrics` are.
+pub async fn serve_router(
+    name: &'static str,
+    listener: TcpListener,
+    router: Router,
+    header_read_timeout: Duration,
+    stop: CancellationToken,
+) {
+    let app = ShardApp {
+        name,
+        router,
+        front: None,
+        metrics: Arc::default(),
+    };
+    serve(
+        accepting(listener),
+        Arc::new(app),
+        header_read_timeout,
+        stop,
+    )
+    .await;
 }
 
 /// A service bound and ready to run, with its state: what each service's `app::build`
