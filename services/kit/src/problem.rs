@@ -266,8 +266,16 @@ where
     }
 }
 
-/// Deserializes JSON, naming the failing field.
+/// Deserializes JSON, naming the failing field. A body is an object (or `null` where one is
+/// optional): serde would also take a top-level array for a struct, its fields in order, so
+/// `[null, null]` would be a patch that clears two fields.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "body",
+            "must be a JSON object, not an array",
+        )]));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|err| {
         let path = err.path().to_string();
@@ -328,6 +336,88 @@ pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
         };
         ApiError::Validation(vec![FieldError::new(field, message)])
     })
+}
+
+/// Adds to each operation of `doc` the problem responses the kit's extractors give and the
+/// operation does not name itself, so that a document lists every status its service can
+/// answer (schemathesis checks it does):
+///
+/// - an operation with a body: 400 (malformed JSON, [`JsonBody`]), 413 (over the body limit),
+///   415 (not JSON) and 422 (a wrong or missing field);
+/// - an operation with parameters: 400 and 422 (a parameter that does not parse or validate);
+/// - an operation that needs a token (`security`): 401 (no valid token) and 403 (a role it
+///   does not have).
+pub fn document_common_responses(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::PartialSchema as _;
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+
+    let mut named = false;
+    for item in doc.paths.paths.values_mut() {
+        let shared_parameters = item.parameters.as_ref().is_some_and(|p| !p.is_empty());
+        for operation in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+            &mut item.head,
+            &mut item.options,
+            &mut item.trace,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let mut statuses: Vec<(&str, &str)> = Vec::new();
+            if operation.request_body.is_some() {
+                statuses.extend([
+                    ("400", "The body is not well-formed JSON"),
+                    ("413", "The body is larger than the service accepts"),
+                    ("415", "The body is not `application/json`"),
+                    ("422", "Invalid fields, each named"),
+                ]);
+            }
+            if shared_parameters || operation.parameters.as_ref().is_some_and(|p| !p.is_empty()) {
+                statuses.extend([
+                    ("400", "A parameter could not be read"),
+                    ("422", "Invalid fields, each named"),
+                ]);
+            }
+            if operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                statuses.extend([
+                    ("401", "No valid token"),
+                    ("403", "The token's roles do not allow this"),
+                ]);
+            }
+            for (status, description) in statuses {
+                if operation.responses.responses.contains_key(status) {
+                    continue;
+                }
+                let response = ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        PROBLEM_JSON,
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("Problem")))
+                            .build(),
+                    )
+                    .build();
+                operation
+                    .responses
+                    .responses
+                    .insert(status.to_string(), response.into());
+                named = true;
+            }
+        }
+    }
+    if named {
+        let components = doc.components.get_or_insert_with(Default::default);
+        for (name, schema) in [
+            ("Problem", Problem::schema()),
+            ("FieldError", FieldError::schema()),
+        ] {
+            components.schemas.entry(name.to_string()).or_insert(schema);
+        }
+    }
 }
 
 /// Fallback for unknown routes.
@@ -454,6 +544,15 @@ mod tests {
 
         let err = parse_json::<Order>(b"{\"items\": [").expect_err("malformed");
         assert!(matches!(err, ApiError::BadRequest(_)), "{err:?}");
+
+        // serde would read a struct from an array of its fields in order.
+        let err = parse_json::<Item>(br#" [ "p", 1 ]"#).expect_err("an array");
+        let ApiError::Validation(fields) = err else {
+            panic!("expected validation, got {err:?}")
+        };
+        assert_eq!(fields[0].field, "body");
+        assert!(fields[0].message.contains("object"), "{fields:?}");
+        assert!(parse_json::<Option<Item>>(b"null").expect("null").is_none());
     }
 
     #[derive(Debug, Deserialize)]
@@ -479,5 +578,64 @@ mod tests {
             panic!("expected validation")
         };
         assert_eq!(fields[0].field, "sort");
+    }
+
+    #[test]
+    fn common_problem_responses_are_documented_where_the_extractors_give_them() {
+        use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
+        use utoipa::openapi::request_body::RequestBodyBuilder;
+        use utoipa::openapi::security::SecurityRequirement;
+        use utoipa::openapi::{OpenApiBuilder, PathItem, PathsBuilder, ResponseBuilder};
+
+        let ok = || ResponseBuilder::new().description("ok").build();
+        let post = OperationBuilder::new()
+            .request_body(Some(RequestBodyBuilder::new().build()))
+            .security(SecurityRequirement::new("bearer", Vec::<String>::new()))
+            .response("200", ok())
+            .response(
+                "422",
+                ResponseBuilder::new().description("own words").build(),
+            )
+            .build();
+        let get = OperationBuilder::new()
+            .parameter(
+                ParameterBuilder::new()
+                    .name("limit")
+                    .parameter_in(ParameterIn::Query),
+            )
+            .response("200", ok())
+            .build();
+        let plain = OperationBuilder::new().response("200", ok()).build();
+        let mut doc = OpenApiBuilder::new()
+            .paths(
+                PathsBuilder::new()
+                    .path("/v1/things", PathItem::new(HttpMethod::Post, post))
+                    .path("/v1/list", PathItem::new(HttpMethod::Get, get))
+                    .path("/healthz", PathItem::new(HttpMethod::Get, plain)),
+            )
+            .build();
+        document_common_responses(&mut doc);
+
+        let statuses = |path: &str| -> Vec<String> {
+            let item = &doc.paths.paths[path];
+            let op = item.post.as_ref().or(item.get.as_ref()).expect("operation");
+            op.responses.responses.keys().cloned().collect()
+        };
+        assert_eq!(
+            statuses("/v1/things"),
+            ["200", "400", "401", "403", "413", "415", "422"]
+        );
+        assert_eq!(statuses("/v1/list"), ["200", "400", "422"]);
+        assert_eq!(statuses("/healthz"), ["200"]);
+        // What an operation says itself stays.
+        let json = serde_json::to_value(&doc).expect("json");
+        let things = &json["paths"]["/v1/things"]["post"]["responses"];
+        assert_eq!(things["422"]["description"], "own words");
+        assert_eq!(
+            things["415"]["content"][PROBLEM_JSON]["schema"]["$ref"],
+            "#/components/schemas/Problem"
+        );
+        let schemas = &json["components"]["schemas"];
+        assert!(schemas["Problem"].is_object() && schemas["FieldError"].is_object());
     }
 }

@@ -124,6 +124,7 @@ impl Service {
         crate::metrics::handle();
         let mut doc = self.openapi;
         doc.merge(<OpsDoc as utoipa::OpenApi>::openapi());
+        problem::document_common_responses(&mut doc);
         let doc = Arc::new(doc);
         let name = self.name;
         let [healthz, readyz, metrics, openapi] = OWN_PATHS;
