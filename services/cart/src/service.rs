@@ -73,9 +73,11 @@ impl FromRef<AppState> for Verifier {
 #[serde(deny_unknown_fields)]
 pub struct AddItemInput {
     /// A product of the catalog.
+    #[schema(value_type = String, required = true, pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub product_id: Option<String>,
     /// How many to add, 1 ..= 99 (1 when absent); added to the line if the product is
     /// already in the cart, which then holds at most 99.
+    #[schema(minimum = 1, maximum = 99)]
     pub quantity: Option<i64>,
 }
 
@@ -84,6 +86,7 @@ pub struct AddItemInput {
 #[serde(deny_unknown_fields)]
 pub struct SetQuantityInput {
     /// The new quantity, 0 ..= 99; 0 removes the line.
+    #[schema(value_type = i64, required = true, minimum = 0, maximum = 99)]
     pub quantity: Option<i64>,
 }
 

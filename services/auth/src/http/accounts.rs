@@ -23,14 +23,17 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignUp {
-    /// E-mail address (case-insensitive, unique).
+    /// E-mail address (case-insensitive, unique), at most 254 bytes.
     #[serde(default)]
+    #[schema(value_type = String, required = true, pattern = r"^\s*[^\s\x00-\x1f\x7f-\x9f@]+@[^\s\x00-\x1f\x7f-\x9f@.]([^\s\x00-\x1f\x7f-\x9f@]*[^\s\x00-\x1f\x7f-\x9f@.])?\s*$")]
     pub email: Option<String>,
-    /// At least 12 characters.
+    /// 12 to 256 characters.
     #[serde(default)]
+    #[schema(value_type = String, required = true, min_length = 12, max_length = 256)]
     pub password: Option<String>,
-    /// Display name, 1 to 100 characters.
+    /// Display name, 1 to 100 characters (surrounding spaces trimmed), no control characters.
     #[serde(default)]
+    #[schema(value_type = String, required = true, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
     pub name: Option<String>,
 }
 
@@ -103,6 +106,7 @@ pub async fn me(
 pub struct GrantRoles {
     /// Roles to add: `customer`, `admin`, `partner`.
     #[serde(default)]
+    #[schema(value_type = Vec<storefront_kit::auth::Role>, required = true, min_items = 1)]
     pub roles: Option<Vec<String>>,
 }
 

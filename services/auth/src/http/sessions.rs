@@ -25,8 +25,10 @@ pub fn router() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct Login {
     #[serde(default)]
+    #[schema(value_type = String, required = true, min_length = 1)]
     pub email: Option<String>,
     #[serde(default)]
+    #[schema(value_type = String, required = true, min_length = 1)]
     pub password: Option<String>,
 }
 
@@ -34,6 +36,7 @@ pub struct Login {
 #[serde(deny_unknown_fields)]
 pub struct RefreshToken {
     #[serde(default)]
+    #[schema(value_type = String, required = true)]
     pub refresh_token: Option<String>,
 }
 

@@ -60,7 +60,7 @@ pub async fn add_item(
 
 /// Sets the quantity of a product in the cart; 0 removes it.
 #[utoipa::path(patch, path = "/v1/cart/items/{product}", tag = "cart", security(("bearer" = [])),
-    params(("product" = String, Path, description = "Product id")),
+    params(("product" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "Product id: 1 to 64 of A-Z, a-z, 0-9, `-` and `_`")),
     request_body = SetQuantityInput,
     responses(
         (status = 200, description = "The cart after the change", body = CartView),
@@ -82,7 +82,7 @@ pub async fn set_quantity(
 
 /// Removes a product from the cart.
 #[utoipa::path(delete, path = "/v1/cart/items/{product}", tag = "cart", security(("bearer" = [])),
-    params(("product" = String, Path, description = "Product id")),
+    params(("product" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "Product id: 1 to 64 of A-Z, a-z, 0-9, `-` and `_`")),
     responses(
         (status = 204, description = "Removed"),
         (status = 401, description = "No valid token", body = storefront_kit::problem::Problem, content_type = "application/problem+json"),

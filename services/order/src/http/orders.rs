@@ -47,13 +47,16 @@ pub struct ListQuery {
 #[serde(deny_unknown_fields)]
 pub struct StatusInput {
     /// The new status, e.g. `PICKED_UP`.
+    #[schema(value_type = OrderStatus)]
     pub status: String,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelInput {
+    /// Why, at most 500 characters.
     #[serde(default)]
+    #[schema(max_length = 500)]
     pub reason: Option<String>,
 }
 
@@ -74,7 +77,7 @@ fn json_response(status: StatusCode, body: String) -> Response {
 /// `Idempotency-Key` is required: the same key with the same body answers the first response
 /// again (`Idempotent-Replayed: true`); with another body, 422.
 #[utoipa::path(post, path = "/v1/orders", tag = "orders", security(("bearer" = [])),
-    params(("Idempotency-Key" = String, Header, description = "Unique per intended order")),
+    params(("Idempotency-Key" = String, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Unique per intended order: 1 to 255 visible ASCII characters")),
     request_body = PlaceOrderInput, responses(
     (status = 201, description = "Placed", body = Order),
     (status = 400, description = "Missing Idempotency-Key or malformed JSON", body = storefront_kit::problem::Problem, content_type = "application/problem+json"),
@@ -123,7 +126,7 @@ pub async fn place_order(
 /// The caller's orders, newest first (`?limit=1..100&cursor=`).
 #[utoipa::path(get, path = "/v1/orders", tag = "orders", security(("bearer" = [])),
     params(
-        ("limit" = Option<u32>, Query, description = "1 ..= 100, default 20"),
+        ("limit" = Option<i64>, Query, minimum = 1.0, maximum = 4294967295.0, description = "1 or more, default 20; more than 100 is taken as 100"),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
     ), responses(
     (status = 200, description = "A page", body = OrderPage),
@@ -136,13 +139,15 @@ pub async fn list_orders(
     QueryParams(q): QueryParams<ListQuery>,
 ) -> AppResult<Json<OrderPage>> {
     let limit = match q.limit.as_deref() {
-        None | Some("") => DEFAULT_LIMIT,
+        None => DEFAULT_LIMIT,
         Some(raw) => match raw.parse::<u32>() {
             Ok(n) if n >= 1 => n.min(MAX_LIMIT),
             _ => {
                 return Err(AppError::BadField(
                     "limit".into(),
-                    format!("must be a whole number from 1 to {MAX_LIMIT}"),
+                    format!(
+                        "must be a whole number, at least 1 (more than {MAX_LIMIT} is taken as {MAX_LIMIT})"
+                    ),
                 ));
             }
         },
@@ -212,10 +217,13 @@ pub async fn cancel_order(
     body: Bytes,
 ) -> AppResult<Json<Order>> {
     let id = order_id(&raw)?;
+    // No body, or `null`, is a cancellation without a reason.
     let input: CancelInput = if body.iter().all(u8::is_ascii_whitespace) {
         CancelInput::default()
     } else {
-        parse_json(&body).map_err(name_missing_fields)?
+        parse_json::<Option<CancelInput>>(&body)
+            .map_err(name_missing_fields)?
+            .unwrap_or_default()
     };
     let reason = input
         .reason

@@ -27,6 +27,7 @@ pub struct Stock {
 #[serde(deny_unknown_fields)]
 pub struct StockInput {
     /// 0 ..= 10^9.
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub available: i64,
 }
 
@@ -37,7 +38,9 @@ fn product_id(raw: &str) -> AppResult<String> {
 }
 
 /// A product's stock (admin only).
-#[utoipa::path(get, path = "/v1/stock/{product_id}", tag = "stock", security(("bearer" = [])), responses(
+#[utoipa::path(get, path = "/v1/stock/{product_id}", tag = "stock", security(("bearer" = [])),
+    params(("product_id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "Product id: 1 to 64 of A-Z, a-z, 0-9, `-` and `_`")),
+    responses(
     (status = 200, description = "The stock", body = Stock),
     (status = 400, description = "Invalid product id", body = storefront_kit::problem::Problem, content_type = "application/problem+json"),
     (status = 401, description = "No valid token", body = storefront_kit::problem::Problem, content_type = "application/problem+json"),
@@ -61,7 +64,9 @@ pub async fn get_stock(
 }
 
 /// Sets a product's stock (admin only); emits `StockChanged`.
-#[utoipa::path(put, path = "/v1/stock/{product_id}", tag = "stock", security(("bearer" = [])), request_body = StockInput, responses(
+#[utoipa::path(put, path = "/v1/stock/{product_id}", tag = "stock", security(("bearer" = [])),
+    params(("product_id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "Product id: 1 to 64 of A-Z, a-z, 0-9, `-` and `_`")),
+    request_body = StockInput, responses(
     (status = 200, description = "The stock as set", body = Stock),
     (status = 400, description = "Invalid product id or malformed JSON", body = storefront_kit::problem::Problem, content_type = "application/problem+json"),
     (status = 401, description = "No valid token", body = storefront_kit::problem::Problem, content_type = "application/problem+json"),

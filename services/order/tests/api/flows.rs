@@ -515,7 +515,7 @@ pub async fn history_pages_newest_first(b: Backends) {
             .await;
         r.assert_problem(400, Some("cursor"));
     }
-    for bad in ["limit=0", "limit=-1", "limit=ten"] {
+    for bad in ["limit=0", "limit=-1", "limit=ten", "limit="] {
         let r = w
             .order_call(Method::GET, &format!("/v1/orders?{bad}"), Some(&u), None)
             .await;

@@ -29,18 +29,23 @@ pub struct SearchParams {
     /// Brands, comma-separated (any of them).
     pub brand: Option<String>,
     /// Lowest price in minor units, inclusive.
+    #[param(minimum = 0)]
     pub price_min: Option<i64>,
     /// Highest price in minor units, inclusive.
+    #[param(minimum = 0)]
     pub price_max: Option<i64>,
     /// Attribute filters `key:value`, comma-separated (all of them), e.g. `colour:black,size:m`.
     pub attr: Option<String>,
     /// `true`: only products the order service reports in stock; `false` or absent: all.
     pub in_stock: Option<bool>,
     /// `relevance` (default), `price_asc`, `price_desc` or `newest`.
+    #[param(value_type = Option<Sort>)]
     pub sort: Option<String>,
     /// Page number, from 1.
+    #[param(minimum = 1)]
     pub page: Option<u32>,
-    /// Results per page, 1 to 100 (larger values are capped at 100).
+    /// Results per page, 1 or more; more than 100 is taken as 100.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 4294967295.0)]
     pub page_size: Option<u32>,
 }
 
@@ -274,6 +279,7 @@ pub struct SuggestParams {
     /// What the shopper typed so far (1 to 100 characters).
     pub q: Option<String>,
     /// How many suggestions, 1 to 20 (default 8).
+    #[param(minimum = 1, maximum = 20)]
     pub limit: Option<u32>,
 }
 
@@ -326,6 +332,7 @@ pub const MAX_PRODUCT_IDS: usize = 100;
 #[into_params(parameter_in = Query)]
 pub struct ProductsParams {
     /// Product ids, comma-separated, 1 to 100 (repeats count once).
+    #[param(value_type = String, required = true)]
     pub ids: Option<String>,
 }
 

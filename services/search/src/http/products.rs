@@ -63,7 +63,7 @@ fn with_etag(status: StatusCode, product: Product) -> Response {
 /// `If-None-Match` naming the current one is 304.
 #[utoipa::path(get, path = "/v1/products/{id}", tag = "products",
     params(
-        ("id" = String, Path, description = "Product id"),
+        ("id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "Product id: 1 to 64 of A-Z, a-z, 0-9, `-` and `_`"),
         ("If-None-Match" = Option<String>, Header, description = "An ETag seen before: 304 while it is still the product's"),
     ),
     responses(
@@ -130,7 +130,7 @@ pub async fn create_product(
 /// (412 on mismatch) or `version` in the body (409 on mismatch).
 #[utoipa::path(put, path = "/v1/products/{id}", tag = "products", security(("bearer" = [])),
     params(
-        ("id" = String, Path, description = "Product id"),
+        ("id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "Product id: 1 to 64 of A-Z, a-z, 0-9, `-` and `_`"),
         ("If-Match" = Option<String>, Header, description = "The version being replaced, e.g. \"3\", or the product's ETag (its stock part is not compared)"),
     ),
     request_body = ProductInput,
@@ -159,7 +159,7 @@ pub async fn update_product(
 /// Deletes a product (admin); `If-Match` makes it conditional (412 on mismatch).
 #[utoipa::path(delete, path = "/v1/products/{id}", tag = "products", security(("bearer" = [])),
     params(
-        ("id" = String, Path, description = "Product id"),
+        ("id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "Product id: 1 to 64 of A-Z, a-z, 0-9, `-` and `_`"),
         ("If-Match" = Option<String>, Header, description = "The version being deleted"),
     ),
     responses(
