@@ -903,31 +903,29 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn sharded_server_cuts_off_clients_that_do_not_send_their_headers_in_time() {
+    async fn both_servers_cut_off_clients_that_do_not_send_their_headers_in_time() {
         let token = CancellationToken::new();
-        let server = ShardedServer::bind("127.0.0.1:0", [timed_service(&token)])
+        let limit = Duration::from_millis(300);
+        let sharded = ShardedServer::bind("127.0.0.1:0", [timed_service(&token)])
             .await
             .expect("bind")
-            .with_header_read_timeout(Duration::from_millis(300));
-        let addr = server.local_addr();
-        let running = tokio::spawn(server.run(token.clone()));
-        cuts_off_slow_clients(addr).await;
-        token.cancel();
-        running.await.expect("join").expect("served");
-    }
-
-    #[tokio::test]
-    async fn http_server_cuts_off_clients_that_do_not_send_their_headers_in_time() {
-        let token = CancellationToken::new();
-        let server = HttpServer::bind("127.0.0.1:0", timed_service(&token))
+            .with_header_read_timeout(limit);
+        let plain = HttpServer::bind("127.0.0.1:0", timed_service(&token))
             .await
             .expect("bind")
-            .with_header_read_timeout(Duration::from_millis(300));
-        let addr = server.local_addr();
-        let running = tokio::spawn(server.run(token.clone()));
-        cuts_off_slow_clients(addr).await;
+            .with_header_read_timeout(limit);
+        let addrs = [sharded.local_addr(), plain.local_addr()];
+        let running = [
+            tokio::spawn(sharded.run(token.clone())),
+            tokio::spawn(plain.run(token.clone())),
+        ];
+        for addr in addrs {
+            cuts_off_slow_clients(addr).await;
+        }
         token.cancel();
-        running.await.expect("join").expect("served");
+        for served in running {
+            served.await.expect("join").expect("served");
+        }
     }
 
     #[tokio::test]
