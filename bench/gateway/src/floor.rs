@@ -13,7 +13,11 @@
 //!   client, as the gateway served until it ran hyper's server itself (without its middleware and
 //!   its own work);
 //! - [`Variant::Mini`]: hyper's server with a minimal per-thread pool of hyper client
-//!   connections.
+//!   connections;
+//! - [`Variant::Raw`]: no hyper at all: as [`Variant::Bare`] (one upstream connection per
+//!   client connection), but `httparse` reads each request and response head and the bytes
+//!   go through as they came, but for the path: what a proxy's HTTP/1 path costs on Tokio
+//!   without an HTTP library's types (GET requests and `Content-Length` responses only).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,6 +42,7 @@ pub enum Variant {
     Pooled,
     Axum,
     Mini,
+    Raw,
 }
 
 impl Variant {
@@ -48,6 +53,7 @@ impl Variant {
             Self::Pooled => "floor: bare hyper, pooled client",
             Self::Axum => "floor: axum::serve + Router, pooled client",
             Self::Mini => "floor: bare hyper, minimal pool",
+            Self::Raw => "floor: Tokio + httparse, no hyper",
         }
     }
 }
@@ -178,6 +184,7 @@ fn shard(
                 let served = match variant {
                     Variant::Pooled => pooled_connection(client, pooled, upstream).await,
                     Variant::Mini => mini_connection(client, mini, upstream).await,
+                    Variant::Raw => raw_connection(client, upstream).await,
                     _ => connection(client, upstream).await,
                 };
                 if let Err(e) = served {
@@ -200,6 +207,90 @@ async fn axum_proxy(
         Ok(response) => response.map(axum::body::Body::new),
         Err(_) => http::StatusCode::BAD_GATEWAY.into_response(),
     }
+}
+
+/// One client connection relayed by hand (see [`Variant::Raw`]), on its own upstream
+/// connection.
+async fn raw_connection(mut client: TcpStream, upstream: SocketAddr) -> anyhow::Result<()> {
+    use tokio::io::AsyncWriteExt as _;
+    client.set_nodelay(true)?;
+    let mut up = TcpStream::connect(upstream).await?;
+    up.set_nodelay(true)?;
+    let mut from_client: Vec<u8> = Vec::with_capacity(4096);
+    let mut from_up: Vec<u8> = Vec::with_capacity(4096);
+    let mut head: Vec<u8> = Vec::with_capacity(1024);
+    loop {
+        let request_len = loop {
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut request = httparse::Request::new(&mut headers);
+            if let httparse::Status::Complete(n) = request.parse(&from_client)? {
+                head.clear();
+                let path = request.path.unwrap_or("/");
+                head.extend_from_slice(request.method.unwrap_or("GET").as_bytes());
+                head.extend_from_slice(b" /v1/bench");
+                head.extend_from_slice(path.strip_prefix("/api/bench").unwrap_or(path).as_bytes());
+                head.extend_from_slice(b" HTTP/1.1\r\n");
+                for h in request.headers.iter() {
+                    let body = (h.name.eq_ignore_ascii_case("content-length") && h.value != b"0")
+                        || h.name.eq_ignore_ascii_case("transfer-encoding");
+                    anyhow::ensure!(!body, "request bodies are not relayed");
+                    head.extend_from_slice(h.name.as_bytes());
+                    head.extend_from_slice(b": ");
+                    head.extend_from_slice(h.value);
+                    head.extend_from_slice(b"\r\n");
+                }
+                head.extend_from_slice(b"\r\n");
+                break n;
+            }
+            match read_more(&mut client, &mut from_client).await {
+                // The client is done (wrk resets its connections at the end of a run).
+                Ok(0) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(e.into()),
+            }
+        };
+        from_client.drain(..request_len);
+        up.write_all(&head).await?;
+        let response_len = loop {
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut response = httparse::Response::new(&mut headers);
+            if let httparse::Status::Complete(n) = response.parse(&from_up)? {
+                let body = response
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|h| {
+                        std::str::from_utf8(h.value)
+                            .ok()?
+                            .trim()
+                            .parse::<usize>()
+                            .ok()
+                    })
+                    .context("responses without Content-Length are not relayed")?;
+                break n + body;
+            }
+            anyhow::ensure!(
+                read_more(&mut up, &mut from_up).await? > 0,
+                "upstream closed"
+            );
+        };
+        while from_up.len() < response_len {
+            anyhow::ensure!(
+                read_more(&mut up, &mut from_up).await? > 0,
+                "upstream closed"
+            );
+        }
+        client.write_all(&from_up[..response_len]).await?;
+        from_up.drain(..response_len);
+    }
+}
+
+/// Reads what `stream` has into the end of `buf`: how many bytes (0 at its end).
+async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    use tokio::io::AsyncReadExt as _;
+    buf.reserve(4096);
+    stream.read_buf(buf).await
 }
 
 /// One client connection through the minimal pool.
