@@ -325,11 +325,11 @@ pub struct ShardedServer {
     header_read_timeout: Duration,
 }
 
-/// How long a client of an [`HttpServer`] or a [`ShardedServer`] may take to send a request's headers, counted
-/// from when its connection opens or its previous response went out (hyper's own default once
-/// it has a timer). A client that opens connections and sends nothing, sends its headers a
-/// byte at a time (slowloris) or leaves a keep-alive connection idle is cut off, and does not
-/// hold the connection, its task and its file descriptor for ever.
+/// How long a client of an [`HttpServer`] or a [`ShardedServer`] may take to send a request's
+/// headers, counted from when its connection opens or its previous response went out (hyper's
+/// own default once it has a timer). A client that opens connections and sends nothing, sends
+/// its headers a byte at a time (slowloris) or leaves a keep-alive connection idle is cut
+/// off, and does not hold the connection, its task and its file descriptor for ever.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long our clients (the typed REST clients, the JWKS fetch, the gateway's upstream pool)
@@ -448,9 +448,9 @@ impl ShardedServer {
 /// [`ShardedServer`]) with hyper's HTTP/1 server until `stop`, then lets each finish its
 /// in-flight request (graceful shutdown) before returning.
 ///
-/// Each connection is a task of the shard's runtime running hyper directly: `axum::serve`
-/// would also wrap the service in a tower adapter that clones it for every request and probe
-/// each connection's first bytes for HTTP/2, which the gateway does not serve.
+/// Each connection is a task of the runtime serving it (a shard's own) running hyper directly:
+/// `axum::serve` would also wrap the service in a tower adapter that clones it for every
+/// request, and sets no header read timeout.
 async fn serve<L>(
     mut listener: L,
     shard: Arc<ShardApp>,
