@@ -441,18 +441,31 @@ impl Product {
 #[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductInput {
+    /// 1 to 64 of A-Z, 0-9, `-`, `_` and `.` (lower case is taken as upper case).
+    #[schema(pattern = r"^\s*[A-Za-z0-9._-]{1,64}\s*$")]
     pub sku: String,
+    /// 1 to 200 characters once surrounding spaces are trimmed; no control characters but
+    /// line feeds and tabs.
+    #[schema(pattern = r"\S")]
     pub title: String,
     #[serde(default)]
     pub description: String,
+    /// 1 to 80 characters once surrounding spaces are trimmed.
+    #[schema(pattern = r"\S")]
     pub brand: String,
+    /// 1 to 5 segments of 1 to 40 lower-case letters, digits and `-`, separated by `/`.
+    #[schema(pattern = r"^\s*/*[a-z0-9-]{1,40}(/[a-z0-9-]{1,40}){0,4}/*\s*$")]
     pub category: String,
     pub price: PriceInput,
     #[serde(default)]
     pub attributes: BTreeMap<String, String>,
+    /// At most 10 http(s) URLs.
     #[serde(default)]
+    #[schema(max_items = 10)]
     pub images: Vec<String>,
+    /// At most 10^9.
     #[serde(default)]
+    #[schema(maximum = 1_000_000_000)]
     pub stock_hint: Option<u32>,
     /// On update: the version being replaced (alternative to `If-Match`).
     #[serde(default)]
@@ -462,7 +475,11 @@ pub struct ProductInput {
 #[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PriceInput {
+    /// Minor units, 0 ..= 10^10.
+    #[schema(minimum = 0, maximum = 10_000_000_000.0)]
     pub minor: i64,
+    /// A three-letter upper-case ISO 4217 code.
+    #[schema(pattern = "^[A-Z]{3}$")]
     pub currency: String,
 }
 

@@ -38,8 +38,8 @@ pub struct SearchParams {
     pub attr: Option<String>,
     /// `true`: only products the order service reports in stock; `false` or absent: all.
     pub in_stock: Option<bool>,
-    /// `relevance` (default), `price_asc`, `price_desc` or `newest`.
-    #[param(value_type = Option<Sort>)]
+    /// `relevance` (default, also when empty), `price_asc`, `price_desc` or `newest`.
+    #[param(pattern = "^(|relevance|price_asc|price_desc|newest)$")]
     pub sort: Option<String>,
     /// Page number, from 1.
     #[param(minimum = 1)]
