@@ -1,8 +1,9 @@
 //! `bench-gateway`: requests per second and p50/p99 latency, measured by `wrk`, of one small
 //! JSON endpoint reached (a) directly, (b) through nginx `proxy_pass` with keep-alive and
 //! `limit_req`, (c) through the gateway with no auth and no limits, and (d) through the
-//! gateway with JWT verification (cached) and a per-user rate limit on, and (e)-(h) through
-//! four bare hyper proxies, the floor under the gateway (`floor.rs`); then per-operation
+//! gateway with JWT verification (cached) and a per-user rate limit on, (e)-(i) through five
+//! bare proxies, the floor under the gateway (`floor.rs`), and (j) through a second nginx
+//! identical to (b), an A/A check of the measurement itself; then per-operation
 //! figures of the limiter and of token verification (cached and uncached), and of one Redis
 //! GCRA decision when `STOREFRONT_TEST_REDIS_URL` is set.
 //!
@@ -502,6 +503,11 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     });
     let cg = callgrind.as_ref();
     let nginx = start_nginx(dir.path(), upstream, args.nginx_workers, cg).await?;
+    // The same nginx again, in a directory of its own: the last target, an A/A check of how
+    // far two identical proxies measured in one run differ on this machine.
+    let again = dir.path().join("nginx-again");
+    std::fs::create_dir_all(&again)?;
+    let nginx_again = start_nginx(&again, upstream, args.nginx_workers, cg).await?;
     let plain_gw = start_gateway(dir.path(), upstream, false, &issuer_key, cg).await?;
     let secured_gw = start_gateway(dir.path(), upstream, true, &issuer_key, cg).await?;
     let mut floors = Vec::new();
@@ -553,6 +559,16 @@ async fn bench(args: Args) -> anyhow::Result<()> {
                 pid(floor),
             )
         }))
+        .chain(std::iter::once((
+            "nginx again: a second, identical nginx (A/A)",
+            format!("http://127.0.0.1:{}/api/bench/item", nginx_again.port),
+            None,
+            if callgrind.is_some() {
+                nginx_again.child.id().into_iter().collect()
+            } else {
+                Vec::new()
+            },
+        )))
         .collect();
     // Rounds alternate the targets, so a burst of load elsewhere on the machine hits them
     // alike; each figure is the median over the rounds.
@@ -588,7 +604,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         .filter(|s| !s.is_empty())
         .map(|s| median(&s))
         .collect();
-    drop(nginx);
+    drop((nginx, nginx_again));
     drop((plain_gw, secured_gw, floors));
 
     println!(
@@ -618,6 +634,24 @@ async fn bench(args: Args) -> anyhow::Result<()> {
                 r.p99_ms,
                 r.rps / direct,
                 r.non_2xx
+            );
+        }
+    }
+    let nginx_runs: Vec<&Run> = runs
+        .iter()
+        .filter(|r| r.name.starts_with("nginx"))
+        .collect();
+    if let [first, again] = nginx_runs[..] {
+        if let (Some(n), Some(a)) = (first.instructions, again.instructions) {
+            println!(
+                "\nA/A, the second nginx / the first: {:.2}x instructions per request",
+                a / n
+            );
+        } else {
+            println!(
+                "\nA/A, the second nginx / the first: {:.2}x req/s, p99 {:.2}x",
+                again.rps / first.rps,
+                again.p99_ms / first.p99_ms
             );
         }
     }
