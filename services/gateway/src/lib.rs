@@ -19,6 +19,7 @@ pub mod runtime;
 pub mod settings;
 pub mod tokens;
 pub mod upstream;
+pub mod wire;
 
 pub use app::{Application, NAME};
 pub use settings::Settings;

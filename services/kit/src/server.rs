@@ -3,7 +3,10 @@
 //! unknown routes and panics, a body size limit, and graceful shutdown.
 
 mod balance;
+mod fast;
 mod request;
+
+pub use fast::{FastPath, Relay, Relayed};
 
 use std::any::Any;
 use std::convert::Infallible;
@@ -288,13 +291,21 @@ pub trait Front: Send + Sync + 'static {
     /// `request`, or `None` to leave it to the router.
     fn takes(&self, request: &Request<Body>) -> Option<&'static str>;
 
-    /// Answers a request [`Front::takes`] took, from `peer`.
+    /// Answers a request [`Front::takes`] took, from `peer`. A request with [`FastPath`] in its
+    /// extensions came by the fast path, and its answer may carry a [`Relayed`] body.
     fn answer(
         &self,
         peer: SocketAddr,
         ctx: RequestContext,
         request: Request<Body>,
     ) -> BoxFuture<'static, Response>;
+
+    /// Whether a connection's simple requests (a `GET` or `HEAD` with no body, see the `fast`
+    /// module) are read and answered without hyper while the front takes them. Off unless the
+    /// front says so.
+    fn fast(&self) -> bool {
+        false
+    }
 }
 
 /// One serving thread's service: a [`Service`] and, optionally, its [`Front`].
@@ -465,33 +476,54 @@ async fn serve<L>(
             () = stop.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
-        let service = ShardService {
-            peer,
-            shard: shard.clone(),
-        };
+        let shard = shard.clone();
         let stop = stop.clone();
         connections.spawn(async move {
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(header_read_timeout)
-                .serve_connection(hyper_util::rt::TokioIo::new(io), service)
-                .with_upgrades();
-            let mut connection = std::pin::pin!(connection);
-            let served = tokio::select! {
-                served = connection.as_mut() => served,
-                () = stop.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
-            };
-            if let Err(e) = served {
-                tracing::debug!(error = %e, "connection ended with an error");
+            let fast = shard.front.as_ref().is_some_and(|front| front.fast());
+            if !fast {
+                return serve_hyper(io, peer, shard, header_read_timeout, stop).await;
+            }
+            if let Some(rest) =
+                fast::serve_connection(io, peer, &shard, header_read_timeout, &stop).await
+            {
+                let io = fast::Rewind::new(rest);
+                serve_hyper(io, peer, shard, header_read_timeout, stop).await;
             }
         });
     }
     drop(listener);
     connections.close();
     connections.wait().await;
+}
+
+/// Serves `io` with hyper's HTTP/1 server until it closes; once `stop` is cancelled, lets its
+/// in-flight request finish and closes it (graceful shutdown).
+async fn serve_hyper<I>(
+    io: I,
+    peer: SocketAddr,
+    shard: Arc<ShardApp>,
+    header_read_timeout: Duration,
+    stop: CancellationToken,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = ShardService { peer, shard };
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+        .with_upgrades();
+    let mut connection = std::pin::pin!(connection);
+    let served = tokio::select! {
+        served = connection.as_mut() => served,
+        () = stop.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = served {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
 }
 
 /// A shard's service: the router and, optionally, the front in front of it.
@@ -527,34 +559,44 @@ impl hyper::service::Service<Request<hyper::body::Incoming>> for ShardService {
             && !OWN_PATHS.contains(&request.uri().path())
             && let Some(route) = front.takes(&request)
         {
-            let front = front.clone();
-            let peer = self.peer;
-            return Either::Left(request::observe(
-                shard.name,
-                RouteLabel::Fixed(route),
-                shard.metrics.clone(),
-                request,
-                // A panic making the answer or while it runs is a 500, as the router's
-                // `CatchPanicLayer` makes it.
-                move |ctx, request| {
-                    let answer = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                        front.answer(peer, ctx, request)
-                    }));
-                    async move {
-                        match answer {
-                            Ok(answer) => AssertUnwindSafe(answer)
-                                .catch_unwind()
-                                .await
-                                .unwrap_or_else(panic_to_problem),
-                            Err(panic) => panic_to_problem(panic),
-                        }
-                    }
-                },
-            ));
+            return Either::Left(front_call(shard, front, self.peer, route, request));
         }
         request.extensions_mut().insert(ConnectInfo(self.peer));
         Either::Right(tower::Service::call(&mut shard.router.clone(), request))
     }
+}
+
+/// Answers a request `front` took under `route`, as the router's requests are answered: the
+/// request layer's context, span and metrics ([`request::observe`]), and a panic making the
+/// answer or while it runs turned into a 500, as the router's `CatchPanicLayer` does. Both
+/// hyper's requests and the fast path's come through here.
+fn front_call(
+    shard: &ShardApp,
+    front: &Arc<dyn Front>,
+    peer: SocketAddr,
+    route: &'static str,
+    request: Request<Body>,
+) -> BoxFuture<'static, Result<Response, Infallible>> {
+    let front = front.clone();
+    request::observe(
+        shard.name,
+        RouteLabel::Fixed(route),
+        shard.metrics.clone(),
+        request,
+        move |ctx, request| {
+            let answer =
+                std::panic::catch_unwind(AssertUnwindSafe(|| front.answer(peer, ctx, request)));
+            async move {
+                match answer {
+                    Ok(answer) => AssertUnwindSafe(answer)
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(panic_to_problem),
+                    Err(panic) => panic_to_problem(panic),
+                }
+            }
+        },
+    )
 }
 
 /// A timer that fires every second on a serving thread, for as long as it is kept.
@@ -914,10 +956,20 @@ mod tests {
             .await
             .expect("bind")
             .with_header_read_timeout(limit);
-        let addrs = [sharded.local_addr(), plain.local_addr()];
+        // The fast path reads heads itself, so it keeps the same limit on its own.
+        let fast = Shard {
+            service: timed_service(&token),
+            front: Some(Arc::new(EveryPath { fast: true })),
+        };
+        let fast = ShardedServer::bind("127.0.0.1:0", [fast])
+            .await
+            .expect("bind")
+            .with_header_read_timeout(limit);
+        let addrs = [sharded.local_addr(), plain.local_addr(), fast.local_addr()];
         let running = [
             tokio::spawn(sharded.run(token.clone())),
             tokio::spawn(plain.run(token.clone())),
+            tokio::spawn(fast.run(token.clone())),
         ];
         for addr in addrs {
             cuts_off_slow_clients(addr).await;
@@ -1018,10 +1070,31 @@ mod tests {
         running.await.expect("join").expect("served");
     }
 
-    /// Takes every path but `/v1/router`; answers with the peer's address and the request id
-    /// it was handed, and panics on `/v1/front/panic` (making the answer) and
-    /// `/v1/front/later` (while it runs).
-    struct EveryPath;
+    /// Takes every path but `/v1/router`; answers with the peer's address, the request id it
+    /// was handed and which way the request came (`fast` or `hyper`), and panics on
+    /// `/v1/front/panic` (making the answer) and `/v1/front/later` (while it runs). On the fast
+    /// path, `/v1/front/relayed` is answered with a [`Relayed`] body.
+    struct EveryPath {
+        fast: bool,
+    }
+
+    /// Writes the head, then `relayed` in two writes.
+    struct TwoParts;
+
+    impl Relay for TwoParts {
+        fn relay<'a>(
+            self: Box<Self>,
+            out: &'a mut (dyn tokio::io::AsyncWrite + Unpin + Send),
+            head: &'a [u8],
+        ) -> BoxFuture<'a, std::io::Result<()>> {
+            use tokio::io::AsyncWriteExt as _;
+            Box::pin(async move {
+                out.write_all(head).await?;
+                out.write_all(b"x-relayed: 1\r\n\r\nrel").await?;
+                out.write_all(b"ayed").await
+            })
+        }
+    }
 
     impl Front for EveryPath {
         fn takes(&self, request: &Request<Body>) -> Option<&'static str> {
@@ -1036,19 +1109,46 @@ mod tests {
         ) -> BoxFuture<'static, Response> {
             assert_ne!(request.uri().path(), "/v1/front/panic", "the front panics");
             let later = request.uri().path() == "/v1/front/later";
-            let text = format!("{} {}", peer.ip(), ctx.request_id);
+            let fast = request.extensions().get::<FastPath>().is_some();
+            if fast && request.uri().path() == "/v1/front/relayed" {
+                let mut response = Response::new(Body::empty());
+                response.headers_mut().insert(
+                    http::header::CONTENT_LENGTH,
+                    http::HeaderValue::from_static("7"),
+                );
+                response.extensions_mut().insert(Relayed::new(TwoParts));
+                return Box::pin(async move { response });
+            }
+            let via = if fast { "fast" } else { "hyper" };
+            let text = format!("{} {} {via}", peer.ip(), ctx.request_id);
             Box::pin(async move {
                 assert!(!later, "the answer panics");
                 text.into_response()
             })
         }
+
+        fn fast(&self) -> bool {
+            self.fast
+        }
     }
 
     #[tokio::test]
     async fn a_front_answers_what_it_takes_under_the_request_layer_but_never_the_own_paths() {
+        a_front_answers("fronted", false).await;
+    }
+
+    #[tokio::test]
+    async fn a_fast_front_answers_what_it_takes_under_the_request_layer_but_never_the_own_paths() {
+        a_front_answers("fronted-fast", true).await;
+    }
+
+    /// The same requests, answered the same way, whether the front's simple requests take the
+    /// fast path or hyper's.
+    async fn a_front_answers(name: &'static str, fast: bool) {
+        let via = if fast { "fast" } else { "hyper" };
         let token = CancellationToken::new();
         let service = Service {
-            name: "fronted",
+            name,
             router: Router::new().route(
                 "/v1/router",
                 get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move {
@@ -1056,11 +1156,11 @@ mod tests {
                 }),
             ),
             openapi: OpenApi::default(),
-            readiness: Readiness::new("fronted", token.clone()),
+            readiness: Readiness::new(name, token.clone()),
         };
         let shard = Shard {
             service,
-            front: Some(Arc::new(EveryPath)),
+            front: Some(Arc::new(EveryPath { fast })),
         };
         let server = ShardedServer::bind("127.0.0.1:0", [shard])
             .await
@@ -1078,7 +1178,10 @@ mod tests {
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["x-request-id"], "front-1");
         assert!(r.headers().contains_key("traceparent"));
-        assert_eq!(r.text().await.expect("body"), "127.0.0.1 front-1");
+        assert_eq!(
+            r.text().await.expect("body"),
+            format!("127.0.0.1 front-1 {via}")
+        );
 
         for panics in ["panic", "later"] {
             let r = http
@@ -1111,11 +1214,164 @@ mod tests {
         let text = crate::metrics::handle().render();
         for (status, count) in [("200", 1), ("500", 2)] {
             let series = format!(
-                "http_requests_total{{service=\"fronted\",method=\"GET\",route=\"front\",status=\"{status}\"}} {count}"
+                "http_requests_total{{service=\"{name}\",method=\"GET\",route=\"front\",status=\"{status}\"}} {count}"
             );
             assert!(text.contains(&series), "{series} not in {text}");
         }
         token.cancel();
+        running.await.expect("join").expect("served");
+    }
+
+    /// Writes `sent` on a new connection to `addr` and reads what comes back until the server
+    /// closes the connection or sends nothing more for 500 ms.
+    async fn raw_exchange(addr: SocketAddr, sent: &[u8]) -> String {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        tcp.write_all(sent).await.expect("write");
+        let mut read = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(Ok(n @ 1..)) =
+            tokio::time::timeout(Duration::from_millis(500), tcp.read(&mut buf)).await
+        {
+            read.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&read).into_owned()
+    }
+
+    /// The bodies of the responses in `text`, in order (each body ends where the next response
+    /// starts, or at the end).
+    fn bodies(text: &str) -> Vec<&str> {
+        text.split("HTTP/1.")
+            .skip(1)
+            .map(|response| response.split_once("\r\n\r\n").map_or("", |(_, body)| body))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_fast_path_hands_hyper_every_request_it_does_not_take_and_the_rest_of_its_connection()
+     {
+        let token = CancellationToken::new();
+        let service = Service {
+            name: "fast-handover",
+            router: Router::new().route("/v1/router", get(|| async { "router" })),
+            openapi: OpenApi::default(),
+            readiness: Readiness::new("fast-handover", token.clone()),
+        };
+        let shard = Shard {
+            service,
+            front: Some(Arc::new(EveryPath { fast: true })),
+        };
+        let server = ShardedServer::bind("127.0.0.1:0", [shard])
+            .await
+            .expect("bind");
+        let addr = server.local_addr();
+        let running = tokio::spawn(server.run(token.clone()));
+        let host = "Host: t\r\n";
+
+        // Pipelined: two simple requests, one with a (zero) Content-Length, which hyper reads,
+        // and one more after it, which hyper serves too, since the connection is its own now.
+        let sent = format!(
+            "GET /v1/front/1 HTTP/1.1\r\n{host}x-request-id: r1\r\n\r\n\
+             GET /v1/front/2 HTTP/1.1\r\n{host}x-request-id: r2\r\n\r\n\
+             GET /v1/front/3 HTTP/1.1\r\n{host}x-request-id: r3\r\nContent-Length: 0\r\n\r\n\
+             GET /v1/front/4 HTTP/1.1\r\n{host}x-request-id: r4\r\n\r\n"
+        );
+        let text = raw_exchange(addr, sent.as_bytes()).await;
+        assert_eq!(
+            bodies(&text),
+            [
+                "127.0.0.1 r1 fast",
+                "127.0.0.1 r2 fast",
+                "127.0.0.1 r3 hyper",
+                "127.0.0.1 r4 hyper"
+            ],
+            "{text}"
+        );
+        assert_eq!(text.matches("date: ").count(), 4, "{text}");
+
+        // A request smuggled in a body is read as the body it is, whichever way it is framed.
+        let inner = format!("GET /v1/front/smuggled HTTP/1.1\r\n{host}\r\n");
+        let by_length = format!(
+            "GET /v1/front/outer HTTP/1.1\r\n{host}x-request-id: outer\r\nContent-Length: {}\r\n\r\n{inner}",
+            inner.len()
+        );
+        let chunked = format!(
+            "GET /v1/front/outer HTTP/1.1\r\n{host}x-request-id: outer\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{inner}\r\n0\r\n\r\n",
+            inner.len()
+        );
+        for sent in [by_length, chunked] {
+            let text = raw_exchange(addr, sent.as_bytes()).await;
+            assert_eq!(bodies(&text), ["127.0.0.1 outer hyper"], "{text}");
+        }
+
+        // Not for the fast path: HTTP/1.0, an upgrade, `Expect`, `Connection: close`, a path
+        // the front leaves to the router, an own path, a method with a body, bad bytes.
+        for (sent, answer) in [
+            (
+                "GET /v1/front/a HTTP/1.0\r\nx-request-id: a\r\n\r\n",
+                "127.0.0.1 a hyper",
+            ),
+            (
+                "GET /v1/front/a HTTP/1.1\r\nHost: t\r\nx-request-id: a\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
+                "127.0.0.1 a hyper",
+            ),
+            (
+                "GET /v1/front/a HTTP/1.1\r\nHost: t\r\nx-request-id: a\r\nExpect: 100-continue\r\n\r\n",
+                "127.0.0.1 a hyper",
+            ),
+            (
+                "GET /v1/front/a HTTP/1.1\r\nHost: t\r\nx-request-id: a\r\nConnection: close\r\n\r\n",
+                "127.0.0.1 a hyper",
+            ),
+            ("GET /v1/router HTTP/1.1\r\nHost: t\r\n\r\n", "router"),
+            (
+                "DELETE /v1/front/a HTTP/1.1\r\nHost: t\r\nx-request-id: a\r\n\r\n",
+                "127.0.0.1 a hyper",
+            ),
+        ] {
+            let text = raw_exchange(addr, sent.as_bytes()).await;
+            assert_eq!(bodies(&text), [answer], "{sent}: {text}");
+        }
+        let text = raw_exchange(addr, b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").await;
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(!text.contains("127.0.0.1"), "{text}");
+        let text = raw_exchange(addr, b"GET /v1/front/a HTTP/1.1\r\nHo\x01st: t\r\n\r\n").await;
+        assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+
+        // A `HEAD` gets the length of the `GET`'s body, and no body; the connection goes on.
+        let sent = format!(
+            "HEAD /v1/front/h HTTP/1.1\r\n{host}x-request-id: h\r\n\r\n\
+             GET /v1/front/h HTTP/1.1\r\n{host}x-request-id: h\r\n\r\n"
+        );
+        let text = raw_exchange(addr, sent.as_bytes()).await;
+        assert_eq!(bodies(&text), ["", "127.0.0.1 h fast"], "{text}");
+        assert_eq!(text.matches("content-length: 16\r\n").count(), 2, "{text}");
+
+        // A relayed body follows the head the fast path wrote, with the request layer's headers.
+        let text = raw_exchange(
+            addr,
+            b"GET /v1/front/relayed HTTP/1.1\r\nHost: t\r\nx-request-id: rel\r\n\r\n",
+        )
+        .await;
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        assert!(text.contains("x-request-id: rel\r\n"), "{text}");
+        assert!(text.contains("traceparent: 00-"), "{text}");
+        assert!(text.contains("x-relayed: 1\r\n"), "{text}");
+        assert!(!text.contains("date: "), "the relay's to write: {text}");
+        assert_eq!(bodies(&text), ["relayed"], "{text}");
+
+        // Stopping closes an idle fast-path connection at once.
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut idle = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        idle.write_all(format!("GET /v1/front/i HTTP/1.1\r\n{host}\r\n").as_bytes())
+            .await
+            .expect("write");
+        let mut buf = [0u8; 4096];
+        let n = idle.read(&mut buf).await.expect("answered");
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        token.cancel();
+        let closed = tokio::time::timeout(Duration::from_secs(3), idle.read(&mut buf)).await;
+        assert!(matches!(closed, Ok(Ok(0))), "{closed:?}");
         running.await.expect("join").expect("served");
     }
 
