@@ -16,6 +16,7 @@ use crate::runtime::{self, Compiler, Shared};
 use crate::settings::Settings;
 use crate::tokens::Tokens;
 use crate::upstream;
+use crate::wire::Wire;
 
 /// The service's name in logs, metrics and `/readyz`.
 pub const NAME: &str = "gateway";
@@ -124,6 +125,10 @@ impl Application {
                     shared: shared.clone(),
                     tokens: tokens.clone(),
                     client: client(),
+                    wire: Wire::new(
+                        Duration::from_millis(settings.connect_timeout_ms.max(1)),
+                        settings.pool_max_idle_per_host,
+                    ),
                     max_body: settings.max_body_bytes,
                 });
                 let front = http::Proxied::new(state.clone(), &settings.cors_origins);

@@ -3,6 +3,7 @@
 //! outlier accounting, streamed bodies both ways and the request size limit (413).
 
 use std::error::Error as StdError;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,7 @@ use tokio::sync::Mutex;
 
 use crate::domain::config::OutlierConfig;
 use crate::runtime::Route;
-use crate::upstream::HttpClient;
+use crate::upstream::{HttpClient, Instance, Target};
 
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [HeaderName; 9] = [
@@ -30,6 +31,12 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     header::TRANSFER_ENCODING,
     header::UPGRADE,
 ];
+
+/// Whether `name` is one of the hop-by-hop headers (not counting those a `Connection` header
+/// names).
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
+}
 
 /// Removes hop-by-hop headers, including those the `Connection` header names. Most messages
 /// carry none, so the headers are scanned once (comparing names, no hashing) before anything
@@ -137,7 +144,7 @@ pub async fn forward(
     let Outgoing {
         method,
         path_and_query,
-        mut headers,
+        headers,
         body,
     } = outgoing;
     let declared = headers
@@ -177,6 +184,88 @@ pub async fn forward(
                 Some(Body::new(Limited::new(StreamBody::new(frames), max_body))),
             )
         };
+    let mut headers = Some(headers);
+    let attempted = attempts(route, outlier, retryable, |instance, target, last| {
+        let uri = instance.uri(&path_and_query);
+        let body = match (&buffered, streamed.take()) {
+            (Some(bytes), _) if bytes.is_empty() => Body::empty(),
+            (Some(bytes), _) => Body::from(bytes.clone()),
+            (None, Some(body)) => body,
+            (None, None) => Body::empty(),
+        };
+        // The last try takes the headers; an earlier one keeps them for the next.
+        let headers = if last {
+            headers.take().unwrap_or_default()
+        } else {
+            headers.clone().unwrap_or_default()
+        };
+        let method = method.clone();
+        let client_body = client_body.clone();
+        async move {
+            let Ok(uri) = uri else {
+                return Attempt::Stop(
+                    ApiError::BadRequest("The request path is not valid.".into()).into_response(),
+                );
+            };
+            let mut request = Request::new(body);
+            *request.method_mut() = method;
+            *request.uri_mut() = uri;
+            *request.headers_mut() = headers;
+            request
+                .headers_mut()
+                .insert(header::HOST, instance.host.clone());
+            match client.send(target, request).await {
+                Ok(response) => Attempt::Answered(response.status(), response),
+                Err(e) if is_length_limit(&e) => {
+                    if let Some(rest) = client_body {
+                        drain(&rest, max_body).await;
+                    }
+                    Attempt::Stop(too_large(max_body))
+                }
+                Err(e) => Attempt::Failed(storefront_kit::problem::cause_chain(&e)),
+            }
+        }
+    })
+    .await;
+    match attempted {
+        Ok(response) => {
+            let mut response = response.map(Body::new);
+            strip_hop_by_hop(response.headers_mut());
+            response
+        }
+        Err(problem) => problem,
+    }
+}
+
+/// What one try of a request on one instance came to.
+pub enum Attempt<T> {
+    /// The instance answered with this status (502, 503 and 504 count as failures of the
+    /// instance, and are retried when the request may be).
+    Answered(StatusCode, T),
+    /// No answer (the error, for the log): a failure of the instance, and a 502 unless a
+    /// later try answers.
+    Failed(String),
+    /// Answer the client with this now, no further try (a path the instance cannot take, a
+    /// body over the limit).
+    Stop(Response),
+}
+
+/// Sends a request to `route`'s pool by `send` (given the instance, where its connections go
+/// and whether this is the last try), each try within the route's timeout: up to
+/// `1 + retries` tries on different instances when `retryable` (the same one again when every
+/// instance was tried, after a short pause), else one. Each try is counted in the route's
+/// metrics and in the instance's outlier accounting. The answer, or the problem that ends the
+/// tries: 502 (no connection or a broken answer), 504 (timeout), 503 (no instance).
+pub async fn attempts<'r, T, F, Fut>(
+    route: &'r Route,
+    outlier: &OutlierConfig,
+    retryable: bool,
+    mut send: F,
+) -> Result<T, Response>
+where
+    F: FnMut(&'r Arc<Instance>, &'r Target, bool) -> Fut,
+    Fut: Future<Output = Attempt<T>>,
+{
     let attempts = if retryable { 1 + route.retries } else { 1 };
     let mut tried: Vec<usize> = Vec::new();
     let mut last: Option<Response> = None;
@@ -197,9 +286,6 @@ pub async fn forward(
         }
         tried.push(index);
         let instance = &route.pool.instances[index];
-        let Ok(uri) = instance.uri(&path_and_query) else {
-            return ApiError::BadRequest("The request path is not valid.".into()).into_response();
-        };
         let Some(target) = instance.target() else {
             tracing::warn!(service = %route.service, instance = %instance.base, "upstream URL is not http://host[:port][/path]");
             last = Some(problem(
@@ -209,35 +295,16 @@ pub async fn forward(
             ));
             continue;
         };
-        let body = match (&buffered, streamed.take()) {
-            (Some(bytes), _) if bytes.is_empty() => Body::empty(),
-            (Some(bytes), _) => Body::from(bytes.clone()),
-            (None, Some(body)) => body,
-            (None, None) => Body::empty(),
-        };
-        let mut request = Request::new(body);
-        *request.method_mut() = method.clone();
-        *request.uri_mut() = uri;
-        // The last try takes the headers; an earlier one keeps them for the next.
-        *request.headers_mut() = if attempt + 1 == attempts {
-            std::mem::take(&mut headers)
-        } else {
-            headers.clone()
-        };
-        request
-            .headers_mut()
-            .insert(header::HOST, instance.host.clone());
+        let more = attempt + 1 < attempts;
         let in_flight = instance.start();
         let started = Instant::now();
-        let result = tokio::time::timeout(route.timeout, client.send(target, request)).await;
+        let result = tokio::time::timeout(route.timeout, send(instance, target, !more)).await;
         drop(in_flight);
         route
             .upstream_duration
             .record(started.elapsed().as_secs_f64());
-        let more = attempt + 1 < attempts;
         match result {
-            Ok(Ok(response)) => {
-                let status = response.status();
+            Ok(Attempt::Answered(status, answer)) => {
                 let gateway_error = matches!(
                     status,
                     StatusCode::BAD_GATEWAY
@@ -253,22 +320,15 @@ pub async fn forward(
                 } else {
                     instance.succeeded();
                 }
-                let mut response = response.map(Body::new);
-                strip_hop_by_hop(response.headers_mut());
-                return response;
+                return Ok(answer);
             }
-            Ok(Err(e)) => {
-                if is_length_limit(&e) {
-                    if let Some(rest) = client_body {
-                        drain(&rest, max_body).await;
-                    }
-                    return too_large(max_body);
-                }
+            Ok(Attempt::Stop(response)) => return Err(response),
+            Ok(Attempt::Failed(error)) => {
                 instance.failed(outlier);
                 tracing::warn!(
                     service = %route.service,
                     instance = %instance.authority,
-                    error = %storefront_kit::problem::cause_chain(&e),
+                    error = %error,
                     "upstream request failed"
                 );
                 last = Some(problem(
@@ -296,13 +356,13 @@ pub async fn forward(
             break;
         }
     }
-    last.unwrap_or_else(|| {
+    Err(last.unwrap_or_else(|| {
         problem(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
             "No instance of the service behind this route is available.",
         )
-    })
+    }))
 }
 
 #[cfg(test)]

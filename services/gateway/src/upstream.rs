@@ -95,6 +95,11 @@ impl Instance {
         self.target.as_ref()
     }
 
+    /// The path put before every request's path on this instance (empty for none).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// The request target (origin form) of `path_and_query` on this instance.
     pub fn uri(&self, path_and_query: &str) -> Result<http::Uri, http::Error> {
         if self.prefix.is_empty() {

@@ -18,7 +18,7 @@ use http::{HeaderName, HeaderValue, Method, header};
 use storefront_kit::auth::{AuthError, Identity};
 use storefront_kit::context::{REQUEST_ID, RequestContext, TRACEPARENT, bearer_token};
 use storefront_kit::problem::ApiError;
-use storefront_kit::server::Front;
+use storefront_kit::server::{FastPath, Front};
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use utoipa::OpenApi;
 
@@ -30,6 +30,7 @@ use crate::proxy::{self, Outgoing};
 use crate::runtime::Shared;
 use crate::tokens::Tokens;
 use crate::upstream::HttpClient;
+use crate::wire::Wire;
 
 /// Headers carrying the verified caller to upstreams; never taken from clients.
 pub const USER_ID: HeaderName = HeaderName::from_static("x-user-id");
@@ -50,6 +51,8 @@ pub struct AppState {
     pub shared: Arc<Shared>,
     pub tokens: Arc<Tokens>,
     pub client: HttpClient,
+    /// The fast path's upstream connections ([`crate::fast`]).
+    pub wire: Wire,
     pub max_body: usize,
 }
 
@@ -109,6 +112,11 @@ impl Front for Proxied {
         request: Request,
     ) -> BoxFuture<'static, Response> {
         Box::pin(answer(self.state.clone(), peer, ctx, request))
+    }
+
+    /// Simple requests skip hyper ([`crate::fast`]) whenever the front takes requests at all.
+    fn fast(&self) -> bool {
+        !self.cors
     }
 }
 
@@ -198,6 +206,125 @@ fn replace(headers: &mut http::HeaderMap, name: HeaderName, value: Option<Header
         }
         None => {
             headers.remove(name);
+        }
+    }
+}
+
+/// The headers a forwarded request carries that the gateway sets: the client's address
+/// appended to `X-Forwarded-For`, `X-Forwarded-Proto` and `X-Forwarded-Host` (kept as they
+/// came only from a trusted proxy), the request id, the trace context of this hop, and the
+/// verified caller (`X-User-Id`, `X-User-Roles`), which a client's own never replace.
+/// `Host` and the hop-by-hop headers are not forwarded.
+struct Forwarded {
+    forwarded_for: Option<HeaderValue>,
+    peer_trusted: bool,
+    request_id: Option<HeaderValue>,
+    traceparent: HeaderValue,
+    user: Option<HeaderValue>,
+    roles: Option<HeaderValue>,
+}
+
+impl Forwarded {
+    fn new(
+        runtime: &crate::runtime::Runtime,
+        peer: SocketAddr,
+        ctx: &RequestContext,
+        headers: &http::HeaderMap,
+        identity: Option<&Identity>,
+    ) -> Self {
+        let xff = forwarded_for(peer.ip(), headers, &runtime.trusted);
+        let (user, roles) = match identity {
+            Some(id) => {
+                let mut roles = String::with_capacity(16);
+                for (i, role) in id.roles.iter().enumerate() {
+                    if i > 0 {
+                        roles.push(',');
+                    }
+                    roles.push_str(role.as_str());
+                }
+                (
+                    HeaderValue::from_str(&id.subject).ok(),
+                    HeaderValue::from_str(&roles).ok(),
+                )
+            }
+            None => (None, None),
+        };
+        Self {
+            forwarded_for: HeaderValue::from_str(&xff).ok(),
+            peer_trusted: crate::domain::client_ip::is_trusted(peer.ip(), &runtime.trusted),
+            request_id: HeaderValue::from_str(&ctx.request_id).ok(),
+            traceparent: ctx.outgoing_traceparent().header_value(),
+            user,
+            roles,
+        }
+    }
+
+    /// Whether the client's own header `name` is forwarded as it came.
+    fn keeps(&self, name: &HeaderName) -> bool {
+        !(*name == header::HOST
+            || proxy::is_hop_by_hop(name)
+            || *name == X_FORWARDED_FOR
+            || *name == REQUEST_ID
+            || *name == TRACEPARENT
+            || *name == USER_ID
+            || *name == USER_ROLES
+            || (!self.peer_trusted && (*name == FORWARDED_PROTO || *name == FORWARDED_HOST)))
+    }
+
+    /// Sets the forwarded headers in `headers`, the client's request headers with the
+    /// hop-by-hop ones removed (hyper's path). Each header is written once: an insert replaces
+    /// what the client sent under that name, so a name is removed only where nothing replaces
+    /// it (each map operation hashes the name).
+    fn apply(self, headers: &mut http::HeaderMap) {
+        let original_host = headers.remove(header::HOST);
+        replace(headers, X_FORWARDED_FOR, self.forwarded_for);
+        if !self.peer_trusted || !headers.contains_key(&FORWARDED_PROTO) {
+            headers.insert(FORWARDED_PROTO, HeaderValue::from_static("http"));
+        }
+        if !self.peer_trusted || !headers.contains_key(&FORWARDED_HOST) {
+            replace(headers, FORWARDED_HOST, original_host);
+        }
+        replace(headers, REQUEST_ID, self.request_id);
+        headers.insert(TRACEPARENT, self.traceparent);
+        replace(headers, USER_ID, self.user);
+        replace(headers, USER_ROLES, self.roles);
+    }
+
+    /// Writes the header fields of the forwarded request, `headers` being the client's, as
+    /// request head lines into `out` (the fast path's): the same fields [`Forwarded::apply`]
+    /// leaves in a header map.
+    fn write(&self, headers: &http::HeaderMap, out: &mut Vec<u8>) {
+        let mut line = |name: &HeaderName, value: &HeaderValue| {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        };
+        for (name, value) in headers {
+            if self.keeps(name) {
+                line(name, value);
+            }
+        }
+        if let Some(v) = &self.forwarded_for {
+            line(&X_FORWARDED_FOR, v);
+        }
+        if !self.peer_trusted || !headers.contains_key(&FORWARDED_PROTO) {
+            line(&FORWARDED_PROTO, &HeaderValue::from_static("http"));
+        }
+        if (!self.peer_trusted || !headers.contains_key(&FORWARDED_HOST))
+            && let Some(host) = headers.get(header::HOST)
+        {
+            line(&FORWARDED_HOST, host);
+        }
+        for (name, value) in [
+            (&REQUEST_ID, self.request_id.as_ref()),
+            (&TRACEPARENT, Some(&self.traceparent)),
+            (&USER_ID, self.user.as_ref()),
+            (&USER_ROLES, self.roles.as_ref()),
+        ] {
+            if let Some(value) = value {
+                line(name, value);
+            }
         }
     }
 }
@@ -294,62 +421,44 @@ async fn answer(
         path_and_query.push('?');
         path_and_query.push_str(q);
     }
-    // Each header is written once: an insert replaces what the client sent under that name,
-    // so a name is removed only where nothing replaces it (each map operation hashes the name).
+    let fast = parts.extensions.get::<FastPath>().is_some();
     let mut headers = parts.headers;
-    let original_host = headers.remove(header::HOST);
-    proxy::strip_hop_by_hop(&mut headers);
-    let xff = forwarded_for(peer.ip(), &headers, &runtime.trusted);
-    let peer_trusted = crate::domain::client_ip::is_trusted(peer.ip(), &runtime.trusted);
-    replace(
-        &mut headers,
-        X_FORWARDED_FOR,
-        HeaderValue::from_str(&xff).ok(),
-    );
-    if !peer_trusted || !headers.contains_key(&FORWARDED_PROTO) {
-        headers.insert(FORWARDED_PROTO, HeaderValue::from_static("http"));
+    if !fast {
+        // Before anything is read from them: a header the `Connection` header names is gone.
+        // (The fast path takes no `Connection` header but `keep-alive`, which names none.)
+        proxy::strip_hop_by_hop(&mut headers);
     }
-    if !peer_trusted || !headers.contains_key(&FORWARDED_HOST) {
-        replace(&mut headers, FORWARDED_HOST, original_host);
-    }
-    replace(
-        &mut headers,
-        REQUEST_ID,
-        HeaderValue::from_str(&ctx.request_id).ok(),
-    );
-    headers.insert(TRACEPARENT, ctx.outgoing_traceparent().header_value());
-    let (user, roles) = match &identity {
-        Some(id) => {
-            let mut roles = String::with_capacity(16);
-            for (i, role) in id.roles.iter().enumerate() {
-                if i > 0 {
-                    roles.push(',');
-                }
-                roles.push_str(role.as_str());
-            }
-            (
-                HeaderValue::from_str(&id.subject).ok(),
-                HeaderValue::from_str(&roles).ok(),
-            )
-        }
-        None => (None, None),
+    let forwarded = Forwarded::new(&runtime, peer, &ctx, &headers, identity.as_ref());
+    let mut response = if fast {
+        // Written straight into the request head: no header map to change.
+        let mut fields = Vec::with_capacity(512);
+        forwarded.write(&headers, &mut fields);
+        crate::fast::forward(
+            &state.wire,
+            route,
+            &runtime.outlier,
+            &parts.method,
+            &path_and_query,
+            &fields,
+        )
+        .await
+    } else {
+        forwarded.apply(&mut headers);
+        let outgoing = Outgoing {
+            method: parts.method,
+            path_and_query,
+            headers,
+            body,
+        };
+        proxy::forward(
+            &state.client,
+            route,
+            &runtime.outlier,
+            outgoing,
+            state.max_body,
+        )
+        .await
     };
-    replace(&mut headers, USER_ID, user);
-    replace(&mut headers, USER_ROLES, roles);
-    let outgoing = Outgoing {
-        method: parts.method,
-        path_and_query,
-        headers,
-        body,
-    };
-    let mut response = proxy::forward(
-        &state.client,
-        route,
-        &runtime.outlier,
-        outgoing,
-        state.max_body,
-    )
-    .await;
     route.requests.increment(response.status());
     response.headers_mut().extend(extra);
     response

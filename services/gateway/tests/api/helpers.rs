@@ -34,7 +34,8 @@ struct EchoState {
 }
 
 /// An upstream instance: echoes what it got as JSON with its id; `/v1/fail` answers 503,
-/// `/v1/slow` sleeps two seconds, `/v1/close` closes the connection after answering;
+/// `/v1/slow` sleeps two seconds, `/v1/close` closes the connection after answering,
+/// `/v1/stream` answers `part one, part two` in two chunks 50 ms apart (chunked);
 /// `/healthz` is 200 while healthy.
 pub struct Upstream {
     pub addr: SocketAddr,
@@ -55,6 +56,19 @@ async fn echo(State(s): State<EchoState>, request: Request) -> impl IntoResponse
     }
     if path.ends_with("/slow") {
         tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    if path.ends_with("/stream") {
+        let parts = futures::stream::unfold(0, |part| async move {
+            match part {
+                0 => Some((Ok::<_, std::io::Error>("part one, "), 1)),
+                1 => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Some((Ok("part two"), 2))
+                }
+                _ => None,
+            }
+        });
+        return axum::body::Body::from_stream(parts).into_response();
     }
     let headers: BTreeMap<String, String> = parts
         .headers

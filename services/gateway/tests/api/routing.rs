@@ -75,6 +75,138 @@ async fn the_longest_prefix_wins_and_rewrite_replaces_it() {
     assert_eq!(body["path"], "/.well-known/jwks.json");
 }
 
+/// Writes `request` on a new connection to the gateway and reads until it closes the
+/// connection or sends nothing more for 500 ms.
+async fn raw_exchange(base: &str, request: &str) -> String {
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    while let Ok(Ok(n @ 1..)) =
+        tokio::time::timeout(std::time::Duration::from_millis(500), stream.read(&mut buf)).await
+    {
+        out.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A response's status line, its header fields (lower-case names, sorted) and its body.
+fn parse_response(text: &str) -> (String, Vec<(String, String)>, String) {
+    let (head, body) = text.split_once("\r\n\r\n").expect("a whole head");
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap_or_default().to_string();
+    let mut fields: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    fields.sort();
+    (status, fields, body.to_string())
+}
+
+#[tokio::test]
+async fn the_fast_path_forwards_and_answers_as_hypers_does() {
+    let up = Upstream::start("u");
+    let gw = spawn(&config(
+        &[route(
+            "/api/things",
+            "things",
+            &[&up],
+            "rewrite: /v1/things, methods: [GET, HEAD], auth: public",
+        )],
+        "",
+    ))
+    .await;
+    // The same request both ways: with `Connection: keep-alive` the kit's fast path takes it,
+    // with `Connection: close` hyper does. Both carry what a client may not set (identity,
+    // forwarding) and hop-by-hop fields, which neither forwards.
+    let request = |connection: &str| {
+        format!(
+            "GET /api/things/1?colour=red HTTP/1.1\r\nHost: shop.example\r\nAccept: application/json\r\n\
+             X-Forwarded-For: 9.9.9.9\r\nX-Forwarded-Host: evil.example\r\nX-User-Id: spoofed\r\n\
+             X-User-Roles: admin\r\nX-Request-Id: same-id\r\nProxy-Authorization: Basic c2VjcmV0\r\n\
+             Keep-Alive: timeout=5\r\nX-Custom: kept\r\nConnection: {connection}\r\n\r\n"
+        )
+    };
+    let fast = parse_response(&raw_exchange(&gw.base, &request("keep-alive")).await);
+    let hyper = parse_response(&raw_exchange(&gw.base, &request("close")).await);
+    assert_eq!(fast.0, "HTTP/1.1 200 OK");
+    assert_eq!(fast.0, hyper.0);
+    // What the upstream got: the same, but for the trace context, new on each hop.
+    let received = |body: &str| {
+        let mut echo: Value = serde_json::from_str(body).expect("echo JSON");
+        let traceparent = echo["headers"]
+            .as_object_mut()
+            .and_then(|h| h.remove("traceparent"));
+        assert!(traceparent.is_some(), "{body}");
+        echo
+    };
+    let (from_fast, from_hyper) = (received(&fast.2), received(&hyper.2));
+    assert_eq!(from_fast, from_hyper);
+    assert_eq!(from_fast["path"], "/v1/things/1?colour=red");
+    let forwarded = &from_fast["headers"];
+    for gone in [
+        "x-user-id",
+        "x-user-roles",
+        "proxy-authorization",
+        "keep-alive",
+        "connection",
+    ] {
+        assert!(forwarded.get(gone).is_none(), "{gone}: {forwarded}");
+    }
+    assert_eq!(forwarded["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(forwarded["x-forwarded-host"], "shop.example");
+    assert_eq!(forwarded["x-request-id"], "same-id");
+    assert_eq!(forwarded["x-custom"], "kept");
+    // What the client got: the same fields, but for those of the connection (hyper's path
+    // answers `Connection: close` with its own) and the trace context.
+    let fields = |(_, fields, _): &(String, Vec<(String, String)>, String)| {
+        fields
+            .iter()
+            .filter(|(n, _)| n != "traceparent" && n != "connection" && n != "date")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(fields(&fast), fields(&hyper));
+    assert!(
+        fast.1
+            .iter()
+            .any(|(n, v)| n == "x-request-id" && v == "same-id"),
+        "{:?}",
+        fast.1
+    );
+
+    // A `HEAD`: the `GET`'s length, no body, and the connection goes on to the next request.
+    let text = raw_exchange(
+        &gw.base,
+        "HEAD /api/things/1 HTTP/1.1\r\nHost: a\r\n\r\nGET /api/things/2 HTTP/1.1\r\nHost: a\r\n\r\n",
+    )
+    .await;
+    let (head, get) = text.split_at(text.rfind("HTTP/1.1 200").expect("two answers"));
+    assert!(
+        head.starts_with("HTTP/1.1 200") && head.ends_with("\r\n\r\n"),
+        "{text}"
+    );
+    assert!(head.contains("content-length: "), "{text}");
+    assert!(get.contains("/v1/things/2"), "{text}");
+
+    // A body the upstream streams in chunks comes through whole, chunked, and the connection is
+    // used again after it.
+    let text = raw_exchange(
+        &gw.base,
+        "GET /api/things/stream HTTP/1.1\r\nHost: a\r\n\r\nGET /api/things/3 HTTP/1.1\r\nHost: a\r\n\r\n",
+    )
+    .await;
+    let (streamed, next) = text.split_at(text.rfind("HTTP/1.1 200").expect("two answers"));
+    assert!(
+        streamed.contains("transfer-encoding: chunked\r\n"),
+        "{text}"
+    );
+    assert!(streamed.contains("part one, \r\n"), "{text}");
+    assert!(streamed.ends_with("part two\r\n0\r\n\r\n"), "{text}");
+    assert!(next.contains("/v1/things/3"), "{text}");
+}
+
 #[tokio::test]
 async fn no_route_is_404_and_a_wrong_method_405_as_problems() {
     let up = Upstream::start("u");
