@@ -8,7 +8,7 @@
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, Method, StatusCode, header};
+use http::{Method, StatusCode};
 use storefront_kit::problem::ApiError;
 use storefront_kit::server::{Relay, Relayed};
 
@@ -53,10 +53,11 @@ pub async fn forward(
     }
 }
 
-/// Whether `target` can go in a request line as it is: visible ASCII only (it came from a
-/// parsed URI and the route's rewrite, so this holds unless a rewrite is odd).
+/// Whether `target` can go in a request line as it is: no space or control character (it came
+/// from a parsed URI and the route's rewrite, so this holds unless a rewrite is odd; UTF-8 is
+/// taken, as `http::Uri` takes it on hyper's path).
 fn request_target(target: &str) -> bool {
-    target.starts_with('/') && target.bytes().all(|b| b.is_ascii_graphic())
+    target.starts_with('/') && target.bytes().all(|b| b > b' ' && b != 0x7f)
 }
 
 /// The request head for `instance`: its path prefix before `path_and_query`, its `Host`.
@@ -100,14 +101,10 @@ const NOT_RELAYED: [&str; 10] = [
 /// limit's).
 fn response(exchange: Exchange, wire: &Wire) -> Response {
     let mut response = Response::new(Body::empty());
+    // Room for what is added to it (rate limit, request id, trace), so it grows no more.
+    *response.headers_mut() = http::HeaderMap::with_capacity(8);
     *response.status_mut() =
         StatusCode::from_u16(exchange.status()).unwrap_or(StatusCode::BAD_GATEWAY);
-    if exchange.framing() == Framing::Close {
-        // The body ends when the upstream closes: so does the client's connection.
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
     response.extensions_mut().insert(Relayed::new(Relaying {
         exchange,
         wire: wire.clone(),
@@ -125,26 +122,46 @@ struct Relaying {
 impl Relaying {
     /// `head` with the upstream's header fields that are relayed, and the empty line.
     fn head(&self, head: &[u8]) -> Vec<u8> {
-        let chunked = self.exchange.framing() == Framing::Chunked;
-        // Fields the upstream's `Connection` header names are of one connection too.
-        let named: Vec<&str> = self
-            .exchange
-            .headers()
-            .filter(|(name, _)| name.eq_ignore_ascii_case("connection"))
-            .filter_map(|(_, value)| std::str::from_utf8(value).ok())
-            .flat_map(|value| value.split(','))
-            .map(str::trim)
-            .filter(|name| !name.is_empty())
-            .collect();
         let mut out = Vec::with_capacity(head.len() + 512);
         out.extend_from_slice(head);
+        if self.fields(&[], &mut out) {
+            // Fields the upstream's `Connection` header names are of one connection too: seen
+            // only now, so written again without them.
+            let named: Vec<&str> = self
+                .exchange
+                .headers()
+                .filter(|(name, _)| name.eq_ignore_ascii_case("connection"))
+                .filter_map(|(_, value)| std::str::from_utf8(value).ok())
+                .flat_map(|value| value.split(','))
+                .map(str::trim)
+                .filter(|name| !name.is_empty())
+                .collect();
+            out.truncate(head.len());
+            self.fields(&named, &mut out);
+        }
+        out.extend_from_slice(b"\r\n");
+        out
+    }
+
+    /// Writes the upstream's header fields that are relayed, but none named in `named`, into
+    /// `out`, with the framing field of the body as it is relayed and a `Date` when the upstream
+    /// sent none (as hyper's server adds one); whether it had a `Connection` field.
+    fn fields(&self, named: &[&str], out: &mut Vec<u8>) -> bool {
+        let framing = self.exchange.framing();
+        let chunked = framing == Framing::Chunked;
+        let (mut connection, mut length, mut date) = (false, false, false);
         for (name, value) in self.exchange.headers() {
-            // A chunked body relayed as it came keeps its `Transfer-Encoding`, and never a
-            // `Content-Length` beside it (RFC 9112 §6.3: the length would be wrong).
+            connection |= name.eq_ignore_ascii_case("connection");
+            date |= name.eq_ignore_ascii_case("date");
+            // A chunked body relayed as it came keeps its `Transfer-Encoding`; `Content-Length`
+            // goes only with a body of that length (or none), never beside another framing
+            // (RFC 9112 §6.3: the length would be wrong), and once (the values agree).
             let relayed = if name.eq_ignore_ascii_case("transfer-encoding") {
                 chunked
             } else if name.eq_ignore_ascii_case("content-length") {
-                !chunked
+                let first = !length;
+                length = true;
+                first && matches!(framing, Framing::Length(_) | Framing::None)
             } else {
                 !(NOT_RELAYED.iter().any(|n| name.eq_ignore_ascii_case(n))
                     || named.iter().any(|n| name.eq_ignore_ascii_case(n)))
@@ -156,8 +173,14 @@ impl Relaying {
                 out.extend_from_slice(b"\r\n");
             }
         }
-        out.extend_from_slice(b"\r\n");
-        out
+        if framing == Framing::Close {
+            // Relayed chunked (see `wire`).
+            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        }
+        if !date {
+            storefront_kit::server::push_date(out);
+        }
+        connection
     }
 }
 

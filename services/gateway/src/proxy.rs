@@ -200,7 +200,6 @@ pub async fn forward(
             headers.clone().unwrap_or_default()
         };
         let method = method.clone();
-        let client_body = client_body.clone();
         async move {
             let Ok(uri) = uri else {
                 return Attempt::Stop(
@@ -216,12 +215,8 @@ pub async fn forward(
                 .insert(header::HOST, instance.host.clone());
             match client.send(target, request).await {
                 Ok(response) => Attempt::Answered(response.status(), response),
-                Err(e) if is_length_limit(&e) => {
-                    if let Some(rest) = client_body {
-                        drain(&rest, max_body).await;
-                    }
-                    Attempt::Stop(too_large(max_body))
-                }
+                // Drained below, outside the try's timeout.
+                Err(e) if is_length_limit(&e) => Attempt::Stop(too_large(max_body)),
                 Err(e) => Attempt::Failed(storefront_kit::problem::cause_chain(&e)),
             }
         }
@@ -233,7 +228,14 @@ pub async fn forward(
             strip_hop_by_hop(response.headers_mut());
             response
         }
-        Err(problem) => problem,
+        Err(problem) => {
+            if problem.status() == StatusCode::PAYLOAD_TOO_LARGE
+                && let Some(rest) = client_body
+            {
+                drain(&rest, max_body).await;
+            }
+            problem
+        }
     }
 }
 

@@ -38,11 +38,12 @@ const IDLE_TIMEOUT: Duration = storefront_kit::server::IDLE_CONNECTION_TIMEOUT;
 /// longer sends to (their connections would otherwise stay until the instance closes them).
 const SWEEP_EVERY: u32 = 4096;
 
-/// The longest response head taken.
-const MAX_HEAD: usize = 64 * 1024;
+/// The longest response head taken: hyper's client's limit (its default read buffer), so an
+/// upstream answer hyper's path takes is taken here too.
+const MAX_HEAD: usize = 8192 + 4096 * 100;
 
-/// The most header fields a response head may have.
-const MAX_FIELDS: usize = 64;
+/// The most header fields a response head may have: hyper's client's limit.
+const MAX_FIELDS: usize = 100;
 
 /// The longest chunk-size or trailer line taken, its CRLF excluded.
 const MAX_LINE: usize = 4 * 1024;
@@ -66,8 +67,8 @@ pub enum Framing {
     Length(u64),
     /// Chunked (`Transfer-Encoding` ending in `chunked`): the client gets the chunks as sent.
     Chunked,
-    /// Whatever comes until the upstream closes the connection: the client can only learn the
-    /// end the same way, so the caller closes the client connection after it.
+    /// Whatever comes until the upstream closes the connection: relayed chunked (see
+    /// [`Exchange::relay`]), so the caller's head says `Transfer-Encoding: chunked`.
     Close,
 }
 
@@ -352,9 +353,9 @@ fn parse_head(conn: &mut Conn, head_request: bool) -> Result<Option<Head>, WireE
         let len = match response.parse(&conn.buf) {
             Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD => len,
             Ok(httparse::Status::Partial) if conn.buf.len() < MAX_HEAD => return Ok(None),
-            Ok(_) => return Err(WireError::Invalid("response head over 64 KiB")),
+            Ok(_) => return Err(WireError::Invalid("response head over 417,792 bytes")),
             Err(httparse::Error::TooManyHeaders) => {
-                return Err(WireError::Invalid("more than 64 header fields"));
+                return Err(WireError::Invalid("more than 100 header fields"));
             }
             Err(_) => return Err(WireError::Invalid("malformed response head")),
         };
@@ -510,7 +511,10 @@ impl Exchange {
     /// [`Framing::Length`] exactly that many bytes; for [`Framing::Chunked`] the chunked
     /// encoding verbatim (chunk-size lines with any extensions, data, the last chunk, trailer
     /// fields and the final CRLF), parsed only to find its end; for [`Framing::Close`]
-    /// everything until the upstream closes; for [`Framing::None`] nothing. The head and the
+    /// everything until the upstream closes, each read sent as a chunk and the last chunk
+    /// after the close (hyper's server frames such a body so too: the client can tell a whole
+    /// body from one cut short, and keep its connection); for [`Framing::None`] nothing. The
+    /// head and the
     /// body bytes read with the response head go out in one write call (vectored when `out`
     /// takes vectored writes, as a `TcpStream` does, else copied together); later bytes as they
     /// arrive. Bytes after the body's end are not relayed.
@@ -534,11 +538,18 @@ impl Exchange {
             head: response,
         } = self;
         let mut body = Body::new(response.framing);
+        // A body that ends with the upstream's connection goes out chunked, so a client can
+        // tell it whole from cut short, and keeps its own connection.
+        let rechunk = matches!(body, Body::Close);
         let mut at = response.len;
         let n = body.advance(&conn.buf[at..])?;
-        write_both(out, head, &conn.buf[at..at + n])
-            .await
-            .map_err(RelayError::Client)?;
+        let first = &conn.buf[at..at + n];
+        if rechunk {
+            write_both(out, head, &as_chunk(first)).await
+        } else {
+            write_both(out, head, first).await
+        }
+        .map_err(RelayError::Client)?;
         let mut relayed = n as u64;
         at += n;
         while !matches!(body, Body::Done) {
@@ -550,16 +561,22 @@ impl Exchange {
                 .map_err(RelayError::Upstream)?;
             if read == 0 {
                 if matches!(body, Body::Close) {
-                    // The end of the body, and of the connection.
+                    // The end of the body, and of the upstream's connection.
+                    out.write_all(b"0\r\n\r\n")
+                        .await
+                        .map_err(RelayError::Client)?;
                     return Ok(relayed);
                 }
                 return Err(RelayError::Truncated);
             }
             let n = body.advance(&conn.buf)?;
             if n > 0 {
-                out.write_all(&conn.buf[..n])
-                    .await
-                    .map_err(RelayError::Client)?;
+                if rechunk {
+                    out.write_all(&as_chunk(&conn.buf[..n])).await
+                } else {
+                    out.write_all(&conn.buf[..n]).await
+                }
+                .map_err(RelayError::Client)?;
             }
             relayed += n as u64;
             at = n;
@@ -582,6 +599,18 @@ impl std::fmt::Debug for Exchange {
             .field("framing", &self.head.framing)
             .finish_non_exhaustive()
     }
+}
+
+/// `bytes` as one chunk of a chunked body, or nothing for none (an empty chunk would end it).
+fn as_chunk(bytes: &[u8]) -> Vec<u8> {
+    if bytes.is_empty() {
+        return Vec::new();
+    }
+    let mut chunk = Vec::with_capacity(bytes.len() + 20);
+    chunk.extend_from_slice(format!("{:x}\r\n", bytes.len()).as_bytes());
+    chunk.extend_from_slice(bytes);
+    chunk.extend_from_slice(b"\r\n");
+    chunk
 }
 
 /// Writes `head` then `body` to `out` in one write call when `out` takes them (see
@@ -1089,7 +1118,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_close_delimited_body_is_relayed_to_the_upstreams_close_and_not_kept() {
+    async fn a_close_delimited_body_is_relayed_chunked_to_the_upstreams_close_and_not_kept() {
         let body: &[u8] = b"all of it, until the end";
         let (target, connections) = raw(move |_, _| {
             Answer::ReplyAndClose(
@@ -1109,7 +1138,27 @@ mod tests {
             .relay(&wire, &mut out, COMPOSED)
             .await
             .expect("relay");
-        assert_eq!((out, relayed), (composed(body), body.len() as u64));
+        assert_eq!(relayed, body.len() as u64);
+        let chunks = out.strip_prefix(COMPOSED).expect("the composed head first");
+        // However the reads fell: chunks holding the body, then the last chunk.
+        let (mut rest, mut whole) = (chunks, Vec::new());
+        loop {
+            let line = rest
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .expect("a size line");
+            let size = usize::from_str_radix(std::str::from_utf8(&rest[..line]).expect("hex"), 16)
+                .expect("a size");
+            rest = &rest[line + 2..];
+            if size == 0 {
+                assert_eq!(rest, b"\r\n");
+                break;
+            }
+            whole.extend_from_slice(&rest[..size]);
+            assert_eq!(&rest[size..size + 2], b"\r\n");
+            rest = &rest[size + 2..];
+        }
+        assert_eq!(whole, body);
         assert_eq!(kept(target.id), 0);
         fetch(&wire, &target, "/").await;
         assert_eq!(connections.load(Ordering::Relaxed), 2);
@@ -1227,7 +1276,7 @@ mod tests {
         let wire = Wire::new(SECOND, 8);
         let many = format!(
             "HTTP/1.1 200 OK\r\n{}content-length: 0\r\n\r\n",
-            "x-field: 1\r\n".repeat(64)
+            "x-field: 1\r\n".repeat(MAX_FIELDS)
         );
         let big = format!(
             "HTTP/1.1 200 OK\r\nx-big: {}\r\ncontent-length: 0\r\n\r\n",
@@ -1238,8 +1287,8 @@ mod tests {
                 b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n".to_vec(),
                 "101 Switching Protocols",
             ),
-            (many.into_bytes(), "more than 64 header fields"),
-            (big.into_bytes(), "response head over 64 KiB"),
+            (many.into_bytes(), "more than 100 header fields"),
+            (big.into_bytes(), "response head over 417,792 bytes"),
             (b"HTTP/1.1 OK\r\n\r\n".to_vec(), "malformed response head"),
         ] {
             let (target, _) = raw(move |_, _| Answer::Reply(response.clone())).await;

@@ -6,7 +6,7 @@ mod balance;
 mod fast;
 mod request;
 
-pub use fast::{FastPath, Relay, Relayed};
+pub use fast::{FastPath, Relay, Relayed, push_date};
 
 use std::any::Any;
 use std::convert::Infallible;
@@ -1073,10 +1073,13 @@ mod tests {
     /// Takes every path but `/v1/router`; answers with the peer's address, the request id it
     /// was handed and which way the request came (`fast` or `hyper`), and panics on
     /// `/v1/front/panic` (making the answer) and `/v1/front/later` (while it runs). On the fast
-    /// path, `/v1/front/relayed` is answered with a [`Relayed`] body.
+    /// path, `/v1/front/relayed` is answered with a [`Relayed`] body. `/v1/front/slow` is
+    /// answered after 300 ms, and counted in [`SLOW_ANSWERED`] once it is.
     struct EveryPath {
         fast: bool,
     }
+
+    static SLOW_ANSWERED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
     /// Writes the head, then `relayed` in two writes.
     struct TwoParts;
@@ -1121,8 +1124,13 @@ mod tests {
             }
             let via = if fast { "fast" } else { "hyper" };
             let text = format!("{} {} {via}", peer.ip(), ctx.request_id);
+            let slow = request.uri().path() == "/v1/front/slow";
             Box::pin(async move {
                 assert!(!later, "the answer panics");
+                if slow {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    SLOW_ANSWERED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
                 text.into_response()
             })
         }
@@ -1332,9 +1340,12 @@ mod tests {
             let text = raw_exchange(addr, sent.as_bytes()).await;
             assert_eq!(bodies(&text), [answer], "{sent}: {text}");
         }
-        let text = raw_exchange(addr, b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").await;
-        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-        assert!(!text.contains("127.0.0.1"), "{text}");
+        for own in ["/healthz", "/healthz#x"] {
+            let sent = format!("GET {own} HTTP/1.1\r\nHost: t\r\n\r\n");
+            let text = raw_exchange(addr, sent.as_bytes()).await;
+            assert!(text.starts_with("HTTP/1.1 200"), "{own}: {text}");
+            assert!(!text.contains("127.0.0.1"), "{own}: {text}");
+        }
         let text = raw_exchange(addr, b"GET /v1/front/a HTTP/1.1\r\nHo\x01st: t\r\n\r\n").await;
         assert!(text.starts_with("HTTP/1.1 400"), "{text}");
 
@@ -1360,8 +1371,25 @@ mod tests {
         assert!(!text.contains("date: "), "the relay's to write: {text}");
         assert_eq!(bodies(&text), ["relayed"], "{text}");
 
-        // Stopping closes an idle fast-path connection at once.
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        // A client that leaves while its request is answered: the answer is dropped.
+        let mut gone = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        gone.write_all(format!("GET /v1/front/slow HTTP/1.1\r\n{host}\r\n").as_bytes())
+            .await
+            .expect("write");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(gone);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(SLOW_ANSWERED.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+        // Stopping: a request in flight is answered, with `connection: close`, and its
+        // connection closed; an idle fast-path connection closes at once.
+        let mut busy = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        busy.write_all(
+            format!("GET /v1/front/slow HTTP/1.1\r\n{host}x-request-id: last\r\n\r\n").as_bytes(),
+        )
+        .await
+        .expect("write");
         let mut idle = tokio::net::TcpStream::connect(addr).await.expect("connect");
         idle.write_all(format!("GET /v1/front/i HTTP/1.1\r\n{host}\r\n").as_bytes())
             .await
@@ -1369,9 +1397,19 @@ mod tests {
         let mut buf = [0u8; 4096];
         let n = idle.read(&mut buf).await.expect("answered");
         assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
         token.cancel();
         let closed = tokio::time::timeout(Duration::from_secs(3), idle.read(&mut buf)).await;
         assert!(matches!(closed, Ok(Ok(0))), "{closed:?}");
+        let mut last = Vec::new();
+        tokio::time::timeout(Duration::from_secs(3), busy.read_to_end(&mut last))
+            .await
+            .expect("closed after its answer")
+            .expect("read");
+        let last = String::from_utf8_lossy(&last);
+        assert!(last.starts_with("HTTP/1.1 200"), "{last}");
+        assert!(last.contains("connection: close\r\n"), "{last}");
+        assert!(last.ends_with("127.0.0.1 last fast"), "{last}");
         running.await.expect("join").expect("served");
     }
 

@@ -450,13 +450,15 @@ async fn answer(
             headers,
             body,
         };
-        proxy::forward(
+        // Boxed: its state is large, and would make every request's future (the fast path's
+        // too) as large, copied each time the future moves.
+        Box::pin(proxy::forward(
             &state.client,
             route,
             &runtime.outlier,
             outgoing,
             state.max_body,
-        )
+        ))
         .await
     };
     route.requests.increment(response.status());

@@ -176,6 +176,17 @@ async fn the_fast_path_forwards_and_answers_as_hypers_does() {
         fast.1
     );
 
+    // UTF-8 in the path, as some clients send it: forwarded both ways.
+    for connection in ["keep-alive", "close"] {
+        let sent = format!(
+            "GET /api/things/caf\u{e9} HTTP/1.1\r\nHost: a\r\nConnection: {connection}\r\n\r\n"
+        );
+        let (status, _, body) = parse_response(&raw_exchange(&gw.base, &sent).await);
+        assert_eq!(status, "HTTP/1.1 200 OK", "{connection}: {body}");
+        let echo: Value = serde_json::from_str(&body).expect("echo JSON");
+        assert_eq!(echo["path"], "/v1/things/caf\u{e9}", "{connection}");
+    }
+
     // A `HEAD`: the `GET`'s length, no body, and the connection goes on to the next request.
     let text = raw_exchange(
         &gw.base,

@@ -11,9 +11,11 @@
 //! ([`super::front_call`]), and its response written here: a front may hand back a [`Relayed`]
 //! body and write it itself (the gateway relays its upstream's bytes).
 //!
-//! Anything else (a body, an upgrade, HTTP/1.0, a malformed or oversized head, a path the
-//! front leaves to the router) ends the fast path for that connection: hyper serves the rest
-//! of it, starting with the bytes already read ([`Rewind`]), exactly as if it had read them.
+//! Anything else (a body, an upgrade, HTTP/1.0, a malformed head, a path the front leaves to
+//! the router) ends the fast path for that connection: hyper serves the rest of it, starting
+//! with the bytes already read ([`Rewind`]), and reads them as it would have: a head is handed
+//! over whole (or once it is malformed), with hyper's own limits on its size and fields, so
+//! hyper's header read timeout, which starts again, only ever runs for the next request.
 //!
 //! Why: bench/gateway counts hyper's server and client at about 16,000 instructions a proxied
 //! request more than reading and writing the same bytes by hand, nearly what nginx spends on a
@@ -77,11 +79,13 @@ impl std::fmt::Debug for Relayed {
     }
 }
 
-/// The most a request head may take; past it, hyper gets the connection (and answers 431).
-const MAX_HEAD: usize = 64 * 1024;
+/// The most a request head may take: hyper's own limit (its default read buffer), so a head
+/// the fast path gives up on is one hyper refuses too.
+const MAX_HEAD: usize = 8192 + 4096 * 100;
 
-/// Header slots for one request head; a head with more goes to hyper.
-const MAX_HEADERS: usize = 64;
+/// Header fields of one request head: hyper's limit, so a head with more goes to hyper only to
+/// be refused there.
+const MAX_HEADERS: usize = 100;
 
 /// What the fast path leaves to hyper: the connection and what was read from it unanswered.
 pub(super) struct Rest<I> {
@@ -145,10 +149,28 @@ where
         };
         read.advance(length);
         let head_only = request.method() == Method::HEAD;
-        let response = super::front_call(shard, front, peer, route, request).await;
+        let mut answer = std::pin::pin!(super::front_call(shard, front, peer, route, request));
+        // A client that closes its connection while its request is answered has left: the
+        // answer is dropped (and its upstream try with it), as hyper does. Bytes that come
+        // meanwhile (a pipelined request) wait in `read`.
+        let response = loop {
+            if !read.is_empty() || read.capacity() == read.len() {
+                break answer.await;
+            }
+            tokio::select! {
+                biased;
+                response = answer.as_mut() => break response,
+                filled = io.read_buf(&mut read) => match filled {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => {}
+                },
+            }
+        };
         let Ok(response) = response;
-        let close = write_response(&mut io, &mut head, response, head_only).await;
-        if close || stop.is_cancelled() {
+        // Stopping: this is the connection's last response, and says so.
+        let closing = stop.is_cancelled();
+        let close = write_response(&mut io, &mut head, response, head_only, closing).await;
+        if close || closing {
             let _ = io.shutdown().await;
             return None;
         }
@@ -159,9 +181,11 @@ where
 /// not complete yet, or the connection for hyper. See the module's documentation for what is
 /// simple.
 fn next(read: &[u8], front: &dyn super::Front) -> Next {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Request::new(&mut headers);
-    let length = match parsed.parse(read) {
+    // Not initialized first: 100 slots cost 100 stores a request, and few are ever used.
+    let mut headers: [std::mem::MaybeUninit<httparse::Header<'_>>; MAX_HEADERS] =
+        [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut []);
+    let length = match parsed.parse_with_uninit_headers(read, &mut headers) {
         Ok(httparse::Status::Complete(length)) => length,
         Ok(httparse::Status::Partial) if read.len() < MAX_HEAD => return Next::Partial,
         // Oversized, malformed or with too many headers: hyper answers it as it should.
@@ -175,12 +199,13 @@ fn next(read: &[u8], front: &dyn super::Front) -> Next {
     let (Some(path), Some(1)) = (parsed.path, parsed.version) else {
         return Next::Hyper;
     };
-    if !path.starts_with('/') || OWN_PATHS.contains(&path.split('?').next().unwrap_or(path)) {
-        return Next::Hyper;
-    }
     let Ok(uri) = Uri::try_from(path) else {
         return Next::Hyper;
     };
+    // As hyper's requests are matched: by the parsed path (a `#...` is not part of it).
+    if !path.starts_with('/') || OWN_PATHS.contains(&uri.path()) {
+        return Next::Hyper;
+    }
     let mut map = http::HeaderMap::with_capacity(parsed.headers.len());
     for h in parsed.headers.iter() {
         let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
@@ -221,12 +246,14 @@ fn simple(name: &HeaderName, value: &[u8]) -> bool {
         || name.as_str() == "http2-settings")
 }
 
-/// Writes `response` (a `HEAD`'s without its body); whether the connection must close after it.
+/// Writes `response` (a `HEAD`'s without its body; with `Connection: close` when `closing`);
+/// whether the connection must close after it.
 async fn write_response<I>(
     io: &mut I,
     head: &mut Vec<u8>,
     mut response: Response,
     head_only: bool,
+    closing: bool,
 ) -> bool
 where
     I: AsyncWrite + Unpin + Send,
@@ -247,6 +274,9 @@ where
         head.extend_from_slice(b": ");
         head.extend_from_slice(value.as_bytes());
         head.extend_from_slice(b"\r\n");
+    }
+    if closing && !close {
+        head.extend_from_slice(b"connection: close\r\n");
     }
     if let Some(relay) = response
         .extensions()
@@ -285,8 +315,9 @@ thread_local! {
     static DATE: std::cell::RefCell<(u64, Vec<u8>)> = const { std::cell::RefCell::new((u64::MAX, Vec::new())) };
 }
 
-/// Appends a `date` header line (made once a second per thread, as hyper does).
-fn push_date(head: &mut Vec<u8>) {
+/// Appends a `date` header line to a response head being written (made once a second per
+/// thread, as hyper does).
+pub fn push_date(head: &mut Vec<u8>) {
     let now = SystemTime::now();
     let second = now
         .duration_since(SystemTime::UNIX_EPOCH)
