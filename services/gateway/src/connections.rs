@@ -7,7 +7,7 @@
 //! for that moment, and took a lock and a hashed lookup per request: in bench/gateway's floors
 //! it cost 1.1 µs of user time a request more than such a pool.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -54,15 +54,103 @@ pub enum UpstreamError {
     Http(#[from] hyper::Error),
 }
 
-struct Kept {
-    sender: SendRequest<Body>,
-    since: Instant,
+thread_local! {
+    /// This thread's kept connections.
+    static KEPT: RefCell<Kept<SendRequest<Body>>> = const { RefCell::new(Kept::new()) };
 }
 
-thread_local! {
-    /// This thread's kept connections: per instance id, oldest first.
-    static KEPT: RefCell<Vec<(u64, Vec<Kept>)>> = const { RefCell::new(Vec::new()) };
-    static KEPT_SINCE_SWEEP: Cell<u32> = const { Cell::new(0) };
+/// What [`Kept::take`] does with a kept connection it looks at.
+pub(crate) enum Look {
+    /// Take it for the request.
+    Take,
+    /// Keep it, and look at an older one (it is busy).
+    Skip,
+    /// Drop it (closed), and look at an older one.
+    Drop,
+}
+
+/// The connections one thread keeps, per instance id, oldest first: both of the gateway's
+/// upstream clients keep theirs in one (hyper's here, [`crate::wire`]'s raw ones).
+pub(crate) struct Kept<C> {
+    by_instance: Vec<(u64, Vec<(C, Instant)>)>,
+    since_sweep: u32,
+}
+
+impl<C> Kept<C> {
+    pub(crate) const fn new() -> Self {
+        Self {
+            by_instance: Vec::new(),
+            since_sweep: 0,
+        }
+    }
+
+    /// Keeps `conn` for `id`'s next requests unless `max_idle` are kept already, after dropping
+    /// those idle for [`IDLE_TIMEOUT`]. Every [`SWEEP_EVERY`] keeps, also drops, for every
+    /// instance, the connections expired or not `alive` (those of instances no longer sent to
+    /// would otherwise stay until the instance closes them).
+    pub(crate) fn keep(&mut self, id: u64, conn: C, max_idle: usize, alive: impl Fn(&C) -> bool) {
+        if max_idle == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let kept = match self.by_instance.iter().position(|(i, _)| *i == id) {
+            Some(p) => &mut self.by_instance[p].1,
+            None => {
+                self.by_instance.push((id, Vec::new()));
+                &mut self.by_instance.last_mut().expect("just pushed").1
+            }
+        };
+        let expired = kept
+            .iter()
+            .take_while(|(_, since)| now.duration_since(*since) >= IDLE_TIMEOUT)
+            .count();
+        kept.drain(..expired);
+        if kept.len() < max_idle {
+            kept.push((conn, now));
+        }
+        self.since_sweep += 1;
+        if self.since_sweep < SWEEP_EVERY {
+            return;
+        }
+        self.since_sweep = 0;
+        for (_, kept) in &mut self.by_instance {
+            kept.retain(|(conn, since)| now.duration_since(*since) < IDLE_TIMEOUT && alive(conn));
+        }
+        self.by_instance.retain(|(_, kept)| !kept.is_empty());
+    }
+
+    /// The most recently kept connection to `id` that `look` takes, not idle for
+    /// [`IDLE_TIMEOUT`]; what it drops, and the expired, are dropped on the way.
+    pub(crate) fn take(&mut self, id: u64, look: impl Fn(&C) -> Look) -> Option<C> {
+        let now = Instant::now();
+        let (_, kept) = self.by_instance.iter_mut().find(|(i, _)| *i == id)?;
+        let expired = kept
+            .iter()
+            .take_while(|(_, since)| now.duration_since(*since) >= IDLE_TIMEOUT)
+            .count();
+        kept.drain(..expired);
+        let mut k = kept.len();
+        while k > 0 {
+            k -= 1;
+            match look(&kept[k].0) {
+                Look::Take => return Some(kept.remove(k).0),
+                Look::Skip => {}
+                Look::Drop => {
+                    kept.remove(k);
+                }
+            }
+        }
+        None
+    }
+
+    /// Connections kept for `id`.
+    #[cfg(test)]
+    pub(crate) fn count(&self, id: u64) -> usize {
+        self.by_instance
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map_or(0, |(_, kept)| kept.len())
+    }
 }
 
 impl HttpClient {
@@ -136,67 +224,31 @@ impl HttpClient {
 
     /// Keeps `sender` for `id`'s next requests, unless `max_idle` are kept already.
     fn keep(&self, id: u64, sender: SendRequest<Body>) {
-        if self.max_idle == 0 {
-            return;
-        }
-        let now = Instant::now();
-        KEPT.with_borrow_mut(|all| {
-            let kept = match all.iter().position(|(i, _)| *i == id) {
-                Some(p) => &mut all[p].1,
-                None => {
-                    all.push((id, Vec::new()));
-                    &mut all.last_mut().expect("just pushed").1
-                }
-            };
-            let expired = kept
-                .iter()
-                .take_while(|k| now.duration_since(k.since) >= IDLE_TIMEOUT)
-                .count();
-            kept.drain(..expired);
-            if kept.len() < self.max_idle {
-                kept.push(Kept { sender, since: now });
-            }
-            let swept = KEPT_SINCE_SWEEP.get() + 1;
-            if swept < SWEEP_EVERY {
-                KEPT_SINCE_SWEEP.set(swept);
-                return;
-            }
-            KEPT_SINCE_SWEEP.set(0);
-            for (_, kept) in all.iter_mut() {
-                kept.retain(|k| {
-                    now.duration_since(k.since) < IDLE_TIMEOUT && !k.sender.is_closed()
-                });
-            }
-            all.retain(|(_, kept)| !kept.is_empty());
+        KEPT.with_borrow_mut(|kept| {
+            kept.keep(id, sender, self.max_idle, |s| !s.is_closed());
         });
     }
 }
 
 /// The most recently kept ready connection to `id`, dropping closed ones on the way.
 fn take(id: u64) -> Option<SendRequest<Body>> {
-    KEPT.with_borrow_mut(|all| {
-        let (_, kept) = all.iter_mut().find(|(i, _)| *i == id)?;
-        let mut k = kept.len();
-        while k > 0 {
-            k -= 1;
-            if kept[k].sender.is_closed() {
-                kept.remove(k);
-            } else if kept[k].sender.is_ready() {
-                return Some(kept.remove(k).sender);
+    KEPT.with_borrow_mut(|kept| {
+        kept.take(id, |sender| {
+            if sender.is_closed() {
+                Look::Drop
+            } else if sender.is_ready() {
+                Look::Take
+            } else {
+                Look::Skip
             }
-        }
-        None
+        })
     })
 }
 
 /// Connections this thread keeps for `id` (for tests).
 #[cfg(test)]
 pub fn kept(id: u64) -> usize {
-    KEPT.with_borrow(|all| {
-        all.iter()
-            .find(|(i, _)| *i == id)
-            .map_or(0, |(_, kept)| kept.len())
-    })
+    KEPT.with_borrow(|kept| kept.count(id))
 }
 
 #[cfg(test)]
@@ -287,6 +339,26 @@ mod tests {
     async fn answered(client: &HttpClient, target: &Target) {
         let response = client.send(target, get()).await.expect("send");
         assert_eq!(body(response).await, "ok");
+    }
+
+    #[test]
+    fn the_newest_connection_a_look_takes_is_taken_and_the_dropped_are_gone() {
+        let mut kept: Kept<&str> = Kept::new();
+        for conn in ["old", "busy", "closed"] {
+            kept.keep(1, conn, 8, |_| true);
+        }
+        kept.keep(1, "over the limit", 3, |_| true);
+        kept.keep(2, "other instance", 0, |_| true);
+        assert_eq!((kept.count(1), kept.count(2)), (3, 0));
+        let look = |c: &&str| match *c {
+            "closed" => Look::Drop,
+            "busy" => Look::Skip,
+            _ => Look::Take,
+        };
+        assert_eq!(kept.take(1, look), Some("old"));
+        assert_eq!(kept.count(1), 1, "the busy one stays");
+        assert_eq!(kept.take(1, look), None);
+        assert_eq!(kept.take(2, look), None);
     }
 
     #[tokio::test]

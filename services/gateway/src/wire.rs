@@ -21,22 +21,15 @@
 //! answered in HTTP/1.0 never is, even with `Connection: keep-alive`: that older persistence is
 //! not worth its rules for the upstreams of this gateway, which speak HTTP/1.1.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::io::{self, IoSlice};
 use std::ops::Range;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use crate::connections::Target;
-
-/// How long an idle connection is kept: less than the upstream service's header read timeout.
-const IDLE_TIMEOUT: Duration = storefront_kit::server::IDLE_CONNECTION_TIMEOUT;
-
-/// After how many kept connections a thread also drops what it keeps for instances it no
-/// longer sends to (their connections would otherwise stay until the instance closes them).
-const SWEEP_EVERY: u32 = 4096;
+use crate::connections::{Kept, Look, Target};
 
 /// The longest response head taken: hyper's client's limit (its default read buffer), so an
 /// upstream answer hyper's path takes is taken here too.
@@ -151,15 +144,9 @@ struct Failure {
     error: WireError,
 }
 
-struct Kept {
-    conn: Conn,
-    since: Instant,
-}
-
 thread_local! {
-    /// This thread's kept connections: per instance id, oldest first.
-    static KEPT: RefCell<Vec<(u64, Vec<Kept>)>> = const { RefCell::new(Vec::new()) };
-    static KEPT_SINCE_SWEEP: Cell<u32> = const { Cell::new(0) };
+    /// This thread's kept connections.
+    static KEPT: RefCell<Kept<Conn>> = const { RefCell::new(Kept::new()) };
 }
 
 impl Wire {
@@ -247,57 +234,15 @@ impl Wire {
     /// Keeps `conn` (its buffer empty) for `id`'s next requests, unless `max_idle` are kept
     /// already.
     fn keep(&self, id: u64, conn: Conn) {
-        if self.max_idle == 0 {
-            return;
-        }
-        let now = Instant::now();
-        KEPT.with_borrow_mut(|all| {
-            let kept = match all.iter().position(|(i, _)| *i == id) {
-                Some(p) => &mut all[p].1,
-                None => {
-                    all.push((id, Vec::new()));
-                    &mut all.last_mut().expect("just pushed").1
-                }
-            };
-            let expired = kept
-                .iter()
-                .take_while(|k| now.duration_since(k.since) >= IDLE_TIMEOUT)
-                .count();
-            kept.drain(..expired);
-            if kept.len() < self.max_idle {
-                kept.push(Kept { conn, since: now });
-            }
-            let swept = KEPT_SINCE_SWEEP.get() + 1;
-            if swept < SWEEP_EVERY {
-                KEPT_SINCE_SWEEP.set(swept);
-                return;
-            }
-            KEPT_SINCE_SWEEP.set(0);
-            for (_, kept) in all.iter_mut() {
-                kept.retain(|k| now.duration_since(k.since) < IDLE_TIMEOUT && open(&k.conn.tcp));
-            }
-            all.retain(|(_, kept)| !kept.is_empty());
-        });
+        KEPT.with_borrow_mut(|kept| kept.keep(id, conn, self.max_idle, |c| open(&c.tcp)));
     }
 }
 
 /// The most recently kept connection to `id` that is neither expired nor seen closed, dropping
 /// the others on the way.
 fn take(id: u64) -> Option<Conn> {
-    let now = Instant::now();
-    KEPT.with_borrow_mut(|all| {
-        let (_, kept) = all.iter_mut().find(|(i, _)| *i == id)?;
-        while let Some(k) = kept.pop() {
-            if now.duration_since(k.since) >= IDLE_TIMEOUT {
-                // The others were kept before it.
-                kept.clear();
-                return None;
-            }
-            if open(&k.conn.tcp) {
-                return Some(k.conn);
-            }
-        }
-        None
+    KEPT.with_borrow_mut(|kept| {
+        kept.take(id, |c| if open(&c.tcp) { Look::Take } else { Look::Drop })
     })
 }
 
@@ -769,11 +714,7 @@ fn chunked(state: &mut Chunk, bytes: &[u8]) -> Result<(usize, bool), RelayError>
 /// Connections this thread keeps for `id` (for tests).
 #[cfg(test)]
 fn kept(id: u64) -> usize {
-    KEPT.with_borrow(|all| {
-        all.iter()
-            .find(|(i, _)| *i == id)
-            .map_or(0, |(_, kept)| kept.len())
-    })
+    KEPT.with_borrow(|kept| kept.count(id))
 }
 
 #[cfg(test)]
