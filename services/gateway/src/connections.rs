@@ -42,16 +42,44 @@ pub struct HttpClient {
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error(transparent)]
+    Http(#[from] hyper::Error),
+}
+
+/// Why no connection to an upstream instance was made.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
     #[error("cannot connect to {at}: {source}")]
-    Connect {
+    Refused {
         at: String,
         #[source]
         source: std::io::Error,
     },
     #[error("no connection to {at} within {after:?}")]
-    ConnectTimeout { at: String, after: Duration },
-    #[error(transparent)]
-    Http(#[from] hyper::Error),
+    Timeout { at: String, after: Duration },
+}
+
+/// A new TCP connection to `target`, with `TCP_NODELAY` (both upstream clients' requests go
+/// out in one write and are answered before anything else is sent), within `timeout`.
+pub(crate) async fn connect(target: &Target, timeout: Duration) -> Result<TcpStream, ConnectError> {
+    let at = || format!("{}:{}", target.host, target.port);
+    let connecting = TcpStream::connect((target.host.as_str(), target.port));
+    let tcp = match tokio::time::timeout(timeout, connecting).await {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(source)) => return Err(ConnectError::Refused { at: at(), source }),
+        Err(_) => {
+            return Err(ConnectError::Timeout {
+                at: at(),
+                after: timeout,
+            });
+        }
+    };
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "could not set TCP_NODELAY on an upstream connection");
+    }
+    Ok(tcp)
 }
 
 thread_local! {
@@ -198,21 +226,7 @@ impl HttpClient {
     }
 
     async fn connect(&self, target: &Target) -> Result<SendRequest<Body>, UpstreamError> {
-        let at = || format!("{}:{}", target.host, target.port);
-        let connecting = TcpStream::connect((target.host.as_str(), target.port));
-        let tcp = match tokio::time::timeout(self.connect_timeout, connecting).await {
-            Ok(Ok(tcp)) => tcp,
-            Ok(Err(source)) => return Err(UpstreamError::Connect { at: at(), source }),
-            Err(_) => {
-                return Err(UpstreamError::ConnectTimeout {
-                    at: at(),
-                    after: self.connect_timeout,
-                });
-            }
-        };
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY on an upstream connection");
-        }
+        let tcp = connect(target, self.connect_timeout).await?;
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -436,7 +450,10 @@ mod tests {
             .send(&target, get())
             .await
             .expect_err("refused");
-        assert!(matches!(err, UpstreamError::Connect { .. }), "{err:?}");
+        assert!(
+            matches!(err, UpstreamError::Connect(ConnectError::Refused { .. })),
+            "{err:?}"
+        );
         assert!(
             err.to_string().contains(&format!("127.0.0.1:{port}")),
             "{err}"

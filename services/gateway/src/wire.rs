@@ -29,7 +29,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use crate::connections::{Kept, Look, Target};
+use crate::connections::{self, ConnectError, Kept, Look, Target};
 
 /// The longest response head taken: hyper's client's limit (its default read buffer), so an
 /// upstream answer hyper's path takes is taken here too.
@@ -68,14 +68,8 @@ pub enum Framing {
 /// Why no response head came from an upstream.
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
-    #[error("cannot connect to {at}: {source}")]
-    Connect {
-        at: String,
-        #[source]
-        source: io::Error,
-    },
-    #[error("no connection to {at} within {after:?}")]
-    ConnectTimeout { at: String, after: Duration },
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     /// Writing the request or reading the response head failed.
     #[error("upstream connection failed: {0}")]
     Io(#[from] io::Error),
@@ -209,21 +203,7 @@ impl Wire {
     }
 
     async fn connect(&self, target: &Target) -> Result<Conn, WireError> {
-        let at = || format!("{}:{}", target.host, target.port);
-        let connecting = TcpStream::connect((target.host.as_str(), target.port));
-        let tcp = match tokio::time::timeout(self.connect_timeout, connecting).await {
-            Ok(Ok(tcp)) => tcp,
-            Ok(Err(source)) => return Err(WireError::Connect { at: at(), source }),
-            Err(_) => {
-                return Err(WireError::ConnectTimeout {
-                    at: at(),
-                    after: self.connect_timeout,
-                });
-            }
-        };
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY on an upstream connection");
-        }
+        let tcp = connections::connect(target, self.connect_timeout).await?;
         Ok(Conn {
             tcp,
             buf: Vec::new(),
@@ -1182,7 +1162,10 @@ mod tests {
             .send(&target(port), &get("/"), false)
             .await
             .expect_err("refused");
-        assert!(matches!(err, WireError::Connect { .. }), "{err:?}");
+        assert!(
+            matches!(err, WireError::Connect(ConnectError::Refused { .. })),
+            "{err:?}"
+        );
         assert!(
             err.to_string().contains(&format!("127.0.0.1:{port}")),
             "{err}"
