@@ -180,6 +180,14 @@ impl Wire {
             };
             match exchange(&mut conn, head, head_request).await {
                 Ok(head) => {
+                    // The body's first bytes, read with the head, are checked now: a chunked
+                    // body broken there is the upstream's failure (a 502, and another try)
+                    // while nothing has gone to the client yet, not a connection closed after
+                    // a head.
+                    if let Err(e) = Body::new(head.framing).advance(&conn.buf[head.len..]) {
+                        tracing::debug!(error = %e, "an upstream's body was broken from its start");
+                        return Err(WireError::Invalid("malformed chunked body"));
+                    }
                     return Ok(Exchange {
                         conn,
                         target: target.id,
@@ -1252,17 +1260,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_malformed_chunk_is_an_upstream_error() {
+    async fn a_chunk_malformed_in_what_came_with_the_head_fails_the_send() {
         let target =
             fixed(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nokX0\r\n\r\n").await;
         let wire = Wire::new(SECOND, 8);
-        let exchange = wire.send(&target, &get("/"), false).await.expect("send");
-        let err = exchange
-            .relay(&wire, &mut Vec::new(), COMPOSED)
+        let err = wire
+            .send(&target, &get("/"), false)
             .await
             .expect_err("invalid");
-        assert!(matches!(err, RelayError::InvalidChunk(_)), "{err:?}");
-        assert!(!err.is_client());
+        assert!(
+            matches!(err, WireError::Invalid("malformed chunked body")),
+            "{err:?}"
+        );
         assert_eq!(kept(target.id), 0);
     }
 
