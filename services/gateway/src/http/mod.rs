@@ -213,8 +213,8 @@ fn replace(headers: &mut http::HeaderMap, name: HeaderName, value: Option<Header
 /// The headers a forwarded request carries that the gateway sets: the client's address
 /// appended to `X-Forwarded-For`, `X-Forwarded-Proto` and `X-Forwarded-Host` (kept as they
 /// came only from a trusted proxy), the request id, the trace context of this hop, and the
-/// verified caller (`X-User-Id`, `X-User-Roles`), which a client's own never replace.
-/// `Host` and the hop-by-hop headers are not forwarded.
+/// verified caller (`X-User-Id`, `X-User-Roles`; what a client sent under those names is
+/// never forwarded). `Host` and the hop-by-hop headers are not forwarded.
 struct Forwarded {
     forwarded_for: Option<HeaderValue>,
     peer_trusted: bool,
