@@ -8,8 +8,8 @@
 //! Here the response head is parsed (httparse) only for what the gateway needs: the status,
 //! the header fields it composes its own head from, and where the body ends. The body goes out
 //! as it came, the chunked encoding included (its chunk-size lines are parsed only to find its
-//! end), and the composed head goes out with the body bytes read along with the response head in
-//! one write call.
+//! end; its trailer fields are left out, as hyper's server leaves them out), and the composed
+//! head goes out with the body bytes read along with the response head in one write call.
 //!
 //! Connections are kept as in [`crate::connections`]: by each thread for itself, per instance,
 //! the most recently kept taken first, none idle for the idle timeout or longer. One is kept once
@@ -442,8 +442,10 @@ impl Exchange {
     /// Writes `head` (the response head the gateway composed for its client, ending in
     /// CRLFCRLF) to `out`, followed by the body as the upstream framed it: for
     /// [`Framing::Length`] exactly that many bytes; for [`Framing::Chunked`] the chunked
-    /// encoding verbatim (chunk-size lines with any extensions, data, the last chunk, trailer
-    /// fields and the final CRLF), parsed only to find its end; for [`Framing::Close`]
+    /// encoding verbatim (chunk-size lines with any extensions, data, the last chunk), parsed
+    /// only to find its end, and then the empty line that ends it, without the upstream's
+    /// trailer fields (hyper's server sends none to a client that did not ask for them, and
+    /// the fast path takes no `TE` header); for [`Framing::Close`]
     /// everything until the upstream closes, each read sent as a chunk and the last chunk
     /// after the close (hyper's server frames such a body so too: the client can tell a whole
     /// body from one cut short, and keep its connection); for [`Framing::None`] nothing. The
@@ -474,16 +476,17 @@ impl Exchange {
         // A body that ends with the upstream's connection goes out chunked, so a client can
         // tell it whole from cut short, and keeps its own connection.
         let rechunk = matches!(body, Body::Close);
+        let chunked = matches!(body, Body::Chunked(_));
         let mut at = response.len;
-        let n = body.advance(&conn.buf[at..])?;
-        let first = &conn.buf[at..at + n];
+        let (n, relaying) = body.advance(&conn.buf[at..])?;
+        let first = &conn.buf[at..at + relaying];
         if rechunk {
             write_both(out, head, &as_chunk(first)).await
         } else {
             write_both(out, head, first).await
         }
         .map_err(RelayError::Client)?;
-        let mut relayed = n as u64;
+        let mut relayed = relaying as u64;
         at += n;
         while !matches!(body, Body::Done) {
             // Keep what is not relayed yet (part of a line) at the front.
@@ -502,17 +505,22 @@ impl Exchange {
                 }
                 return Err(RelayError::Truncated);
             }
-            let n = body.advance(&conn.buf)?;
-            if n > 0 {
+            let (n, relaying) = body.advance(&conn.buf)?;
+            if relaying > 0 {
                 if rechunk {
-                    out.write_all(&as_chunk(&conn.buf[..n])).await
+                    out.write_all(&as_chunk(&conn.buf[..relaying])).await
                 } else {
-                    out.write_all(&conn.buf[..n]).await
+                    out.write_all(&conn.buf[..relaying]).await
                 }
                 .map_err(RelayError::Client)?;
             }
-            relayed += n as u64;
+            relayed += relaying as u64;
             at = n;
+        }
+        if chunked {
+            // In place of the trailer section, which ended the body: none.
+            out.write_all(b"\r\n").await.map_err(RelayError::Client)?;
+            relayed += 2;
         }
         out.flush().await.map_err(RelayError::Client)?;
         if response.persistent && at == conn.buf.len() {
@@ -608,35 +616,42 @@ impl Body {
         }
     }
 
-    /// How many of `bytes` (what follows the body bytes counted so far) belong to the body:
-    /// fewer than all when the body ends within them or they end within a line.
-    fn advance(&mut self, bytes: &[u8]) -> Result<usize, RelayError> {
+    /// How many of `bytes` (what follows the body bytes counted so far) belong to the body
+    /// (fewer than all when the body ends within them or they end within a line), and how
+    /// many of those, from the first, are relayed: all but a chunked body's trailer section.
+    fn advance(&mut self, bytes: &[u8]) -> Result<(usize, usize), RelayError> {
         match self {
-            Self::Done => Ok(0),
-            Self::Close => Ok(bytes.len()),
+            Self::Done => Ok((0, 0)),
+            Self::Close => Ok((bytes.len(), bytes.len())),
             Self::Length(left) => {
                 let n = (*left).min(bytes.len() as u64);
                 *left -= n;
                 if *left == 0 {
                     *self = Self::Done;
                 }
-                Ok(n as usize)
+                Ok((n as usize, n as usize))
             }
             Self::Chunked(chunk) => {
-                let (n, done) = chunked(chunk, bytes)?;
+                let (n, relayed, done) = chunked(chunk, bytes)?;
                 if done {
                     *self = Self::Done;
                 }
-                Ok(n)
+                Ok((n, relayed))
             }
         }
     }
 }
 
-/// How many of `bytes`, from `state` on, belong to a chunked body, and whether it ends there.
-fn chunked(state: &mut Chunk, bytes: &[u8]) -> Result<(usize, bool), RelayError> {
+/// How many of `bytes`, from `state` on, belong to a chunked body, how many of those are
+/// relayed (up to the end of the last chunk's line: the trailer section is not, as hyper's
+/// server sends none to a client that did not ask for trailers, and [`Exchange::relay`] ends
+/// the body with the empty line itself), and whether it ends there.
+fn chunked(state: &mut Chunk, bytes: &[u8]) -> Result<(usize, usize, bool), RelayError> {
     let invalid = |why| Err(RelayError::InvalidChunk(why));
     let mut at = 0;
+    // Where the relayed bytes end: at the start of the trailer section, once in it.
+    let mut relayed = matches!(state, Chunk::Trailer).then_some(0);
+    let taken = |at: usize, relayed: Option<usize>, done| Ok((at, relayed.unwrap_or(at), done));
     loop {
         let rest = &bytes[at..];
         match *state {
@@ -651,13 +666,14 @@ fn chunked(state: &mut Chunk, bytes: &[u8]) -> Result<(usize, bool), RelayError>
                     }
                     at += n;
                     *state = if size == 0 {
+                        relayed = Some(at);
                         Chunk::Trailer
                     } else {
                         Chunk::Data(size)
                     };
                 }
                 Ok(httparse::Status::Partial) if rest.len() <= MAX_LINE + 1 => {
-                    return Ok((at, false));
+                    return taken(at, relayed, false);
                 }
                 Ok(httparse::Status::Partial) => return invalid("chunk-size line over 4 KiB"),
                 Err(httparse::InvalidChunkSize) => return invalid("malformed chunk-size line"),
@@ -667,7 +683,7 @@ fn chunked(state: &mut Chunk, bytes: &[u8]) -> Result<(usize, bool), RelayError>
                 at += n as usize;
                 if n < left {
                     *state = Chunk::Data(left - n);
-                    return Ok((at, false));
+                    return taken(at, relayed, false);
                 }
                 *state = Chunk::DataEnd;
             }
@@ -676,7 +692,7 @@ fn chunked(state: &mut Chunk, bytes: &[u8]) -> Result<(usize, bool), RelayError>
                     at += 2;
                     *state = Chunk::Size;
                 }
-                [] | [b'\r'] => return Ok((at, false)),
+                [] | [b'\r'] => return taken(at, relayed, false),
                 _ => return invalid("chunk data not followed by CRLF"),
             },
             Chunk::Trailer => {
@@ -685,14 +701,14 @@ fn chunked(state: &mut Chunk, bytes: &[u8]) -> Result<(usize, bool), RelayError>
                     if rest.len() > MAX_LINE + 1 {
                         return invalid("trailer line over 4 KiB");
                     }
-                    return Ok((at, false));
+                    return taken(at, relayed, false);
                 };
                 if rest[..end].iter().any(|&b| b == b'\r' || b == b'\n') {
                     return invalid("bare CR or LF in a trailer line");
                 }
                 at += end + 2;
                 if end == 0 {
-                    return Ok((at, true));
+                    return taken(at, relayed, true);
                 }
             }
         }
@@ -936,14 +952,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn chunk_extensions_and_trailer_fields_are_relayed_verbatim() {
-        let body: &[u8] = b"3;name=\"v\"\r\nabc\r\nA\r\n0123456789\r\n\
-            0;last\r\nexpires: never\r\nx-sum: 1\r\n\r\n";
+    async fn chunk_extensions_are_relayed_and_trailer_fields_not() {
+        let chunks: &[u8] = b"3;name=\"v\"\r\nabc\r\nA\r\n0123456789\r\n0;last\r\n";
+        let body = [chunks, b"expires: never\r\nx-sum: 1\r\n\r\n"].concat();
+        let relayed = [chunks, b"\r\n"].concat();
         let (target, connections) = raw(move |_, _| {
             Answer::Reply(
                 [
                     b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n".as_slice(),
-                    body,
+                    body.as_slice(),
                 ]
                 .concat(),
             )
@@ -953,7 +970,7 @@ mod tests {
         for _ in 0..2 {
             assert_eq!(
                 fetch(&wire, &target, "/").await,
-                (composed(body), body.len() as u64)
+                (composed(&relayed), relayed.len() as u64)
             );
         }
         assert_eq!(connections.load(Ordering::Relaxed), 1);
@@ -1321,25 +1338,29 @@ mod tests {
         let (mut found, mut buf) = (Vec::new(), Vec::new());
         for piece in pieces {
             buf.extend_from_slice(piece);
-            let n = body.advance(&buf)?;
-            found.extend(buf.drain(..n));
+            let (n, relayed) = body.advance(&buf)?;
+            found.extend_from_slice(&buf[..relayed]);
+            buf.drain(..n);
         }
         Ok((found, matches!(body, Body::Done), buf))
     }
 
     #[test]
     fn a_chunked_body_arriving_a_byte_at_a_time_ends_where_it_ends() {
-        let body: &[u8] = b"4;a=b\r\nwiki\r\n10\r\n0123456789abcdef\r\n0\r\nx-t: 1\r\n\r\n";
-        let mut bytes = body.to_vec();
+        let chunks: &[u8] = b"4;a=b\r\nwiki\r\n10\r\n0123456789abcdef\r\n0\r\n";
+        let body = [chunks, b"x-t: 1\r\n\r\n"].concat();
+        let mut bytes = body.clone();
         bytes.extend_from_slice(b"after");
         let pieces: Vec<&[u8]> = bytes.chunks(1).collect();
+        // Relayed: the chunks up to the last one's line, not the trailer section.
         let (found, done, left) = decode(&pieces).expect("valid");
-        assert_eq!((found.as_slice(), done), (body, true));
+        assert_eq!((found.as_slice(), done), (chunks, true));
         assert_eq!(left, b"after");
         // Any split of it in two, too.
         for at in 0..=bytes.len() {
-            let (found, done, _) = decode(&[&bytes[..at], &bytes[at..]]).expect("valid");
-            assert_eq!((found.as_slice(), done), (body, true), "split at {at}");
+            let (found, done, left) = decode(&[&bytes[..at], &bytes[at..]]).expect("valid");
+            assert_eq!((found.as_slice(), done), (chunks, true), "split at {at}");
+            assert_eq!(left, b"after", "split at {at}");
         }
     }
 
