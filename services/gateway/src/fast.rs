@@ -9,6 +9,7 @@
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::{Method, StatusCode};
+use storefront_kit::context::{REQUEST_ID, TRACEPARENT};
 use storefront_kit::problem::ApiError;
 use storefront_kit::server::{Relay, Relayed};
 
@@ -39,7 +40,7 @@ pub async fn forward(
         async move {
             match wire.send(target, &head, head_request).await {
                 Ok(exchange) => match StatusCode::from_u16(exchange.status()) {
-                    Ok(status) => Attempt::Answered(status, exchange),
+                    Ok(status) => Attempt::Answered(status, (status, exchange)),
                     Err(_) => Attempt::Failed(format!("status {}", exchange.status())),
                 },
                 Err(e) => Attempt::Failed(storefront_kit::problem::cause_chain(&e)),
@@ -48,7 +49,7 @@ pub async fn forward(
     })
     .await;
     match attempted {
-        Ok(exchange) => response(exchange, wire),
+        Ok((status, exchange)) => response(status, exchange, wire),
         Err(problem) => problem,
     }
 }
@@ -80,31 +81,26 @@ fn request_head(
     head
 }
 
-/// The upstream's header fields not relayed: those of one connection (RFC 9110 §7.6.1; for
-/// `Transfer-Encoding` see [`Relaying::head`]), and the request id and trace context, which the
+/// Whether the upstream's header field `name` is relayed as it came: not one of one
+/// connection (RFC 9110 §7.6.1, the list hyper's path strips; for `Transfer-Encoding` and
+/// `Content-Length` see [`Relaying::fields`]), nor the request id or trace context, which the
 /// kit's request layer sets on every response.
-const NOT_RELAYED: [&str; 10] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-    "x-request-id",
-    "traceparent",
-];
+fn end_to_end(name: &str) -> bool {
+    !(proxy::HOP_BY_HOP
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h.as_str()))
+        || name.eq_ignore_ascii_case(REQUEST_ID.as_str())
+        || name.eq_ignore_ascii_case(TRACEPARENT.as_str()))
+}
 
-/// The client's response: the upstream's status; its header fields and body are relayed
+/// The client's response: the upstream's `status`; its header fields and body are relayed
 /// ([`Relaying`]) after the head the kit writes (the request layer's fields and the rate
 /// limit's).
-fn response(exchange: Exchange, wire: &Wire) -> Response {
+fn response(status: StatusCode, exchange: Exchange, wire: &Wire) -> Response {
     let mut response = Response::new(Body::empty());
     // Room for what is added to it (rate limit, request id, trace), so it grows no more.
     *response.headers_mut() = http::HeaderMap::with_capacity(8);
-    *response.status_mut() =
-        StatusCode::from_u16(exchange.status()).unwrap_or(StatusCode::BAD_GATEWAY);
+    *response.status_mut() = status;
     response.extensions_mut().insert(Relayed::new(Relaying {
         exchange,
         wire: wire.clone(),
@@ -163,8 +159,7 @@ impl Relaying {
                 length = true;
                 first && matches!(framing, Framing::Length(_) | Framing::None)
             } else {
-                !(NOT_RELAYED.iter().any(|n| name.eq_ignore_ascii_case(n))
-                    || named.iter().any(|n| name.eq_ignore_ascii_case(n)))
+                end_to_end(name) && !named.iter().any(|n| name.eq_ignore_ascii_case(n))
             };
             if relayed {
                 out.extend_from_slice(name.as_bytes());
