@@ -214,14 +214,23 @@ fn replace(headers: &mut http::HeaderMap, name: HeaderName, value: Option<Header
 /// appended to `X-Forwarded-For`, `X-Forwarded-Proto` and `X-Forwarded-Host` (kept as they
 /// came only from a trusted proxy), the request id, the trace context of this hop, and the
 /// verified caller (`X-User-Id`, `X-User-Roles`; what a client sent under those names is
-/// never forwarded). `Host` and the hop-by-hop headers are not forwarded.
+/// never forwarded). `Host` and the hop-by-hop headers are not forwarded. One list decides
+/// each of them, whether it is then set in a header map (hyper's path, [`Forwarded::apply`])
+/// or written as head lines (the fast path, [`Forwarded::write`]).
 struct Forwarded {
-    forwarded_for: Option<HeaderValue>,
-    peer_trusted: bool,
-    request_id: Option<HeaderValue>,
-    traceparent: HeaderValue,
-    user: Option<HeaderValue>,
-    roles: Option<HeaderValue>,
+    fields: [(HeaderName, Field); 7],
+}
+
+/// What a forwarded request carries under one of the names the gateway sets.
+enum Field {
+    /// This value, whatever the client sent.
+    To(HeaderValue),
+    /// The client's `Host`, or nothing when it sent none.
+    ClientHost,
+    /// What the client sent, as it came (from a trusted proxy).
+    Kept,
+    /// Nothing, whatever the client sent.
+    Removed,
 }
 
 impl Forwarded {
@@ -232,7 +241,9 @@ impl Forwarded {
         headers: &http::HeaderMap,
         identity: Option<&Identity>,
     ) -> Self {
+        let to = |value: Option<HeaderValue>| value.map_or(Field::Removed, Field::To);
         let xff = forwarded_for(peer.ip(), headers, &runtime.trusted);
+        let peer_trusted = crate::domain::client_ip::is_trusted(peer.ip(), &runtime.trusted);
         let (user, roles) = match identity {
             Some(id) => {
                 let mut roles = String::with_capacity(16);
@@ -249,13 +260,34 @@ impl Forwarded {
             }
             None => (None, None),
         };
+        let trusted_sent = |name: &HeaderName| peer_trusted && headers.contains_key(name);
         Self {
-            forwarded_for: HeaderValue::from_str(&xff).ok(),
-            peer_trusted: crate::domain::client_ip::is_trusted(peer.ip(), &runtime.trusted),
-            request_id: HeaderValue::from_str(&ctx.request_id).ok(),
-            traceparent: ctx.outgoing_traceparent().header_value(),
-            user,
-            roles,
+            fields: [
+                (X_FORWARDED_FOR, to(HeaderValue::from_str(&xff).ok())),
+                (
+                    FORWARDED_PROTO,
+                    if trusted_sent(&FORWARDED_PROTO) {
+                        Field::Kept
+                    } else {
+                        Field::To(HeaderValue::from_static("http"))
+                    },
+                ),
+                (
+                    FORWARDED_HOST,
+                    if trusted_sent(&FORWARDED_HOST) {
+                        Field::Kept
+                    } else {
+                        Field::ClientHost
+                    },
+                ),
+                (REQUEST_ID, to(HeaderValue::from_str(&ctx.request_id).ok())),
+                (
+                    TRACEPARENT,
+                    Field::To(ctx.outgoing_traceparent().header_value()),
+                ),
+                (USER_ID, to(user)),
+                (USER_ROLES, to(roles)),
+            ],
         }
     }
 
@@ -263,12 +295,10 @@ impl Forwarded {
     fn keeps(&self, name: &HeaderName) -> bool {
         !(*name == header::HOST
             || proxy::is_hop_by_hop(name)
-            || *name == X_FORWARDED_FOR
-            || *name == REQUEST_ID
-            || *name == TRACEPARENT
-            || *name == USER_ID
-            || *name == USER_ROLES
-            || (!self.peer_trusted && (*name == FORWARDED_PROTO || *name == FORWARDED_HOST)))
+            || self
+                .fields
+                .iter()
+                .any(|(set, field)| set == name && !matches!(field, Field::Kept)))
     }
 
     /// Sets the forwarded headers in `headers`, the client's request headers with the
@@ -276,18 +306,15 @@ impl Forwarded {
     /// what the client sent under that name, so a name is removed only where nothing replaces
     /// it (each map operation hashes the name).
     fn apply(self, headers: &mut http::HeaderMap) {
-        let original_host = headers.remove(header::HOST);
-        replace(headers, X_FORWARDED_FOR, self.forwarded_for);
-        if !self.peer_trusted || !headers.contains_key(&FORWARDED_PROTO) {
-            headers.insert(FORWARDED_PROTO, HeaderValue::from_static("http"));
+        let mut client_host = headers.remove(header::HOST);
+        for (name, field) in self.fields {
+            match field {
+                Field::To(value) => replace(headers, name, Some(value)),
+                Field::ClientHost => replace(headers, name, client_host.take()),
+                Field::Removed => replace(headers, name, None),
+                Field::Kept => {}
+            }
         }
-        if !self.peer_trusted || !headers.contains_key(&FORWARDED_HOST) {
-            replace(headers, FORWARDED_HOST, original_host);
-        }
-        replace(headers, REQUEST_ID, self.request_id);
-        headers.insert(TRACEPARENT, self.traceparent);
-        replace(headers, USER_ID, self.user);
-        replace(headers, USER_ROLES, self.roles);
     }
 
     /// Writes the header fields of the forwarded request, `headers` being the client's, as
@@ -305,25 +332,15 @@ impl Forwarded {
                 line(name, value);
             }
         }
-        if let Some(v) = &self.forwarded_for {
-            line(&X_FORWARDED_FOR, v);
-        }
-        if !self.peer_trusted || !headers.contains_key(&FORWARDED_PROTO) {
-            line(&FORWARDED_PROTO, &HeaderValue::from_static("http"));
-        }
-        if (!self.peer_trusted || !headers.contains_key(&FORWARDED_HOST))
-            && let Some(host) = headers.get(header::HOST)
-        {
-            line(&FORWARDED_HOST, host);
-        }
-        for (name, value) in [
-            (&REQUEST_ID, self.request_id.as_ref()),
-            (&TRACEPARENT, Some(&self.traceparent)),
-            (&USER_ID, self.user.as_ref()),
-            (&USER_ROLES, self.roles.as_ref()),
-        ] {
-            if let Some(value) = value {
-                line(name, value);
+        for (name, field) in &self.fields {
+            match field {
+                Field::To(value) => line(name, value),
+                Field::ClientHost => {
+                    if let Some(host) = headers.get(header::HOST) {
+                        line(name, host);
+                    }
+                }
+                Field::Kept | Field::Removed => {}
             }
         }
     }
