@@ -36,6 +36,7 @@ use crate::health::{self, Readiness};
 use crate::problem::{self, ApiError};
 use crate::shutdown::Shutdown;
 use balance::{Balanced, Balancer};
+pub(crate) use request::RequestFields;
 use request::{RequestLayer, RouteLabel, RouteMetrics};
 
 /// A listener whose accepted connections have `TCP_NODELAY` set: a response written in more
@@ -907,7 +908,8 @@ mod tests {
 
     /// Asserts that a server with a 300 ms header read timeout on `addr` cuts off, within 3 s,
     /// a client that sends nothing, one that sends half a header and stalls, and one that is
-    /// answered and then leaves its keep-alive connection idle.
+    /// answered and then leaves its keep-alive connection idle; and keeps one whose every request
+    /// comes in time, however long the connection lasts.
     async fn cuts_off_slow_clients(addr: SocketAddr) {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -942,6 +944,22 @@ mod tests {
         let (answer, after) = cut_off(addr, b"GET /v1/x HTTP/1.1\r\nHost: a\r\n\r\n").await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         assert!(after < Duration::from_secs(3), "{after:?}");
+        // Sends each request well within the limit, the three together over it: each head
+        // has the limit from when the server starts waiting for it.
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            tcp.write_all(b"GET /v1/x HTTP/1.1\r\nHost: a\r\n\r\n")
+                .await
+                .expect("write");
+            let mut buf = [0u8; 1024];
+            let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
+                .await
+                .expect("answered in time")
+                .expect("read");
+            let answer = String::from_utf8_lossy(&buf[..n]);
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        }
     }
 
     #[tokio::test]

@@ -68,6 +68,18 @@ fn exporting() -> bool {
     EXPORTING.load(Ordering::Relaxed)
 }
 
+/// Whether something besides the JSON log layer reads request spans: readable log lines (which
+/// print the span), or a log filter with span directives (`[http{route=...}]=debug`).
+static SPANS_READ: AtomicBool = AtomicBool::new(false);
+
+/// Whether each request opens an `http` span: only when something reads it (export, readable
+/// lines, a span filter). Otherwise the JSON log lines of a request's work take the same
+/// fields from the request layer's task-local ([`span_fields::WithRequestFields`]), for a
+/// fraction of a span's cost.
+pub(crate) fn request_spans() -> bool {
+    exporting() || SPANS_READ.load(Ordering::Relaxed)
+}
+
 /// Keeps the OTLP pipeline alive; flushes spans when dropped.
 pub struct TelemetryGuard {
     provider: Option<SdkTracerProvider>,
@@ -88,16 +100,22 @@ pub fn init(settings: &TelemetrySettings, service: &str) -> Result<TelemetryGuar
         .ok()
         .and_then(|d| log_filter(&d))
         .or_else(|| log_filter(&settings.log_level));
+    let Some(chosen) = chosen else {
+        return Err(TelemetryError::Filter(settings.log_level.clone()));
+    };
+    let spans_filtered = matches!(chosen, LogFilter::Env(_));
     let (targets, filter) = match chosen {
-        Some(LogFilter::Targets(targets)) => (Some(*targets), None),
-        Some(LogFilter::Env(filter)) => (None, Some(*filter)),
-        None => return Err(TelemetryError::Filter(settings.log_level.clone())),
+        LogFilter::Targets(targets) => (Some(*targets), None),
+        LogFilter::Env(filter) => (None, Some(*filter)),
     };
     let json = match settings.log_format {
         LogFormat::Json => true,
         LogFormat::Pretty => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
+    if !json || spans_filtered {
+        SPANS_READ.store(true, Ordering::Relaxed);
+    }
     let fmt_layer: Box<dyn Layer<Registry> + Send + Sync> = if json {
         json_layer(std::io::stderr).boxed()
     } else {
@@ -162,7 +180,8 @@ fn log_filter(directive: &str) -> Option<LogFilter> {
     })
 }
 
-/// The JSON log layer: one object per line, with the current span's fields under `span`.
+/// The JSON log layer: one object per line, with the current span's fields under `span` (or,
+/// with no span, the fields of the request whose work logs the line).
 fn json_layer<S, W>(writer: W) -> impl Layer<S>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
@@ -173,6 +192,7 @@ where
         .with_current_span(true)
         .with_span_list(false)
         .fmt_fields(SpanJsonFields)
+        .map_event_format(span_fields::WithRequestFields)
         .with_writer(writer)
 }
 

@@ -122,6 +122,11 @@ where
     let front = shard.front.as_ref()?;
     let mut read = BytesMut::with_capacity(8 * 1024);
     let mut head: Vec<u8> = Vec::with_capacity(1024);
+    // The head's deadline, checked when this timer fires, which is set again only then: moving
+    // a timer for every request cost more than the rest of reading its head (the timer wheel
+    // takes it out and puts it back). It fires at the latest deadline it was set to, never
+    // later than the current one.
+    let mut timer = std::pin::pin!(tokio::time::sleep(header_read_timeout));
     loop {
         let deadline = tokio::time::Instant::now() + header_read_timeout;
         let (request, route, length) = loop {
@@ -137,14 +142,21 @@ where
             }
             let filled = tokio::select! {
                 biased;
-                filled = tokio::time::timeout_at(deadline, io.read_buf(&mut read)) => filled,
+                filled = io.read_buf(&mut read) => filled,
+                () = timer.as_mut() => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return None;
+                    }
+                    timer.as_mut().reset(deadline);
+                    continue;
+                }
                 // Stopping: an idle connection closes; one partway through a head gets until
                 // its deadline to finish it, as hyper's graceful shutdown gives it.
                 () = stop.cancelled(), if read.is_empty() => return None,
             };
             match filled {
-                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
-                Ok(Ok(_)) => {}
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
             }
         };
         read.advance(length);

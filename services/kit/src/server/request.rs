@@ -105,29 +105,48 @@ where
     let started = Instant::now();
     let ctx = RequestContext::from_headers(request.headers());
     let method = request.method().clone();
-    let span = tracing::info_span!(
-        "http",
-        service,
-        method = method.as_str(),
-        route = route.as_str(),
-        request_id = ctx.request_id.as_str(),
-        trace_id = ctx.trace.trace_id(),
-    );
-    crate::telemetry::continue_trace(&span, &ctx.caller);
     let request_id = HeaderValue::from_str(&ctx.request_id).ok();
     let hop = ctx.trace;
-    let handled = handle(ctx, request);
+    // A span when something reads spans (an exporter, a span filter); else the log lines of
+    // the request's work take its fields from a task-local (see `RequestFields`), which costs
+    // a few allocations where a span cost several thousand instructions a request.
+    let logged = if crate::telemetry::request_spans() {
+        let span = tracing::info_span!(
+            "http",
+            service,
+            method = method.as_str(),
+            route = route.as_str(),
+            request_id = ctx.request_id.as_str(),
+            trace_id = ctx.trace.trace_id(),
+        );
+        crate::telemetry::continue_trace(&span, &ctx.caller);
+        Logged::Span(span)
+    } else {
+        Logged::Fields(Arc::new(RequestFields {
+            service,
+            method: method.clone(),
+            route: route.clone(),
+            request_id: ctx.request_id.clone(),
+            trace: ctx.trace,
+        }))
+    };
+    let handled = within_trace(hop, handle(ctx, request));
     Box::pin(async move {
-        let mut response = within_trace(hop, handled).instrument(span.clone()).await;
+        let mut response = match &logged {
+            Logged::Span(span) => handled.instrument(span.clone()).await,
+            Logged::Fields(fields) => REQUEST.scope(fields.clone(), handled).await,
+        };
         let status = response.status();
         let elapsed = started.elapsed();
         let latency_ms = elapsed.as_millis() as u64;
         if status.is_server_error() {
-            let _entered = span.enter();
-            tracing::error!(status = status.as_u16(), latency_ms, "response failed");
+            logged.within(|| {
+                tracing::error!(status = status.as_u16(), latency_ms, "response failed");
+            });
         } else if tracing::enabled!(tracing::Level::DEBUG) {
-            let _entered = span.enter();
-            tracing::debug!(status = status.as_u16(), latency_ms, "answered");
+            logged.within(|| {
+                tracing::debug!(status = status.as_u16(), latency_ms, "answered");
+            });
         }
         metrics.record(service, &method, &route, status, elapsed);
         let headers = response.headers_mut();
@@ -137,6 +156,56 @@ where
         headers.insert(TRACEPARENT, hop.header_value());
         Ok(response)
     })
+}
+
+tokio::task_local! {
+    /// The request whose work this task is doing, when it has no `http` span.
+    static REQUEST: Arc<RequestFields>;
+}
+
+/// A request's fields for the log lines of its work, as its `http` span would hold them.
+pub(crate) struct RequestFields {
+    service: &'static str,
+    method: Method,
+    route: RouteLabel,
+    request_id: String,
+    trace: crate::context::TraceParent,
+}
+
+impl RequestFields {
+    /// The fields of the request whose work the current task is doing, if any, as `(name,
+    /// value)` pairs in the order of the span's fields, the span's name first.
+    pub(crate) fn current_with<R>(with: impl FnOnce(&[(&str, &str)]) -> R) -> Option<R> {
+        REQUEST
+            .try_with(|r| {
+                let trace_id = r.trace.trace_id();
+                with(&[
+                    ("name", "http"),
+                    ("service", r.service),
+                    ("method", r.method.as_str()),
+                    ("route", r.route.as_str()),
+                    ("request_id", &r.request_id),
+                    ("trace_id", &trace_id),
+                ])
+            })
+            .ok()
+    }
+}
+
+/// How a request's log lines learn which request they belong to.
+enum Logged {
+    Span(tracing::Span),
+    Fields(Arc<RequestFields>),
+}
+
+impl Logged {
+    /// Runs `log` as part of the request.
+    fn within(&self, log: impl FnOnce()) {
+        match self {
+            Self::Span(span) => span.in_scope(log),
+            Self::Fields(fields) => REQUEST.sync_scope(fields.clone(), log),
+        }
+    }
 }
 
 /// The `route` label of a request: the path pattern the router matched, or a fixed name.
@@ -235,5 +304,51 @@ impl Handles {
             errors.increment(1);
         }
         self.duration.record(seconds);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The request layer's choice between the two depends on the process (another test
+    /// exporting spans makes every request open one), so the task-local's lines are checked
+    /// here on their own; the server's tests check a request's lines whichever it chose.
+    #[test]
+    fn a_line_logged_for_a_request_without_a_span_carries_its_fields_as_the_span_would() {
+        let logs = crate::telemetry::CapturedLogs::start();
+        let fields = Arc::new(RequestFields {
+            service: "cart",
+            method: Method::PUT,
+            route: RouteLabel::Fixed("/v1/carts/{id}"),
+            request_id: "req-\"7\"".into(),
+            trace: crate::context::TraceParent::parse(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )
+            .expect("traceparent"),
+        });
+        REQUEST.sync_scope(fields, || {
+            tracing::warn!(item = 3, "inside");
+            tracing::info_span!("call", service = "order").in_scope(|| tracing::warn!("nested"));
+        });
+        tracing::warn!("outside");
+        let events = logs.events();
+        assert_eq!(events.len(), 3, "{events:?}");
+        let inside = &events[0];
+        assert_eq!(inside["fields"]["message"], "inside");
+        assert_eq!(inside["fields"]["item"], 3);
+        assert_eq!(inside["level"], "WARN");
+        let span = &inside["span"];
+        assert_eq!(span["name"], "http");
+        assert_eq!(span["service"], "cart");
+        assert_eq!(span["method"], "PUT");
+        assert_eq!(span["route"], "/v1/carts/{id}");
+        assert_eq!(span["request_id"], "req-\"7\"");
+        assert_eq!(span["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        // A span opened within the request is the line's span, as it would be with the
+        // request's own span around it.
+        assert_eq!(events[1]["span"]["name"], "call");
+        assert_eq!(events[1]["span"]["service"], "order");
+        assert!(events[2].get("span").is_none(), "{:?}", events[2]);
     }
 }

@@ -11,9 +11,13 @@ use std::fmt;
 
 use tracing::field::{Field, Visit};
 use tracing::span::Record;
+use tracing::{Event, Subscriber};
 use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::{FormatFields, FormattedFields};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::server::RequestFields;
 
 /// Formats span fields as one JSON object (`{"name":value,...}`), as the JSON layer expects.
 #[derive(Clone, Copy, Debug, Default)]
@@ -46,12 +50,16 @@ impl JsonObject {
     }
 
     fn key(&mut self, field: &Field) {
+        let name = field.name();
+        self.name(name.strip_prefix("r#").unwrap_or(name));
+    }
+
+    fn name(&mut self, name: &str) {
         if !self.empty {
             self.out.push(',');
         }
         self.empty = false;
-        let name = field.name();
-        self.string(name.strip_prefix("r#").unwrap_or(name));
+        self.string(name);
         self.out.push(':');
     }
 
@@ -140,6 +148,54 @@ impl Visit for JsonObject {
         } else {
             // JSON has no NaN or infinity: as the text, like a debug value.
             self.value(&value.to_string());
+        }
+    }
+}
+
+/// A JSON event format that gives a line logged outside any span, for the work of a request
+/// with no `http` span (see [`crate::telemetry::request_spans`]), that request's fields under
+/// `span`, as the span would have: `{"name":"http","service":...,"request_id":...}`.
+pub struct WithRequestFields<E>(pub E);
+
+impl<S, N, E> FormatEvent<S, N> for WithRequestFields<E>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    E: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let in_span =
+            event.parent().is_some() || (event.is_contextual() && ctx.lookup_current().is_some());
+        let request = if in_span {
+            None
+        } else {
+            RequestFields::current_with(|fields| {
+                let mut object = JsonObject::new();
+                for (name, value) in fields {
+                    object.name(name);
+                    object.string(value);
+                }
+                object.finish()
+            })
+        };
+        let Some(request) = request else {
+            return self.0.format_event(ctx, writer, event);
+        };
+        let mut line = String::with_capacity(256);
+        self.0.format_event(ctx, Writer::new(&mut line), event)?;
+        // The line is one JSON object (and a newline): the request's fields go in before its
+        // closing brace.
+        match line.rfind('}') {
+            Some(end) => {
+                line.insert_str(end, &format!(",\"span\":{request}"));
+                writer.write_str(&line)
+            }
+            None => writer.write_str(&line),
         }
     }
 }
