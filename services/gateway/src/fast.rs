@@ -1,5 +1,5 @@
 //! Forwarding a request that came by the kit's fast path (a `GET` or `HEAD` with no body, see
-//! `storefront_kit::server::FastPath`): the same tries, timeouts, retries and outlier
+//! `storefront_kit::server::Via::FastPath`): the same tries, timeouts, retries and outlier
 //! accounting as [`crate::proxy::forward`] ([`crate::proxy::attempts`]), but the request head
 //! is written and the response relayed over [`crate::wire`]'s connections, with no hyper
 //! client between: the upstream's status and headers become the response the kit's request
@@ -85,12 +85,12 @@ fn request_head(
 /// connection (RFC 9110 §7.6.1, the list hyper's path strips; for `Transfer-Encoding` and
 /// `Content-Length` see [`Relaying::fields`]), nor the request id or trace context, which the
 /// kit's request layer sets on every response.
-fn end_to_end(name: &str) -> bool {
+fn end_to_end(name: &[u8]) -> bool {
     !(proxy::HOP_BY_HOP
         .iter()
-        .any(|h| name.eq_ignore_ascii_case(h.as_str()))
-        || name.eq_ignore_ascii_case(REQUEST_ID.as_str())
-        || name.eq_ignore_ascii_case(TRACEPARENT.as_str()))
+        .any(|h| name.eq_ignore_ascii_case(h.as_str().as_bytes()))
+        || name.eq_ignore_ascii_case(REQUEST_ID.as_str().as_bytes())
+        || name.eq_ignore_ascii_case(TRACEPARENT.as_str().as_bytes()))
 }
 
 /// The client's response: the upstream's `status`; its header fields and body are relayed
@@ -123,13 +123,12 @@ impl Relaying {
         if self.fields(&[], &mut out) {
             // Fields the upstream's `Connection` header names are of one connection too: seen
             // only now, so written again without them.
-            let named: Vec<&str> = self
+            let named: Vec<&[u8]> = self
                 .exchange
                 .headers()
-                .filter(|(name, _)| name.eq_ignore_ascii_case("connection"))
-                .filter_map(|(_, value)| std::str::from_utf8(value).ok())
-                .flat_map(|value| value.split(','))
-                .map(str::trim)
+                .filter(|(name, _)| name.eq_ignore_ascii_case(b"connection"))
+                .flat_map(|(_, value)| value.split(|&b| b == b','))
+                .map(<[u8]>::trim_ascii)
                 .filter(|name| !name.is_empty())
                 .collect();
             out.truncate(head.len());
@@ -142,19 +141,19 @@ impl Relaying {
     /// Writes the upstream's header fields that are relayed, but none named in `named`, into
     /// `out`, with the framing field of the body as it is relayed and a `Date` when the upstream
     /// sent none (as hyper's server adds one); whether it had a `Connection` field.
-    fn fields(&self, named: &[&str], out: &mut Vec<u8>) -> bool {
+    fn fields(&self, named: &[&[u8]], out: &mut Vec<u8>) -> bool {
         let framing = self.exchange.framing();
         let chunked = framing == Framing::Chunked;
         let (mut connection, mut length, mut date) = (false, false, false);
         for (name, value) in self.exchange.headers() {
-            connection |= name.eq_ignore_ascii_case("connection");
-            date |= name.eq_ignore_ascii_case("date");
+            connection |= name.eq_ignore_ascii_case(b"connection");
+            date |= name.eq_ignore_ascii_case(b"date");
             // A chunked body relayed as it came keeps its `Transfer-Encoding`; `Content-Length`
             // goes only with a body of that length (or none), never beside another framing
             // (RFC 9112 §6.3: the length would be wrong), and once (the values agree).
-            let relayed = if name.eq_ignore_ascii_case("transfer-encoding") {
+            let relayed = if name.eq_ignore_ascii_case(b"transfer-encoding") {
                 chunked
-            } else if name.eq_ignore_ascii_case("content-length") {
+            } else if name.eq_ignore_ascii_case(b"content-length") {
                 let first = !length;
                 length = true;
                 first && matches!(framing, Framing::Length(_) | Framing::None)
@@ -162,7 +161,7 @@ impl Relaying {
                 end_to_end(name) && !named.iter().any(|n| name.eq_ignore_ascii_case(n))
             };
             if relayed {
-                out.extend_from_slice(name.as_bytes());
+                out.extend_from_slice(name);
                 out.extend_from_slice(b": ");
                 out.extend_from_slice(value);
                 out.extend_from_slice(b"\r\n");

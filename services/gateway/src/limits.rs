@@ -135,7 +135,9 @@ pub enum Outcome {
 fn headers(rule: &Rule, decision: &Decision) -> Vec<(HeaderName, HeaderValue)> {
     let mut out = Vec::with_capacity(2);
     out.push((RATELIMIT_POLICY, rule.policy.clone()));
-    if let Ok(v) = HeaderValue::from_str(&gcra::ratelimit_header(&rule.name, decision)) {
+    // The text becomes the value's bytes as it is (`from_str` would copy it).
+    let text = gcra::ratelimit_header(&rule.name, decision);
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(text)) {
         out.push((RATELIMIT, v));
     }
     out

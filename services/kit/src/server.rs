@@ -6,7 +6,7 @@ mod balance;
 mod fast;
 mod request;
 
-pub use fast::{FastPath, Relay, Relayed, push_date};
+pub use fast::{Relay, Relayed, Via, push_date};
 
 use std::any::Any;
 use std::convert::Infallible;
@@ -292,13 +292,14 @@ pub trait Front: Send + Sync + 'static {
     /// `request`, or `None` to leave it to the router.
     fn takes(&self, request: &Request<Body>) -> Option<&'static str>;
 
-    /// Answers a request [`Front::takes`] took, from `peer`. A request with [`FastPath`] in its
-    /// extensions came by the fast path, and its answer may carry a [`Relayed`] body.
+    /// Answers a request [`Front::takes`] took, from `peer`, read `via` hyper or the fast
+    /// path; the fast path's answer may carry a [`Relayed`] body.
     fn answer(
         &self,
         peer: SocketAddr,
         ctx: RequestContext,
         request: Request<Body>,
+        via: Via,
     ) -> BoxFuture<'static, Response>;
 
     /// Whether a connection's simple requests (a `GET` or `HEAD` with no body, see the `fast`
@@ -560,7 +561,14 @@ impl hyper::service::Service<Request<hyper::body::Incoming>> for ShardService {
             && !OWN_PATHS.contains(&request.uri().path())
             && let Some(route) = front.takes(&request)
         {
-            return Either::Left(front_call(shard, front, self.peer, route, request));
+            return Either::Left(front_call(
+                shard,
+                front,
+                self.peer,
+                route,
+                request,
+                Via::Hyper,
+            ));
         }
         request.extensions_mut().insert(ConnectInfo(self.peer));
         Either::Right(tower::Service::call(&mut shard.router.clone(), request))
@@ -577,6 +585,7 @@ fn front_call(
     peer: SocketAddr,
     route: &'static str,
     request: Request<Body>,
+    via: Via,
 ) -> BoxFuture<'static, Result<Response, Infallible>> {
     let front = front.clone();
     request::observe(
@@ -585,8 +594,9 @@ fn front_call(
         shard.metrics.clone(),
         request,
         move |ctx, request| {
-            let answer =
-                std::panic::catch_unwind(AssertUnwindSafe(|| front.answer(peer, ctx, request)));
+            let answer = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                front.answer(peer, ctx, request, via)
+            }));
             async move {
                 match answer {
                     Ok(answer) => AssertUnwindSafe(answer)
@@ -1127,10 +1137,11 @@ mod tests {
             peer: SocketAddr,
             ctx: RequestContext,
             request: Request<Body>,
+            via: Via,
         ) -> BoxFuture<'static, Response> {
             assert_ne!(request.uri().path(), "/v1/front/panic", "the front panics");
             let later = request.uri().path() == "/v1/front/later";
-            let fast = request.extensions().get::<FastPath>().is_some();
+            let fast = via == Via::FastPath;
             if fast && request.uri().path() == "/v1/front/relayed" {
                 let mut response = Response::new(Body::empty());
                 response.headers_mut().insert(

@@ -18,7 +18,7 @@ use http::{HeaderName, HeaderValue, Method, header};
 use storefront_kit::auth::{AuthError, Identity};
 use storefront_kit::context::{REQUEST_ID, RequestContext, TRACEPARENT, bearer_token};
 use storefront_kit::problem::ApiError;
-use storefront_kit::server::{FastPath, Front};
+use storefront_kit::server::{Front, Via};
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use utoipa::OpenApi;
 
@@ -110,8 +110,9 @@ impl Front for Proxied {
         peer: SocketAddr,
         ctx: RequestContext,
         request: Request,
+        via: Via,
     ) -> BoxFuture<'static, Response> {
-        Box::pin(answer(self.state.clone(), peer, ctx, request))
+        Box::pin(answer(self.state.clone(), peer, ctx, request, via))
     }
 
     /// Simple requests skip hyper ([`crate::fast`]) whenever the front takes requests at all.
@@ -195,7 +196,7 @@ async fn gateway(
     ctx: RequestContext,
     request: Request,
 ) -> Response {
-    answer(state, peer, ctx, request).await
+    answer(state, peer, ctx, request, Via::Hyper).await
 }
 
 /// Sets `name` to `value`, or removes what the client sent under it when there is none.
@@ -217,14 +218,18 @@ fn replace(headers: &mut http::HeaderMap, name: HeaderName, value: Option<Header
 /// never forwarded). `Host` and the hop-by-hop headers are not forwarded. One list decides
 /// each of them, whether it is then set in a header map (hyper's path, [`Forwarded::apply`])
 /// or written as head lines (the fast path, [`Forwarded::write`]).
-struct Forwarded {
-    fields: [(HeaderName, Field); 7],
+struct Forwarded<'a> {
+    fields: [(HeaderName, Field<'a>); 7],
 }
 
 /// What a forwarded request carries under one of the names the gateway sets.
-enum Field {
-    /// This value, whatever the client sent.
-    To(HeaderValue),
+enum Field<'a> {
+    /// This value, whatever the client sent: text a header value may hold (see
+    /// [`Field::text`]), made a header value only on hyper's path (the fast path writes it as
+    /// it is).
+    To(std::borrow::Cow<'a, str>),
+    /// This hop's trace context, whatever the client sent.
+    Trace(storefront_kit::context::TraceParent),
     /// The client's `Host`, or nothing when it sent none.
     ClientHost,
     /// What the client sent, as it came (from a trusted proxy).
@@ -233,15 +238,30 @@ enum Field {
     Removed,
 }
 
-impl Forwarded {
+impl<'a> Field<'a> {
+    /// `value` as the field's value, or no field when a header value may not hold it (a
+    /// control character: what `HeaderValue::from_str` refuses).
+    fn text(value: impl Into<std::borrow::Cow<'a, str>>) -> Self {
+        let value = value.into();
+        if value
+            .bytes()
+            .all(|b| (b >= 0x20 && b != 0x7f) || b == b'\t')
+        {
+            Self::To(value)
+        } else {
+            Self::Removed
+        }
+    }
+}
+
+impl<'a> Forwarded<'a> {
     fn new(
         runtime: &crate::runtime::Runtime,
         peer: SocketAddr,
-        ctx: &RequestContext,
+        ctx: &'a RequestContext,
         headers: &http::HeaderMap,
-        identity: Option<&Identity>,
+        identity: Option<&'a Identity>,
     ) -> Self {
-        let to = |value: Option<HeaderValue>| value.map_or(Field::Removed, Field::To);
         let xff = forwarded_for(peer.ip(), headers, &runtime.trusted);
         let peer_trusted = crate::domain::client_ip::is_trusted(peer.ip(), &runtime.trusted);
         let (user, roles) = match identity {
@@ -253,23 +273,20 @@ impl Forwarded {
                     }
                     roles.push_str(role.as_str());
                 }
-                (
-                    HeaderValue::from_str(&id.subject).ok(),
-                    HeaderValue::from_str(&roles).ok(),
-                )
+                (Field::text(id.subject.as_str()), Field::text(roles))
             }
-            None => (None, None),
+            None => (Field::Removed, Field::Removed),
         };
         let trusted_sent = |name: &HeaderName| peer_trusted && headers.contains_key(name);
         Self {
             fields: [
-                (X_FORWARDED_FOR, to(HeaderValue::from_str(&xff).ok())),
+                (X_FORWARDED_FOR, Field::text(xff)),
                 (
                     FORWARDED_PROTO,
                     if trusted_sent(&FORWARDED_PROTO) {
                         Field::Kept
                     } else {
-                        Field::To(HeaderValue::from_static("http"))
+                        Field::text("http")
                     },
                 ),
                 (
@@ -280,13 +297,10 @@ impl Forwarded {
                         Field::ClientHost
                     },
                 ),
-                (REQUEST_ID, to(HeaderValue::from_str(&ctx.request_id).ok())),
-                (
-                    TRACEPARENT,
-                    Field::To(ctx.outgoing_traceparent().header_value()),
-                ),
-                (USER_ID, to(user)),
-                (USER_ROLES, to(roles)),
+                (REQUEST_ID, Field::text(ctx.request_id.as_str())),
+                (TRACEPARENT, Field::Trace(ctx.outgoing_traceparent())),
+                (USER_ID, user),
+                (USER_ROLES, roles),
             ],
         }
     }
@@ -309,7 +323,8 @@ impl Forwarded {
         let mut client_host = headers.remove(header::HOST);
         for (name, field) in self.fields {
             match field {
-                Field::To(value) => replace(headers, name, Some(value)),
+                Field::To(value) => replace(headers, name, HeaderValue::from_str(&value).ok()),
+                Field::Trace(trace) => replace(headers, name, Some(trace.header_value())),
                 Field::ClientHost => replace(headers, name, client_host.take()),
                 Field::Removed => replace(headers, name, None),
                 Field::Kept => {}
@@ -321,23 +336,24 @@ impl Forwarded {
     /// request head lines into `out` (the fast path's): the same fields [`Forwarded::apply`]
     /// leaves in a header map.
     fn write(&self, headers: &http::HeaderMap, out: &mut Vec<u8>) {
-        let mut line = |name: &HeaderName, value: &HeaderValue| {
+        let mut line = |name: &HeaderName, value: &[u8]| {
             out.extend_from_slice(name.as_str().as_bytes());
             out.extend_from_slice(b": ");
-            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(value);
             out.extend_from_slice(b"\r\n");
         };
         for (name, value) in headers {
             if self.keeps(name) {
-                line(name, value);
+                line(name, value.as_bytes());
             }
         }
         for (name, field) in &self.fields {
             match field {
-                Field::To(value) => line(name, value),
+                Field::To(value) => line(name, value.as_bytes()),
+                Field::Trace(trace) => line(name, &trace.encoded()),
                 Field::ClientHost => {
                     if let Some(host) = headers.get(header::HOST) {
-                        line(name, host);
+                        line(name, host.as_bytes());
                     }
                 }
                 Field::Kept | Field::Removed => {}
@@ -352,6 +368,7 @@ async fn answer(
     peer: SocketAddr,
     ctx: RequestContext,
     request: Request,
+    via: Via,
 ) -> Response {
     let runtime = state.shared.current.load_full();
     let (parts, body) = request.into_parts();
@@ -438,7 +455,7 @@ async fn answer(
         path_and_query.push('?');
         path_and_query.push_str(q);
     }
-    let fast = parts.extensions.get::<FastPath>().is_some();
+    let fast = via == Via::FastPath;
     let mut headers = parts.headers;
     if !fast {
         // Before anything is read from them: a header the `Connection` header names is gone.

@@ -37,10 +37,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::{OWN_PATHS, ShardApp};
 
-/// In a request's extensions: it came through the fast path, so its response may carry a
-/// [`Relayed`] body.
-#[derive(Clone, Copy, Debug)]
-pub struct FastPath;
+/// Which server read a request a [`super::Front`] answers: hyper, or the fast path, whose
+/// response may carry a [`Relayed`] body. (A parameter, not a request extension: the first
+/// extension allocates the request's extension map.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    Hyper,
+    FastPath,
+}
 
 /// A response a front finishes writing itself, after the start of the head the fast path
 /// composed.
@@ -161,7 +165,14 @@ where
         };
         read.advance(length);
         let head_only = request.method() == Method::HEAD;
-        let mut answer = std::pin::pin!(super::front_call(shard, front, peer, route, request));
+        let mut answer = std::pin::pin!(super::front_call(
+            shard,
+            front,
+            peer,
+            route,
+            request,
+            Via::FastPath
+        ));
         // A client that closes its connection while its request is answered has left: the
         // answer is dropped (and its upstream try with it), as hyper does. Bytes that come
         // meanwhile (a pipelined request) wait in `read`.
@@ -236,7 +247,6 @@ fn next(read: &[u8], front: &dyn super::Front) -> Next {
     *request.uri_mut() = uri;
     *request.version_mut() = Version::HTTP_11;
     *request.headers_mut() = map;
-    request.extensions_mut().insert(FastPath);
     match front.takes(&request) {
         Some(route) => Next::Take(request, route, length),
         None => Next::Hyper,
