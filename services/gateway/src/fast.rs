@@ -8,7 +8,7 @@
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
-use http::{Method, StatusCode};
+use http::{HeaderName, HeaderValue, Method, StatusCode};
 use storefront_kit::context::{REQUEST_ID, TRACEPARENT};
 use storefront_kit::problem::ApiError;
 use storefront_kit::server::{Relay, Relayed};
@@ -29,9 +29,13 @@ pub async fn forward(
     method: &Method,
     path_and_query: &str,
     fields: &[u8],
+    extra: Vec<(HeaderName, HeaderValue)>,
 ) -> Response {
     if !request_target(path_and_query) {
-        return ApiError::BadRequest("The request path is not valid.".into()).into_response();
+        let mut response =
+            ApiError::BadRequest("The request path is not valid.".into()).into_response();
+        response.headers_mut().extend(extra);
+        return response;
     }
     let head_request = *method == Method::HEAD;
     // Both methods may be sent twice (RFC 9110 §9.2.2).
@@ -49,8 +53,11 @@ pub async fn forward(
     })
     .await;
     match attempted {
-        Ok((status, exchange)) => response(status, exchange, wire),
-        Err(problem) => problem,
+        Ok((status, exchange)) => response(status, exchange, wire, extra),
+        Err(mut problem) => {
+            problem.headers_mut().extend(extra);
+            problem
+        }
     }
 }
 
@@ -93,10 +100,15 @@ fn end_to_end(name: &[u8]) -> bool {
         || name.eq_ignore_ascii_case(TRACEPARENT.as_str().as_bytes()))
 }
 
-/// The client's response: the upstream's `status`; its header fields and body are relayed
-/// ([`Relaying`]) after the head the kit writes (the request layer's fields and the rate
-/// limit's).
-fn response(status: StatusCode, exchange: Exchange, wire: &Wire) -> Response {
+/// The client's response: the upstream's `status`; its header fields, then `extra` (the rate
+/// limit's), and its body are relayed ([`Relaying`]) after the head the kit writes (the
+/// request layer's fields).
+fn response(
+    status: StatusCode,
+    exchange: Exchange,
+    wire: &Wire,
+    extra: Vec<(HeaderName, HeaderValue)>,
+) -> Response {
     let mut response = Response::new(Body::empty());
     // Room for what is added to it (rate limit, request id, trace), so it grows no more.
     *response.headers_mut() = http::HeaderMap::with_capacity(8);
@@ -104,6 +116,7 @@ fn response(status: StatusCode, exchange: Exchange, wire: &Wire) -> Response {
     response.extensions_mut().insert(Relayed::new(Relaying {
         exchange,
         wire: wire.clone(),
+        extra,
     }));
     response
 }
@@ -113,6 +126,9 @@ fn response(status: StatusCode, exchange: Exchange, wire: &Wire) -> Response {
 struct Relaying {
     exchange: Exchange,
     wire: Wire,
+    /// Fields the gateway adds, written after the upstream's as head lines (putting them in
+    /// the response's header map for the kit to write cost more than writing them).
+    extra: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Relaying {
@@ -167,6 +183,12 @@ impl Relaying {
                 out.extend_from_slice(b"\r\n");
             }
         }
+        for (name, value) in &self.extra {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
         if framing == Framing::Close {
             // Relayed chunked (see `wire`).
             out.extend_from_slice(b"transfer-encoding: chunked\r\n");
@@ -186,7 +208,7 @@ impl Relay for Relaying {
     ) -> futures::future::BoxFuture<'a, std::io::Result<()>> {
         Box::pin(async move {
             let head = self.head(head);
-            let Self { exchange, wire } = *self;
+            let Self { exchange, wire, .. } = *self;
             match exchange.relay(&wire, &mut out, &head).await {
                 Ok(_) => Ok(()),
                 Err(e) => {

@@ -280,13 +280,16 @@ impl<'a> Forwarded<'a> {
         let trusted_sent = |name: &HeaderName| peer_trusted && headers.contains_key(name);
         Self {
             fields: [
-                (X_FORWARDED_FOR, Field::text(xff)),
+                // Text a header value may hold by how it is made, so not checked again: the
+                // client's address after the values a trusted proxy sent (taken only when
+                // they were visible ASCII), and `http`.
+                (X_FORWARDED_FOR, Field::To(xff.into())),
                 (
                     FORWARDED_PROTO,
                     if trusted_sent(&FORWARDED_PROTO) {
                         Field::Kept
                     } else {
-                        Field::text("http")
+                        Field::To("http".into())
                     },
                 ),
                 (
@@ -474,6 +477,7 @@ async fn answer(
             &parts.method,
             &path_and_query,
             &fields,
+            std::mem::take(&mut extra),
         )
         .await
     } else {
@@ -496,6 +500,8 @@ async fn answer(
         .await
     };
     route.requests.increment(response.status());
-    response.headers_mut().extend(extra);
+    if !extra.is_empty() {
+        response.headers_mut().extend(extra);
+    }
     response
 }

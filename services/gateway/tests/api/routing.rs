@@ -114,7 +114,11 @@ async fn the_fast_path_forwards_and_answers_as_hypers_does() {
             &[&up],
             "rewrite: /v1/things, methods: [GET, HEAD], auth: public",
         )],
-        "",
+        "rateLimit:
+  enabled: true
+  rules:
+  - {name: things, match: {pathPrefix: /api/things}, key: ip, rate: 1000, per: second, burst: 1000}
+",
     ))
     .await;
     // The same request both ways: with `Connection: keep-alive` the kit's fast path takes it,
@@ -159,15 +163,27 @@ async fn the_fast_path_forwards_and_answers_as_hypers_does() {
     assert_eq!(forwarded["x-request-id"], "same-id");
     assert_eq!(forwarded["x-custom"], "kept");
     // What the client got: the same fields, but for those of the connection (hyper's path
-    // answers `Connection: close` with its own) and the trace context.
+    // answers `Connection: close` with its own), the trace context, and the budget left (the
+    // second request has one less).
     let fields = |(_, fields, _): &(String, Vec<(String, String)>, String)| {
         fields
             .iter()
-            .filter(|(n, _)| n != "traceparent" && n != "connection" && n != "date")
-            .cloned()
+            .filter(|(n, _)| !matches!(n.as_str(), "traceparent" | "connection" | "date"))
+            .map(|(n, v)| match n.as_str() {
+                "ratelimit" => (n.clone(), v.split(";r=").next().unwrap_or_default().into()),
+                _ => (n.clone(), v.clone()),
+            })
             .collect::<Vec<_>>()
     };
     assert_eq!(fields(&fast), fields(&hyper));
+    for answer in [&fast, &hyper] {
+        let value = |name: &str| answer.1.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+        assert_eq!(
+            value("ratelimit-policy").map(String::as_str),
+            Some("\"things\";q=1000;w=1")
+        );
+        assert!(value("ratelimit").is_some_and(|v| v.starts_with("\"things\";r=99")));
+    }
     assert!(
         fast.1
             .iter()
