@@ -89,6 +89,53 @@ fn token_cache(capacity: u64) -> Option<Cache<TokenKey, Identity, TokenHasher>> 
     })
 }
 
+/// Verified tokens each thread keeps besides the shared cache, per verifier.
+const RECENT_PER_THREAD: usize = 1024;
+
+/// One verifier's tokens in one thread's [`RECENT`].
+type RecentTokens = HashMap<TokenKey, Identity, TokenHasher>;
+
+thread_local! {
+    /// The tokens this thread verified lately, by verifier ([`Verifier::id`]): the shared
+    /// cache's entries this thread used. A hit here touches no memory another thread writes
+    /// (the shared cache records every read for its eviction policy, from every serving
+    /// thread). Emptied when full.
+    static RECENT: std::cell::RefCell<Vec<(u64, RecentTokens)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `token`'s identity if this thread verified it lately for verifier `id` and it has not
+/// expired.
+fn recent(id: u64, token: &str, now: u64) -> Option<Identity> {
+    RECENT.with_borrow(|recent| {
+        let (_, tokens) = recent.iter().find(|(v, _)| *v == id)?;
+        tokens
+            .get(token)
+            .filter(|identity| identity.expires_at > now)
+            .cloned()
+    })
+}
+
+fn remember_recent(id: u64, token: &str, identity: &Identity) {
+    RECENT.with_borrow_mut(|recent| {
+        let index = match recent.iter().position(|(v, _)| *v == id) {
+            Some(i) => i,
+            None => {
+                recent.push((id, HashMap::with_hasher(TokenHasher::new())));
+                recent.len() - 1
+            }
+        };
+        let tokens = &mut recent[index].1;
+        if tokens.len() >= RECENT_PER_THREAD {
+            tokens.clear();
+        }
+        tokens.insert(token.into(), identity.clone());
+    });
+}
+
+/// Tells verifiers apart in each thread's [`RECENT`] tokens.
+static NEXT_VERIFIER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// `auth_token_cache_total{result}`, taken once per verifier (and its clones).
 struct CacheCounters {
     hit: metrics::Counter,
@@ -366,10 +413,13 @@ struct KeyCache {
 }
 
 /// Verifies access tokens. A token verified once is remembered (keyed by its text, until
-/// its `exp`, bounded), so a caller's repeated requests cost no signature check. Cloning
-/// shares the key cache and the token cache.
+/// its `exp`, bounded), so a caller's repeated requests cost no signature check; each thread
+/// also keeps the ones it used lately ([`RECENT_PER_THREAD`] a verifier), read without
+/// touching what other threads write. Cloning shares the key cache and the token cache.
 #[derive(Clone)]
 pub struct Verifier {
+    /// This verifier's (and its clones') own, for its entries in each thread's recent tokens.
+    id: u64,
     issuer: String,
     audience: String,
     jwks_url: Option<String>,
@@ -410,6 +460,7 @@ impl Verifier {
             .build()
             .unwrap_or_default();
         Self {
+            id: NEXT_VERIFIER.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             issuer: issuer.to_string(),
             audience: audience.to_string(),
             jwks_url,
@@ -441,10 +492,16 @@ impl Verifier {
             return self.verify_signature(token).await;
         };
         let counters = self.counters.get_or_init(CacheCounters::new);
+        let now = now_secs();
+        if let Some(identity) = recent(self.id, token, now) {
+            counters.hit.increment(1);
+            return Ok(identity);
+        }
         if let Some(identity) = tokens.get(token)
-            && identity.expires_at > now_secs()
+            && identity.expires_at > now
         {
             counters.hit.increment(1);
+            remember_recent(self.id, token, &identity);
             return Ok(identity);
         }
         let refused_key: RefusedKey = Sha256::digest(token.as_bytes()).into();
@@ -456,6 +513,7 @@ impl Verifier {
         match self.check(token).await {
             Ok(identity) => {
                 tokens.insert(token.into(), identity.clone());
+                remember_recent(self.id, token, &identity);
                 Ok(identity)
             }
             Err(Refusal { error, lasting }) => {
@@ -734,6 +792,41 @@ mod tests {
         let uncached = t.verifier().with_token_cache(0);
         uncached.verify(&token).await.expect("valid");
         assert_eq!(uncached.cached_tokens(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_token_one_verifier_took_on_this_thread_is_checked_anew_by_another() {
+        let t = TestIssuer::new();
+        let token = t.token("user-1", &[Role::Customer]);
+        let trusting = t.verifier();
+        trusting.verify(&token).await.expect("valid");
+        trusting.verify(&token).await.expect("remembered");
+        // The same issuer's token, to a verifier of another audience, and to one without the
+        // key: each checks it itself (on the same thread, which remembers it for the first).
+        let other_audience = Verifier::new(
+            testing::ISSUER,
+            "another-audience",
+            None,
+            JwkSet {
+                keys: vec![t.issuer().jwk()],
+            },
+        );
+        assert!(matches!(
+            other_audience.verify(&token).await,
+            Err(AuthError::Invalid(_))
+        ));
+        let keyless = TestIssuer::new().verifier();
+        assert!(keyless.verify(&token).await.is_err());
+        // Clones share what was remembered, as they share the cache.
+        assert_eq!(
+            trusting
+                .clone()
+                .verify(&token)
+                .await
+                .expect("valid")
+                .subject,
+            "user-1"
+        );
     }
 
     #[tokio::test]
