@@ -518,18 +518,20 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     let pid = |p: &GatewayProcess| p.child.id().into_iter().collect::<Vec<u32>>();
 
     // Each target: its name, URL, bearer token and the processes that serve it (none for the
-    // upstream, which is this process).
+    // upstream, which is this process). Every target gets the same requests, the token
+    // included: a proxy that does not check it (nginx, the gateway without auth, the floors)
+    // reads and forwards its header as any other, as it would in front of the same clients.
     let targets: [(&'static str, String, Option<&str>, Vec<u32>); 4] = [
         (
             "upstream direct",
             format!("http://{upstream}/v1/bench/item"),
-            None,
+            Some(token.as_str()),
             Vec::new(),
         ),
         (
             "nginx proxy_pass + limit_req",
             format!("http://127.0.0.1:{}/api/bench/item", nginx.port),
-            None,
+            Some(token.as_str()),
             if callgrind.is_some() {
                 nginx.child.id().into_iter().collect()
             } else {
@@ -539,7 +541,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         (
             "gateway, no auth, no limits",
             format!("http://127.0.0.1:{plain}/api/bench/item"),
-            None,
+            Some(token.as_str()),
             pid(&plain_gw),
         ),
         (
@@ -555,14 +557,14 @@ async fn bench(args: Args) -> anyhow::Result<()> {
             (
                 variant.label(),
                 format!("http://127.0.0.1:{}/api/bench/item", floor.port),
-                None,
+                Some(token.as_str()),
                 pid(floor),
             )
         }))
         .chain(std::iter::once((
             "nginx again: a second, identical nginx (A/A)",
             format!("http://127.0.0.1:{}/api/bench/item", nginx_again.port),
-            None,
+            Some(token.as_str()),
             if callgrind.is_some() {
                 nginx_again.child.id().into_iter().collect()
             } else {
@@ -571,13 +573,17 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         )))
         .collect();
     // Rounds alternate the targets, so a burst of load elsewhere on the machine hits them
-    // alike; each figure is the median over the rounds.
+    // alike, and each round starts one target later than the one before, so no target always
+    // runs in the same place (right after another, say); each figure is the median over the
+    // rounds.
     let mut samples: Vec<Vec<Run>> = targets.iter().map(|_| Vec::new()).collect();
+    let measured: Vec<usize> = (0..targets.len())
+        .filter(|i| args.only.is_empty() || args.only.contains(&(i + 1)))
+        .collect();
     for round in 0..args.rounds.max(1) {
-        for (i, (name, url, auth, pids)) in targets.iter().enumerate() {
-            if !args.only.is_empty() && !args.only.contains(&(i + 1)) {
-                continue;
-            }
+        for k in 0..measured.len() {
+            let i = measured[(k + round) % measured.len()];
+            let (name, url, auth, pids) = &targets[i];
             // Warm up connections and caches, then measure.
             wrk(&args, name, url, *auth, 1).await?;
             let counted = callgrind.as_ref().filter(|_| !pids.is_empty());
