@@ -1,6 +1,7 @@
 //! The layer every route of every service runs under: the request's context (request id and
-//! trace context, see [`crate::context`]), its `http` span, its metrics, and the response's
-//! `x-request-id` and `traceparent`.
+//! trace context, see [`crate::context`]), its `http` span (or, when nothing reads spans, the
+//! same fields for the log lines of its work), its metrics, and the response's `x-request-id`
+//! and `traceparent`.
 //!
 //! One layer with one boxed future per request, in place of a context middleware,
 //! tower-http's `TraceLayer` and a metrics middleware: the gateway measured those three at
