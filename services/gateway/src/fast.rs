@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 use storefront_kit::context::{REQUEST_ID, TRACEPARENT};
 use storefront_kit::problem::ApiError;
-use storefront_kit::server::{Relay, Relayed};
+use storefront_kit::server::{Relay, Relayed, push_date, push_field};
 
 use crate::domain::config::OutlierConfig;
 use crate::proxy::{self, Attempt};
@@ -80,9 +80,8 @@ fn request_head(
     head.push(b' ');
     head.extend_from_slice(instance.prefix().as_bytes());
     head.extend_from_slice(path_and_query.as_bytes());
-    head.extend_from_slice(b" HTTP/1.1\r\nhost: ");
-    head.extend_from_slice(instance.host.as_bytes());
-    head.extend_from_slice(b"\r\n");
+    head.extend_from_slice(b" HTTP/1.1\r\n");
+    push_field(&mut head, b"host", instance.host.as_bytes());
     head.extend_from_slice(fields);
     head.extend_from_slice(b"\r\n");
     head
@@ -177,24 +176,18 @@ impl Relaying {
                 end_to_end(name) && !named.iter().any(|n| name.eq_ignore_ascii_case(n))
             };
             if relayed {
-                out.extend_from_slice(name);
-                out.extend_from_slice(b": ");
-                out.extend_from_slice(value);
-                out.extend_from_slice(b"\r\n");
+                push_field(out, name, value);
             }
         }
         for (name, value) in &self.extra {
-            out.extend_from_slice(name.as_str().as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value.as_bytes());
-            out.extend_from_slice(b"\r\n");
+            push_field(out, name.as_str().as_bytes(), value.as_bytes());
         }
         if framing == Framing::Close {
             // Relayed chunked (see `wire`).
-            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+            push_field(out, b"transfer-encoding", b"chunked");
         }
         if !date {
-            storefront_kit::server::push_date(out);
+            push_date(out);
         }
         connection
     }

@@ -6,7 +6,7 @@ mod balance;
 mod fast;
 mod request;
 
-pub use fast::{Relay, Relayed, Via, push_date};
+pub use fast::{Relay, Relayed, Via, push_date, push_field};
 
 use std::any::Any;
 use std::convert::Infallible;

@@ -18,7 +18,7 @@ use http::{HeaderName, HeaderValue, Method, header};
 use storefront_kit::auth::{AuthError, Identity};
 use storefront_kit::context::{REQUEST_ID, RequestContext, TRACEPARENT, bearer_token};
 use storefront_kit::problem::ApiError;
-use storefront_kit::server::{Front, Via};
+use storefront_kit::server::{Front, Via, push_field};
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use utoipa::OpenApi;
 
@@ -340,10 +340,7 @@ impl<'a> Forwarded<'a> {
     /// leaves in a header map.
     fn write(&self, headers: &http::HeaderMap, out: &mut Vec<u8>) {
         let mut line = |name: &HeaderName, value: &[u8]| {
-            out.extend_from_slice(name.as_str().as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value);
-            out.extend_from_slice(b"\r\n");
+            push_field(out, name.as_str().as_bytes(), value);
         };
         for (name, value) in headers {
             if self.keeps(name) {

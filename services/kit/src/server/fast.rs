@@ -292,13 +292,10 @@ where
         .get(header::CONNECTION)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
     for (name, value) in response.headers() {
-        head.extend_from_slice(name.as_str().as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value.as_bytes());
-        head.extend_from_slice(b"\r\n");
+        push_field(head, name.as_str().as_bytes(), value.as_bytes());
     }
     if closing && !close {
-        head.extend_from_slice(b"connection: close\r\n");
+        push_field(head, b"connection", b"close");
     }
     if let Some(relay) = response
         .extensions()
@@ -321,9 +318,12 @@ where
         }
     };
     if !no_body && !response.headers().contains_key(header::CONTENT_LENGTH) {
-        head.extend_from_slice(b"content-length: ");
-        head.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
-        head.extend_from_slice(b"\r\n");
+        let mut digits = itoa::Buffer::new();
+        push_field(
+            head,
+            b"content-length",
+            digits.format(body.len()).as_bytes(),
+        );
     }
     head.extend_from_slice(b"\r\n");
     if !head_only && !no_body {
@@ -348,12 +348,18 @@ pub fn push_date(head: &mut Vec<u8>) {
         if *made != second {
             *made = second;
             line.clear();
-            line.extend_from_slice(b"date: ");
-            line.extend_from_slice(httpdate::fmt_http_date(now).as_bytes());
-            line.extend_from_slice(b"\r\n");
+            push_field(line, b"date", httpdate::fmt_http_date(now).as_bytes());
         }
         head.extend_from_slice(line);
     });
+}
+
+/// Appends the header line `name: value` to a message head being written.
+pub fn push_field(head: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    head.extend_from_slice(name);
+    head.extend_from_slice(b": ");
+    head.extend_from_slice(value);
+    head.extend_from_slice(b"\r\n");
 }
 
 /// A connection whose first bytes were already read: they are read again first, so hyper
