@@ -887,6 +887,11 @@ mod tests {
     /// length `relay` returned.
     async fn fetch(wire: &Wire, target: &Target, path: &str) -> (Vec<u8>, u64) {
         let exchange = wire.send(target, &get(path), false).await.expect("send");
+        relay_all(exchange, wire).await
+    }
+
+    /// What relaying `exchange` after [`COMPOSED`] wrote, and the body length it returned.
+    async fn relay_all(exchange: Exchange, wire: &Wire) -> (Vec<u8>, u64) {
         let mut out = Vec::new();
         let relayed = exchange
             .relay(wire, &mut out, COMPOSED)
@@ -916,11 +921,7 @@ mod tests {
                 "{:?}",
                 exchange.headers().collect::<Vec<_>>()
             );
-            let mut out = Vec::new();
-            let relayed = exchange
-                .relay(&wire, &mut out, COMPOSED)
-                .await
-                .expect("relay");
+            let (out, relayed) = relay_all(exchange, &wire).await;
             assert_eq!((out, relayed), (composed(b"hello world"), 11));
             assert_eq!(kept(target.id), 1);
         }
@@ -936,11 +937,7 @@ mod tests {
             .await
             .expect("send");
         assert_eq!(exchange.framing(), Framing::Chunked);
-        let mut out = Vec::new();
-        let relayed = exchange
-            .relay(&wire, &mut out, COMPOSED)
-            .await
-            .expect("relay");
+        let (out, relayed) = relay_all(exchange, &wire).await;
         let body: &[u8] = b"5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n";
         assert_eq!((out, relayed), (composed(body), body.len() as u64));
         assert_eq!(kept(target.id), 1);
@@ -1005,11 +1002,7 @@ mod tests {
                 .headers()
                 .any(|(name, _)| name == b"content-length")
         );
-        let mut out = Vec::new();
-        let relayed = exchange
-            .relay(&wire, &mut out, COMPOSED)
-            .await
-            .expect("relay");
+        let (out, relayed) = relay_all(exchange, &wire).await;
         assert_eq!((out, relayed), (COMPOSED.to_vec(), 0));
         assert_eq!(kept(target.id), 1);
         assert_eq!(
@@ -1029,11 +1022,7 @@ mod tests {
                 (exchange.status(), exchange.framing()),
                 (status, Framing::None)
             );
-            let mut out = Vec::new();
-            let relayed = exchange
-                .relay(&wire, &mut out, COMPOSED)
-                .await
-                .expect("relay");
+            let (out, relayed) = relay_all(exchange, &wire).await;
             assert_eq!((out, relayed), (COMPOSED.to_vec(), 0));
         }
         assert_eq!(
@@ -1058,11 +1047,7 @@ mod tests {
             exchange.headers().collect::<Vec<_>>(),
             [(b"content-length".as_slice(), b"2".as_slice())]
         );
-        let mut out = Vec::new();
-        exchange
-            .relay(&wire, &mut out, COMPOSED)
-            .await
-            .expect("relay");
+        let (out, _) = relay_all(exchange, &wire).await;
         assert_eq!(out, composed(b"ok"));
         assert_eq!(kept(target.id), 1);
     }
@@ -1083,11 +1068,7 @@ mod tests {
         let wire = Wire::new(SECOND, 8);
         let exchange = wire.send(&target, &get("/"), false).await.expect("send");
         assert_eq!(exchange.framing(), Framing::Close);
-        let mut out = Vec::new();
-        let relayed = exchange
-            .relay(&wire, &mut out, COMPOSED)
-            .await
-            .expect("relay");
+        let (out, relayed) = relay_all(exchange, &wire).await;
         assert_eq!(relayed, body.len() as u64);
         let chunks = out.strip_prefix(COMPOSED).expect("the composed head first");
         // However the reads fell: chunks holding the body, then the last chunk.
@@ -1320,12 +1301,7 @@ mod tests {
             futures::future::join_all((0..4).map(|_| wire.send(&target, &request, false))).await;
         assert_eq!(connections.load(Ordering::Relaxed), 4);
         for exchange in exchanges {
-            let mut out = Vec::new();
-            exchange
-                .expect("send")
-                .relay(&wire, &mut out, COMPOSED)
-                .await
-                .expect("relay");
+            let (out, _) = relay_all(exchange.expect("send"), &wire).await;
             assert_eq!(out, composed(b"hello world"));
         }
         assert_eq!(kept(target.id), 2);
