@@ -82,6 +82,51 @@ pub(crate) async fn connect(target: &Target, timeout: Duration) -> Result<TcpStr
     Ok(tcp)
 }
 
+/// What sending a request on one connection came to.
+pub(crate) enum Tried<T, R, E> {
+    Answered(T),
+    /// It failed before any of a response arrived: the request, `R`, may go again.
+    Unanswered(R, E),
+    Failed(E),
+}
+
+/// Sends `request` on a kept connection (`take`) or, when there is none, a new one
+/// (`connect`), with `send`. A kept connection that fails before answering (its upstream
+/// closed it) is given up and the request sent once more on a new connection; a failure on a
+/// new connection is returned. Both upstream clients send their requests so.
+pub(crate) async fn on_kept_or_new<C, R, T, E, Connecting, Sending>(
+    mut request: R,
+    take: impl FnOnce() -> Option<C>,
+    mut connect: impl FnMut() -> Connecting,
+    mut send: impl FnMut(C, R) -> Sending,
+) -> Result<T, E>
+where
+    Connecting: Future<Output = Result<C, E>>,
+    Sending: Future<Output = Tried<T, R, E>>,
+    E: std::fmt::Display,
+{
+    let mut kept = take();
+    loop {
+        let fresh = kept.is_none();
+        let conn = match kept.take() {
+            Some(conn) => conn,
+            None => connect().await?,
+        };
+        match send(conn, request).await {
+            Tried::Answered(answer) => return Ok(answer),
+            Tried::Unanswered(again, error) if !fresh => {
+                tracing::debug!(
+                    error = %error,
+                    "a kept upstream connection failed before answering: \
+                     sending the request again on a new one"
+                );
+                request = again;
+            }
+            Tried::Unanswered(_, error) | Tried::Failed(error) => return Err(error),
+        }
+    }
+}
+
 thread_local! {
     /// This thread's kept connections.
     static KEPT: RefCell<Kept<SendRequest<Body>>> = const { RefCell::new(Kept::new()) };
@@ -197,32 +242,26 @@ impl HttpClient {
     pub async fn send(
         &self,
         target: &Target,
-        mut request: Request<Body>,
+        request: Request<Body>,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        let mut fresh = false;
-        loop {
-            let kept = if fresh { None } else { take(target.id) };
-            let mut sender = match kept {
-                Some(sender) => sender,
-                None => {
-                    fresh = true;
-                    self.connect(target).await?
-                }
-            };
-            match sender.try_send_request(request).await {
-                Ok(response) => {
-                    self.keep(target.id, sender);
-                    return Ok(response);
-                }
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) if !fresh => {
-                        request = unsent;
-                        fresh = true;
+        on_kept_or_new(
+            request,
+            || take(target.id),
+            || self.connect(target),
+            |mut sender, request| async move {
+                match sender.try_send_request(request).await {
+                    Ok(response) => {
+                        self.keep(target.id, sender);
+                        Tried::Answered(response)
                     }
-                    _ => return Err(e.into_error().into()),
-                },
-            }
-        }
+                    Err(mut e) => match e.take_message() {
+                        Some(unsent) => Tried::Unanswered(unsent, e.into_error().into()),
+                        None => Tried::Failed(e.into_error().into()),
+                    },
+                }
+            },
+        )
+        .await
     }
 
     async fn connect(&self, target: &Target) -> Result<SendRequest<Body>, UpstreamError> {

@@ -29,7 +29,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use crate::connections::{self, ConnectError, Kept, Look, Target};
+use crate::connections::{self, ConnectError, Kept, Look, Target, Tried};
 
 /// The longest response head taken: hyper's client's limit (its default read buffer), so an
 /// upstream answer hyper's path takes is taken here too.
@@ -168,46 +168,36 @@ impl Wire {
         head: &[u8],
         head_request: bool,
     ) -> Result<Exchange, WireError> {
-        let mut fresh = false;
-        loop {
-            let kept = if fresh { None } else { take(target.id) };
-            let mut conn = match kept {
-                Some(conn) => conn,
-                None => {
-                    fresh = true;
-                    self.connect(target).await?
-                }
-            };
-            match exchange(&mut conn, head, head_request).await {
-                Ok(head) => {
-                    // The body's first bytes, read with the head, are checked now: a chunked
-                    // body broken there is the upstream's failure (a 502, and another try)
-                    // while nothing has gone to the client yet, not a connection closed after
-                    // a head.
-                    if let Err(e) = Body::new(head.framing).advance(&conn.buf[head.len..]) {
-                        tracing::debug!(error = %e, "an upstream's body was broken from its start");
-                        return Err(WireError::Invalid("malformed chunked body"));
+        connections::on_kept_or_new(
+            head,
+            || take(target.id),
+            || self.connect(target),
+            |mut conn, head| async move {
+                match exchange(&mut conn, head, head_request).await {
+                    Ok(head) => {
+                        // The body's first bytes, read with the head, are checked now: a
+                        // chunked body broken there is the upstream's failure (a 502, and
+                        // another try) while nothing has gone to the client yet, not a
+                        // connection closed after a head.
+                        if let Err(e) = Body::new(head.framing).advance(&conn.buf[head.len..]) {
+                            tracing::debug!(error = %e, "an upstream's body was broken from its start");
+                            return Tried::Failed(WireError::Invalid("malformed chunked body"));
+                        }
+                        Tried::Answered(Exchange {
+                            conn,
+                            target: target.id,
+                            head,
+                        })
                     }
-                    return Ok(Exchange {
-                        conn,
-                        target: target.id,
-                        head,
-                    });
+                    Err(Failure {
+                        before_response: true,
+                        error,
+                    }) => Tried::Unanswered(head, error),
+                    Err(Failure { error, .. }) => Tried::Failed(error),
                 }
-                Err(Failure {
-                    before_response: true,
-                    error,
-                }) if !fresh => {
-                    tracing::debug!(
-                        error = %error,
-                        "a kept upstream connection failed before answering: \
-                         sending the request again on a new one"
-                    );
-                    fresh = true;
-                }
-                Err(Failure { error, .. }) => return Err(error),
-            }
-        }
+            },
+        )
+        .await
     }
 
     async fn connect(&self, target: &Target) -> Result<Conn, WireError> {
