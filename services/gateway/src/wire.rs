@@ -880,6 +880,20 @@ mod tests {
         relay_all(exchange, wire).await
     }
 
+    /// Asserts that a `/len` request to `target` is answered in full, and that `target` has
+    /// still had one connection only (counted in `connections`).
+    async fn the_one_connection_takes_the_next_request(
+        wire: &Wire,
+        target: &Target,
+        connections: &AtomicUsize,
+    ) {
+        assert_eq!(
+            fetch(wire, target, "/len").await,
+            (composed(b"hello world"), 11)
+        );
+        assert_eq!(connections.load(Ordering::Relaxed), 1);
+    }
+
     /// What relaying `exchange` after [`COMPOSED`] wrote, and the body length it returned.
     async fn relay_all(exchange: Exchange, wire: &Wire) -> (Vec<u8>, u64) {
         let mut out = Vec::new();
@@ -931,11 +945,7 @@ mod tests {
         let body: &[u8] = b"5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n";
         assert_eq!((out, relayed), (composed(body), body.len() as u64));
         assert_eq!(kept(target.id), 1);
-        assert_eq!(
-            fetch(&wire, &target, "/len").await,
-            (composed(b"hello world"), 11)
-        );
-        assert_eq!(connections.load(Ordering::Relaxed), 1);
+        the_one_connection_takes_the_next_request(&wire, &target, &connections).await;
     }
 
     #[tokio::test]
@@ -995,11 +1005,7 @@ mod tests {
         let (out, relayed) = relay_all(exchange, &wire).await;
         assert_eq!((out, relayed), (COMPOSED.to_vec(), 0));
         assert_eq!(kept(target.id), 1);
-        assert_eq!(
-            fetch(&wire, &target, "/len").await,
-            (composed(b"hello world"), 11)
-        );
-        assert_eq!(connections.load(Ordering::Relaxed), 1);
+        the_one_connection_takes_the_next_request(&wire, &target, &connections).await;
     }
 
     #[tokio::test]
@@ -1015,11 +1021,7 @@ mod tests {
             let (out, relayed) = relay_all(exchange, &wire).await;
             assert_eq!((out, relayed), (COMPOSED.to_vec(), 0));
         }
-        assert_eq!(
-            fetch(&wire, &target, "/len").await,
-            (composed(b"hello world"), 11)
-        );
-        assert_eq!(connections.load(Ordering::Relaxed), 1);
+        the_one_connection_takes_the_next_request(&wire, &target, &connections).await;
     }
 
     #[tokio::test]
