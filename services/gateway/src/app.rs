@@ -67,12 +67,10 @@ impl Application {
             .await
             .map_err(|e| io_error("config", e))?,
         );
-        let client = || {
-            upstream::client(
-                Duration::from_millis(settings.connect_timeout_ms.max(1)),
-                settings.pool_max_idle_per_host,
-            )
-        };
+        // Both upstream clients (hyper's and the fast path's wire) connect and keep alike.
+        let connect_timeout = Duration::from_millis(settings.connect_timeout_ms.max(1));
+        let max_idle = settings.pool_max_idle_per_host;
+        let client = || upstream::client(connect_timeout, max_idle);
         let tokens = Arc::new(Tokens::new(verifier, settings.token_cache_capacity));
 
         let mut readiness = Readiness::new(NAME, platform.shutdown.token());
@@ -125,10 +123,7 @@ impl Application {
                     shared: shared.clone(),
                     tokens: tokens.clone(),
                     client: client(),
-                    wire: Wire::new(
-                        Duration::from_millis(settings.connect_timeout_ms.max(1)),
-                        settings.pool_max_idle_per_host,
-                    ),
+                    wire: Wire::new(connect_timeout, max_idle),
                     max_body: settings.max_body_bytes,
                 });
                 let front = http::Proxied::new(state.clone(), &settings.cors_origins);
