@@ -17,7 +17,7 @@ use crate::domain::config::OutlierConfig;
 use crate::proxy::{self, Attempt};
 use crate::runtime::Route;
 use crate::upstream::Instance;
-use crate::wire::{Exchange, Framing, Wire};
+use crate::wire::{self, Exchange, Framing, Wire};
 
 /// Sends a bodyless `method` request for `path_and_query`, with the header `fields` (request
 /// head lines, each ending in CRLF: every header but `Host`, which each instance has its own
@@ -142,9 +142,7 @@ impl Relaying {
                 .exchange
                 .headers()
                 .filter(|(name, _)| name.eq_ignore_ascii_case(b"connection"))
-                .flat_map(|(_, value)| value.split(|&b| b == b','))
-                .map(<[u8]>::trim_ascii)
-                .filter(|name| !name.is_empty())
+                .flat_map(|(_, value)| wire::elements(value))
                 .collect();
             out.truncate(head.len());
             self.fields(&named, &mut out);

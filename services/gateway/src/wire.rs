@@ -374,7 +374,7 @@ impl Said {
 }
 
 /// The non-empty elements of a comma-separated field value, without optional whitespace.
-fn elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub(crate) fn elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value
         .split(|&b| b == b',')
         .map(trim)
