@@ -402,7 +402,7 @@ async fn wrk(
     args: &Args,
     name: &'static str,
     url: &str,
-    token: Option<&str>,
+    token: &str,
     seconds: u64,
 ) -> anyhow::Result<Run> {
     let mut cmd = tokio::process::Command::new("wrk");
@@ -415,9 +415,7 @@ async fn wrk(
         // drop requests still being answered.
         cmd.arg("--timeout").arg("30s");
     }
-    if let Some(t) = token {
-        cmd.arg("-H").arg(format!("Authorization: Bearer {t}"));
-    }
+    cmd.arg("-H").arg(format!("Authorization: Bearer {token}"));
     let out = cmd
         .arg(url)
         .output()
@@ -516,60 +514,51 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     }
     let (plain, secured) = (plain_gw.port, secured_gw.port);
     let pid = |p: &GatewayProcess| p.child.id().into_iter().collect::<Vec<u32>>();
+    // What callgrind counts of nginx: its one process under callgrind, nothing otherwise.
+    let nginx_pid = |n: &Nginx| match callgrind {
+        Some(_) => n.child.id().into_iter().collect(),
+        None => Vec::new(),
+    };
 
-    // Each target: its name, URL, bearer token and the processes that serve it (none for the
-    // upstream, which is this process). Every target gets the same requests, the token
-    // included: a proxy that does not check it (nginx, the gateway without auth, the floors)
-    // reads and forwards its header as any other, as it would in front of the same clients.
-    let targets: [(&'static str, String, Option<&str>, Vec<u32>); 4] = [
+    // Each target: its name, URL and the processes that serve it (none for the upstream, which
+    // is this process). Every target gets the same requests, the bearer token included: a
+    // proxy that does not check it (nginx, the gateway without auth, the floors) reads and
+    // forwards its header as any other, as it would in front of the same clients.
+    let targets: [(&'static str, String, Vec<u32>); 4] = [
         (
             "upstream direct",
             format!("http://{upstream}/v1/bench/item"),
-            Some(token.as_str()),
             Vec::new(),
         ),
         (
             "nginx proxy_pass + limit_req",
             format!("http://127.0.0.1:{}/api/bench/item", nginx.port),
-            Some(token.as_str()),
-            if callgrind.is_some() {
-                nginx.child.id().into_iter().collect()
-            } else {
-                Vec::new()
-            },
+            nginx_pid(&nginx),
         ),
         (
             "gateway, no auth, no limits",
             format!("http://127.0.0.1:{plain}/api/bench/item"),
-            Some(token.as_str()),
             pid(&plain_gw),
         ),
         (
             "gateway, JWT + rate limit",
             format!("http://127.0.0.1:{secured}/api/bench/item"),
-            Some(token.as_str()),
             pid(&secured_gw),
         ),
     ];
-    let targets: Vec<(&'static str, String, Option<&str>, Vec<u32>)> = targets
+    let targets: Vec<(&'static str, String, Vec<u32>)> = targets
         .into_iter()
         .chain(floors.iter().map(|(variant, floor)| {
             (
                 variant.label(),
                 format!("http://127.0.0.1:{}/api/bench/item", floor.port),
-                Some(token.as_str()),
                 pid(floor),
             )
         }))
         .chain(std::iter::once((
             "nginx again: a second, identical nginx (A/A)",
             format!("http://127.0.0.1:{}/api/bench/item", nginx_again.port),
-            Some(token.as_str()),
-            if callgrind.is_some() {
-                nginx_again.child.id().into_iter().collect()
-            } else {
-                Vec::new()
-            },
+            nginx_pid(&nginx_again),
         )))
         .collect();
     // Rounds alternate the targets, so a burst of load elsewhere on the machine hits them
@@ -583,14 +572,14 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     for round in 0..args.rounds.max(1) {
         for k in 0..measured.len() {
             let i = measured[(k + round) % measured.len()];
-            let (name, url, auth, pids) = &targets[i];
+            let (name, url, pids) = &targets[i];
             // Warm up connections and caches, then measure.
-            wrk(&args, name, url, *auth, 1).await?;
+            wrk(&args, name, url, &token, 1).await?;
             let counted = callgrind.as_ref().filter(|_| !pids.is_empty());
             if let Some(c) = counted {
                 c.zero(pids).await?;
             }
-            let mut run = wrk(&args, name, url, *auth, args.duration).await?;
+            let mut run = wrk(&args, name, url, &token, args.duration).await?;
             if let Some(c) = counted {
                 run.instructions =
                     Some(c.instructions(pids).await? as f64 / run.requests.max(1) as f64);
