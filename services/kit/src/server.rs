@@ -1387,6 +1387,35 @@ mod tests {
         assert_eq!(bodies(&text), ["", "127.0.0.1 h fast"], "{text}");
         assert_eq!(text.matches("content-length: 16\r\n").count(), 2, "{text}");
 
+        // A head that comes in pieces, the second with the start of the next request: each is
+        // read whole (what was read is kept while a head is not complete), and both are
+        // answered on the fast path.
+        {
+            use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+            let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            for piece in [
+                "GET /v1/front/p HTTP/1.1\r\nHo",
+                "st: t\r\nx-request-id: p1\r\n\r\nGET /v1/front/p HTTP/1.1\r\n",
+                "Host: t\r\nx-request-id: p2\r\n\r\n",
+            ] {
+                tcp.write_all(piece.as_bytes()).await.expect("write");
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+            let mut read = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(Ok(n @ 1..)) =
+                tokio::time::timeout(Duration::from_millis(300), tcp.read(&mut buf)).await
+            {
+                read.extend_from_slice(&buf[..n]);
+            }
+            let text = String::from_utf8_lossy(&read);
+            assert_eq!(
+                bodies(&text),
+                ["127.0.0.1 p1 fast", "127.0.0.1 p2 fast"],
+                "{text}"
+            );
+        }
+
         // A relayed body follows the head the fast path wrote, with the request layer's headers.
         let text = raw_exchange(
             addr,

@@ -28,7 +28,7 @@ use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
 use axum::response::Response;
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use futures::future::BoxFuture;
 use http::{HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version, header};
 use http_body_util::BodyExt as _;
@@ -102,9 +102,9 @@ pub(super) struct Rest<I> {
 // would only add an allocation.
 #[allow(clippy::large_enum_variant)]
 enum Next {
-    /// A request for the fast path, the front's route label for it, and the length of its
-    /// head.
-    Take(Request<Body>, &'static str, usize),
+    /// A request for the fast path (its head no longer in the read buffer), and the front's
+    /// route label for it.
+    Take(Request<Body>, &'static str),
     /// The head is not complete yet: read on.
     Partial,
     /// The connection is hyper's from here.
@@ -133,10 +133,10 @@ where
     let mut timer = std::pin::pin!(tokio::time::sleep(header_read_timeout));
     loop {
         let deadline = tokio::time::Instant::now() + header_read_timeout;
-        let (request, route, length) = loop {
+        let (request, route) = loop {
             if !read.is_empty() {
-                match next(&read, front.as_ref()) {
-                    Next::Take(request, route, length) => break (request, route, length),
+                match next(&mut read, front.as_ref()) {
+                    Next::Take(request, route) => break (request, route),
                     Next::Hyper => return Some(Rest { io, read }),
                     Next::Partial => {}
                 }
@@ -163,7 +163,6 @@ where
                 Ok(_) => {}
             }
         };
-        read.advance(length);
         let head_only = request.method() == Method::HEAD;
         let mut answer = std::pin::pin!(super::front_call(
             shard,
@@ -200,45 +199,82 @@ where
     }
 }
 
-/// Reads the request head at the start of `read`: a request for the front's fast path, a head
-/// not complete yet, or the connection for hyper. See the module's documentation for what is
-/// simple.
-fn next(read: &[u8], front: &dyn super::Front) -> Next {
+/// Reads the request head at the start of `read`: a request for the front's fast path (taken
+/// out of `read`), a head not complete yet, or the connection for hyper (`read` as it was).
+/// See the module's documentation for what is simple.
+fn next(read: &mut BytesMut, front: &dyn super::Front) -> Next {
+    // What was read, shared: the request's URI and header values are slices of it, not copies
+    // (six allocations and copies a request, and the `Authorization` value is cloned again
+    // into the request's context).
+    let bytes = read.split().freeze();
+    match parse(&bytes, front) {
+        Some(Parsed::Take(request, route, length)) => {
+            if length < bytes.len() {
+                // A pipelined request's first bytes.
+                read.extend_from_slice(&bytes[length..]);
+            }
+            Next::Take(request, route)
+        }
+        parsed => {
+            // Nothing refers to `bytes` now: `read` becomes the buffer they were split from,
+            // unchanged.
+            drop(std::mem::take(read));
+            *read = bytes
+                .try_into_mut()
+                .unwrap_or_else(|bytes| BytesMut::from(&bytes[..]));
+            match parsed {
+                Some(_) => Next::Hyper,
+                None => Next::Partial,
+            }
+        }
+    }
+}
+
+/// What [`parse`] made of a request head: one for the fast path (and the length of its head),
+/// or one for hyper.
+#[allow(clippy::large_enum_variant)] // As `Next`.
+enum Parsed {
+    Take(Request<Body>, &'static str, usize),
+    Hyper,
+}
+
+/// The request whose head `bytes` start with; `None` while that head is not complete.
+fn parse(bytes: &Bytes, front: &dyn super::Front) -> Option<Parsed> {
     // Not initialized first: 100 slots cost 100 stores a request, and few are ever used.
     let mut headers: [std::mem::MaybeUninit<httparse::Header<'_>>; MAX_HEADERS] =
         [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut []);
-    let length = match parsed.parse_with_uninit_headers(read, &mut headers) {
+    let length = match parsed.parse_with_uninit_headers(bytes, &mut headers) {
         Ok(httparse::Status::Complete(length)) => length,
-        Ok(httparse::Status::Partial) if read.len() < MAX_HEAD => return Next::Partial,
+        Ok(httparse::Status::Partial) if bytes.len() < MAX_HEAD => return None,
         // Oversized, malformed or with too many headers: hyper answers it as it should.
-        _ => return Next::Hyper,
+        _ => return Some(Parsed::Hyper),
     };
     let method = match parsed.method {
         Some("GET") => Method::GET,
         Some("HEAD") => Method::HEAD,
-        _ => return Next::Hyper,
+        _ => return Some(Parsed::Hyper),
     };
     let (Some(path), Some(1)) = (parsed.path, parsed.version) else {
-        return Next::Hyper;
+        return Some(Parsed::Hyper);
     };
-    let Ok(uri) = Uri::try_from(path) else {
-        return Next::Hyper;
+    let Ok(uri) = Uri::from_maybe_shared(bytes.slice_ref(path.as_bytes())) else {
+        return Some(Parsed::Hyper);
     };
     // As hyper's requests are matched: by the parsed path (a `#...` is not part of it).
     if !path.starts_with('/') || OWN_PATHS.contains(&uri.path()) {
-        return Next::Hyper;
+        return Some(Parsed::Hyper);
     }
     let mut map = http::HeaderMap::with_capacity(parsed.headers.len());
     for h in parsed.headers.iter() {
         let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
-            return Next::Hyper;
+            return Some(Parsed::Hyper);
         };
         if !simple(&name, h.value) {
-            return Next::Hyper;
+            return Some(Parsed::Hyper);
         }
-        let Ok(value) = HeaderValue::from_bytes(h.value) else {
-            return Next::Hyper;
+        let Ok(value) = HeaderValue::from_maybe_shared(bytes.slice_ref(h.value)) else {
+            return Some(Parsed::Hyper);
         };
         map.append(name, value);
     }
@@ -247,10 +283,10 @@ fn next(read: &[u8], front: &dyn super::Front) -> Next {
     *request.uri_mut() = uri;
     *request.version_mut() = Version::HTTP_11;
     *request.headers_mut() = map;
-    match front.takes(&request) {
-        Some(route) => Next::Take(request, route, length),
-        None => Next::Hyper,
-    }
+    Some(match front.takes(&request) {
+        Some(route) => Parsed::Take(request, route, length),
+        None => Parsed::Hyper,
+    })
 }
 
 /// Whether a request header keeps the request simple: none of the framing, connection or
