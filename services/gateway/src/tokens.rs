@@ -2,6 +2,8 @@
 //! `iss`, `aud`, `exp`, `nbf`) with its cache of verified tokens sized by the gateway's
 //! `token_cache_capacity`, so a token seen before costs no signature check.
 
+use std::sync::Arc;
+
 use storefront_kit::auth::{AuthError, Identity, Verifier};
 
 /// Verified tokens, cached.
@@ -19,8 +21,8 @@ impl Tokens {
 
     /// The identity of a bearer token: from the cache when this token was verified before and
     /// has not expired, else verified (and remembered).
-    pub async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
-        self.verifier.verify(token).await
+    pub async fn verify(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
+        self.verifier.verify_shared(token).await
     }
 
     /// Verifies without the cache (benchmarks compare the two).

@@ -50,11 +50,11 @@ type RefusedKey = [u8; 32];
 /// A remembered token lives until its `exp`.
 struct UntilExp;
 
-impl Expiry<TokenKey, Identity> for UntilExp {
+impl Expiry<TokenKey, Arc<Identity>> for UntilExp {
     fn expire_after_create(
         &self,
         _key: &TokenKey,
-        value: &Identity,
+        value: &Arc<Identity>,
         _created_at: Instant,
     ) -> Option<Duration> {
         Some(Duration::from_secs(
@@ -80,7 +80,8 @@ fn refused_cache(capacity: u64) -> Option<Cache<RefusedKey, AuthError>> {
     })
 }
 
-fn token_cache(capacity: u64) -> Option<Cache<TokenKey, Identity, TokenHasher>> {
+/// Identities are shared: a hit hands out a pointer, not three new strings.
+fn token_cache(capacity: u64) -> Option<Cache<TokenKey, Arc<Identity>, TokenHasher>> {
     (capacity > 0).then(|| {
         Cache::builder()
             .max_capacity(capacity)
@@ -93,7 +94,7 @@ fn token_cache(capacity: u64) -> Option<Cache<TokenKey, Identity, TokenHasher>> 
 const RECENT_PER_THREAD: usize = 1024;
 
 /// One verifier's tokens in one thread's [`RECENT`].
-type RecentTokens = HashMap<TokenKey, Identity, TokenHasher>;
+type RecentTokens = HashMap<TokenKey, Arc<Identity>, TokenHasher>;
 
 thread_local! {
     /// The tokens this thread verified lately, by verifier ([`Verifier::id`]): the shared
@@ -106,7 +107,7 @@ thread_local! {
 
 /// `token`'s identity if this thread verified it lately for verifier `id` and it has not
 /// expired.
-fn recent(id: u64, token: &str, now: u64) -> Option<Identity> {
+fn recent(id: u64, token: &str, now: u64) -> Option<Arc<Identity>> {
     RECENT.with_borrow(|recent| {
         let (_, tokens) = recent.iter().find(|(v, _)| *v == id)?;
         tokens
@@ -116,7 +117,7 @@ fn recent(id: u64, token: &str, now: u64) -> Option<Identity> {
     })
 }
 
-fn remember_recent(id: u64, token: &str, identity: &Identity) {
+fn remember_recent(id: u64, token: &str, identity: &Arc<Identity>) {
     RECENT.with_borrow_mut(|recent| {
         let index = match recent.iter().position(|(v, _)| *v == id) {
             Some(i) => i,
@@ -425,7 +426,7 @@ pub struct Verifier {
     jwks_url: Option<String>,
     http: reqwest::Client,
     cache: Arc<RwLock<KeyCache>>,
-    tokens: Option<Cache<TokenKey, Identity, TokenHasher>>,
+    tokens: Option<Cache<TokenKey, Arc<Identity>, TokenHasher>>,
     refused: Option<Cache<RefusedKey, AuthError>>,
     counters: Arc<OnceLock<CacheCounters>>,
 }
@@ -488,8 +489,14 @@ impl Verifier {
     /// until its `exp` even if its key leaves the JWKS meanwhile (at most the token's
     /// lifetime, about 15 minutes).
     pub async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        self.verify_shared(token).await.map(Arc::unwrap_or_clone)
+    }
+
+    /// [`Verifier::verify`], the identity shared with the token cache: a cached token costs
+    /// no copy of it (the gateway checks a token on every request).
+    pub async fn verify_shared(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
         let Some(tokens) = &self.tokens else {
-            return self.verify_signature(token).await;
+            return self.verify_signature(token).await.map(Arc::new);
         };
         let counters = self.counters.get_or_init(CacheCounters::new);
         let now = now_secs();
@@ -512,6 +519,7 @@ impl Verifier {
         counters.miss.increment(1);
         match self.check(token).await {
             Ok(identity) => {
+                let identity = Arc::new(identity);
                 tokens.insert(token.into(), identity.clone());
                 remember_recent(self.id, token, &identity);
                 Ok(identity)

@@ -409,7 +409,7 @@ async fn answer(
         (_, None) => Err(AuthError::Missing),
         (_, Some(token)) => state.tokens.verify(token).await.map(Some),
     };
-    let identity: Option<Identity> = match refused {
+    let identity: Option<Arc<Identity>> = match refused {
         Ok(identity) => identity,
         Err(e) => {
             tracing::debug!(error = %e, route = %route.prefix, "token refused");
@@ -429,7 +429,7 @@ async fn answer(
         }
     };
     if route.auth == AuthPolicy::Role
-        && let (Some(role), Some(identity)) = (route.role, identity.as_ref())
+        && let (Some(role), Some(identity)) = (route.role, identity.as_deref())
         && let Err(e) = identity.require(role)
     {
         route.requests.increment(http::StatusCode::FORBIDDEN);
@@ -439,7 +439,7 @@ async fn answer(
     // How often.
     let mut extra = Vec::new();
     if let Some(rule) = rule {
-        match limits::check(&runtime.limits, rule, client_ip, identity.as_ref()).await {
+        match limits::check(&runtime.limits, rule, client_ip, identity.as_deref()).await {
             Outcome::Admit(headers) => extra = headers,
             Outcome::Refuse(response) => {
                 route.requests.increment(response.status());
@@ -462,7 +462,7 @@ async fn answer(
         // (The fast path takes no `Connection` header but `keep-alive`, which names none.)
         proxy::strip_hop_by_hop(&mut headers);
     }
-    let forwarded = Forwarded::new(&runtime, peer, &ctx, &headers, identity.as_ref());
+    let forwarded = Forwarded::new(&runtime, peer, &ctx, &headers, identity.as_deref());
     let mut response = if fast {
         // Written straight into the request head: no header map to change.
         let mut fields = Vec::with_capacity(512);
