@@ -685,7 +685,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         let store = &store;
         let key = &keys[i as usize % keys.len()];
         async move {
-            let _ = store.check(key, gcra).await;
+            let _ = store.check(key.clone(), gcra).decided().await;
         }
     })
     .await;
@@ -731,14 +731,15 @@ async fn bench(args: Args) -> anyhow::Result<()> {
             burst: 1_000_000,
         };
         redis
-            .check("warm", g)
+            .check("warm".to_owned(), g)
+            .decided()
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let one = per_op(5_000, |i| {
             let redis = &redis;
             let key = format!("k{}", i % 100);
             async move {
-                let _ = redis.check(&key, g).await;
+                let _ = redis.check(key, g).decided().await;
             }
         })
         .await;

@@ -8,12 +8,13 @@
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderName, HeaderValue, Method, StatusCode};
+use http::{Method, StatusCode};
 use storefront_kit::context::{REQUEST_ID, TRACEPARENT};
 use storefront_kit::problem::ApiError;
 use storefront_kit::server::{Relay, Relayed, push_date, push_field};
 
 use crate::domain::config::OutlierConfig;
+use crate::limits::RateLimitFields;
 use crate::proxy::{self, Attempt};
 use crate::runtime::Route;
 use crate::upstream::Instance;
@@ -29,12 +30,14 @@ pub async fn forward(
     method: &Method,
     path_and_query: &str,
     fields: &[u8],
-    extra: Vec<(HeaderName, HeaderValue)>,
+    extra: Option<RateLimitFields>,
 ) -> Response {
     if !request_target(path_and_query) {
         let mut response =
             ApiError::BadRequest("The request path is not valid.".into()).into_response();
-        response.headers_mut().extend(extra);
+        if let Some(extra) = extra {
+            extra.insert_into(response.headers_mut());
+        }
         return response;
     }
     let head_request = *method == Method::HEAD;
@@ -55,7 +58,9 @@ pub async fn forward(
     match attempted {
         Ok((status, exchange)) => response(status, exchange, wire, extra),
         Err(mut problem) => {
-            problem.headers_mut().extend(extra);
+            if let Some(extra) = extra {
+                extra.insert_into(problem.headers_mut());
+            }
             problem
         }
     }
@@ -106,7 +111,7 @@ fn response(
     status: StatusCode,
     exchange: Exchange,
     wire: &Wire,
-    extra: Vec<(HeaderName, HeaderValue)>,
+    extra: Option<RateLimitFields>,
 ) -> Response {
     let mut response = Response::new(Body::empty());
     // Room for what is added to it (rate limit, request id, trace), so it grows no more.
@@ -127,7 +132,7 @@ struct Relaying {
     wire: Wire,
     /// Fields the gateway adds, written after the upstream's as head lines (putting them in
     /// the response's header map for the kit to write cost more than writing them).
-    extra: Vec<(HeaderName, HeaderValue)>,
+    extra: Option<RateLimitFields>,
 }
 
 impl Relaying {
@@ -177,8 +182,8 @@ impl Relaying {
                 push_field(out, name, value);
             }
         }
-        for (name, value) in &self.extra {
-            push_field(out, name.as_str().as_bytes(), value.as_bytes());
+        if let Some(extra) = &self.extra {
+            extra.write(out);
         }
         if framing == Framing::Close {
             // Relayed chunked (see `wire`).

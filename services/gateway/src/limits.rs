@@ -13,12 +13,13 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderName, HeaderValue, header};
 use storefront_kit::auth::Identity;
 use storefront_kit::problem::ApiError;
+use storefront_kit::server::push_field;
 
 use crate::domain::client_ip::push_ip;
 use crate::domain::config::{FailureMode, LimitKey};
 use crate::domain::gcra::{self, Decision, Gcra};
 use crate::domain::routing::prefix_matches;
-use crate::ports::LimitStore;
+use crate::ports::{Checked, LimitStore};
 
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -33,6 +34,8 @@ pub struct Rule {
     pub store: Arc<dyn LimitStore>,
     pub memory: bool,
     policy: HeaderValue,
+    /// The start of its `RateLimit` value ([`gcra::ratelimit_start`]).
+    ratelimit_start: HeaderValue,
 }
 
 impl Rule {
@@ -47,6 +50,8 @@ impl Rule {
     ) -> Self {
         let policy = HeaderValue::from_str(&gcra::policy_header(name, &gcra))
             .unwrap_or_else(|_| HeaderValue::from_static("\"rule\""));
+        let ratelimit_start = HeaderValue::from_str(&gcra::ratelimit_start(name))
+            .unwrap_or_else(|_| HeaderValue::from_static("\"rule\";r="));
         Self {
             name: name.to_string(),
             path_prefix,
@@ -56,6 +61,7 @@ impl Rule {
             store,
             memory,
             policy,
+            ratelimit_start,
         }
     }
 
@@ -126,21 +132,53 @@ impl Limits {
 
 /// What to do with a request.
 pub enum Outcome {
-    /// Forward it, adding these headers to the response.
-    Admit(Vec<(HeaderName, HeaderValue)>),
+    /// Forward it, adding these fields to the response (none when the store failed open).
+    Admit(Option<RateLimitFields>),
     /// Answer this instead.
     Refuse(Response),
 }
 
-fn headers(rule: &Rule, decision: &Decision) -> Vec<(HeaderName, HeaderValue)> {
-    let mut out = Vec::with_capacity(2);
-    out.push((RATELIMIT_POLICY, rule.policy.clone()));
-    // The text becomes the value's bytes as it is (`from_str` would copy it).
-    let text = gcra::ratelimit_header(&rule.name, decision);
-    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(text)) {
-        out.push((RATELIMIT, v));
+/// The `RateLimit` and `RateLimit-Policy` fields of a response under a rule: kept as the
+/// rule's values and the decision's figures, and written as head lines where the response is
+/// (the fast path's, [`RateLimitFields::write`]) or made header values (hyper's).
+pub struct RateLimitFields {
+    policy: HeaderValue,
+    start: HeaderValue,
+    decision: Decision,
+}
+
+impl RateLimitFields {
+    fn new(rule: &Rule, decision: Decision) -> Self {
+        Self {
+            policy: rule.policy.clone(),
+            start: rule.ratelimit_start.clone(),
+            decision,
+        }
     }
-    out
+
+    /// Both fields as head lines, each ending in CRLF.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        push_field(
+            out,
+            RATELIMIT_POLICY.as_str().as_bytes(),
+            self.policy.as_bytes(),
+        );
+        out.extend_from_slice(RATELIMIT.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(self.start.as_bytes());
+        gcra::push_ratelimit_figures(out, &self.decision);
+        out.extend_from_slice(b"\r\n");
+    }
+
+    /// Both fields set in `headers`.
+    pub fn insert_into(self, headers: &mut http::HeaderMap) {
+        headers.insert(RATELIMIT_POLICY, self.policy);
+        let mut ratelimit = self.start.as_bytes().to_vec();
+        gcra::push_ratelimit_figures(&mut ratelimit, &self.decision);
+        if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(ratelimit)) {
+            headers.insert(RATELIMIT, value);
+        }
+    }
 }
 
 /// Second of the last "store unavailable" warning: with Redis down every request fails over,
@@ -164,20 +202,22 @@ pub async fn check(
 ) -> Outcome {
     let bucket = rule.bucket(client_ip, identity);
     // The in-memory store answers at once; only a remote one needs a deadline.
-    let result = if rule.memory {
-        rule.store.check(&bucket, rule.gcra).await
-    } else {
-        match tokio::time::timeout(limits.store_timeout, rule.store.check(&bucket, rule.gcra)).await
-        {
-            Ok(r) => r,
-            Err(_) => Err(crate::ports::StoreError(format!(
-                "no answer within {:?}",
-                limits.store_timeout
-            ))),
+    let result = match rule.store.check(bucket, rule.gcra) {
+        Checked::Now(result) => result,
+        Checked::Later(decided) => {
+            match tokio::time::timeout(limits.store_timeout, decided).await {
+                Ok(r) => r,
+                Err(_) => Err(crate::ports::StoreError(format!(
+                    "no answer within {:?}",
+                    limits.store_timeout
+                ))),
+            }
         }
     };
     match result {
-        Ok(decision) if decision.allowed => Outcome::Admit(headers(rule, &decision)),
+        Ok(decision) if decision.allowed => {
+            Outcome::Admit(Some(RateLimitFields::new(rule, decision)))
+        }
         Ok(decision) => {
             metrics::counter!("gateway_rate_limited_total", "rule" => rule.name.clone())
                 .increment(1);
@@ -187,7 +227,7 @@ pub async fn check(
                 retry_after_secs: retry_after,
             }
             .into_response();
-            response.headers_mut().extend(headers(rule, &decision));
+            RateLimitFields::new(rule, decision).insert_into(response.headers_mut());
             Outcome::Refuse(response)
         }
         Err(e) => {
@@ -198,7 +238,7 @@ pub async fn check(
                     if warn_now() {
                         tracing::warn!(rule = %rule.name, error = %e, "rate-limit store unavailable; admitting (failureMode: open)");
                     }
-                    Outcome::Admit(Vec::new())
+                    Outcome::Admit(None)
                 }
                 FailureMode::Closed => {
                     if warn_now() {

@@ -5,15 +5,13 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use futures::FutureExt;
-use futures::future::BoxFuture;
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
 use crate::domain::gcra::{Decision, Gcra};
-use crate::ports::{LimitStore, StoreError};
+use crate::ports::{Checked, LimitStore};
 
 type Keyed =
     RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
@@ -42,9 +40,9 @@ impl GovernorStore {
         self.gcra
     }
 
-    fn decide(&self, bucket: &str) -> Decision {
+    fn decide(&self, bucket: String) -> Decision {
         let interval = self.gcra.interval_us;
-        match self.limiter.check_key(&bucket.to_owned()) {
+        match self.limiter.check_key(&bucket) {
             Ok(snapshot) => {
                 let remaining = snapshot.remaining_burst_capacity();
                 let used = u64::from(self.gcra.burst.saturating_sub(remaining));
@@ -71,13 +69,8 @@ impl GovernorStore {
 }
 
 impl LimitStore for GovernorStore {
-    fn check<'a>(
-        &'a self,
-        bucket: &'a str,
-        _gcra: Gcra,
-    ) -> BoxFuture<'a, Result<Decision, StoreError>> {
-        let decision = self.decide(bucket);
-        async move { Ok(decision) }.boxed()
+    fn check(&self, bucket: String, _gcra: Gcra) -> Checked<'_> {
+        Checked::Now(Ok(self.decide(bucket)))
     }
 
     fn maintain(&self) {
@@ -101,16 +94,16 @@ mod tests {
             burst: 2,
         };
         let store = GovernorStore::new(gcra);
-        let a: Vec<bool> = futures::future::join_all((0..3).map(|_| store.check("a", gcra)))
-            .await
-            .into_iter()
-            .map(|d| d.expect("memory never fails").allowed)
-            .collect();
+        let check = |bucket: &str| match store.check(bucket.to_owned(), gcra) {
+            Checked::Now(decision) => decision.expect("memory never fails"),
+            Checked::Later(_) => panic!("memory decides at once"),
+        };
+        let a: Vec<bool> = (0..3).map(|_| check("a").allowed).collect();
         assert_eq!(a, vec![true, true, false]);
-        let b = store.check("b", gcra).await.expect("ok");
+        let b = check("b");
         assert!(b.allowed);
         assert_eq!(b.remaining, 1);
-        let refused = store.check("a", gcra).await.expect("ok");
+        let refused = check("a");
         assert!(!refused.allowed && refused.retry_after_us > 0);
         assert_eq!(store.buckets(), 2);
         tokio::time::sleep(Duration::from_millis(60)).await;

@@ -6,12 +6,11 @@
 use std::time::Duration;
 
 use futures::FutureExt;
-use futures::future::BoxFuture;
 use redis::Script;
 use storefront_kit::redis::RedisLink;
 
 use crate::domain::gcra::{Decision, Gcra, REDIS_SCRIPT};
-use crate::ports::{LimitStore, StoreError};
+use crate::ports::{Checked, LimitStore, StoreError};
 
 pub struct RedisStore {
     link: RedisLink,
@@ -63,17 +62,15 @@ impl RedisStore {
 }
 
 impl LimitStore for RedisStore {
-    fn check<'a>(
-        &'a self,
-        bucket: &'a str,
-        gcra: Gcra,
-    ) -> BoxFuture<'a, Result<Decision, StoreError>> {
-        async move {
-            match tokio::time::timeout(self.timeout, self.decide(bucket, gcra)).await {
-                Ok(r) => r,
-                Err(_) => Err(StoreError(format!("no answer within {:?}", self.timeout))),
+    fn check(&self, bucket: String, gcra: Gcra) -> Checked<'_> {
+        Checked::Later(
+            async move {
+                match tokio::time::timeout(self.timeout, self.decide(&bucket, gcra)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(StoreError(format!("no answer within {:?}", self.timeout))),
+                }
             }
-        }
-        .boxed()
+            .boxed(),
+        )
     }
 }

@@ -93,18 +93,25 @@ pub fn policy_header(rule: &str, gcra: &Gcra) -> String {
     format!("\"{rule}\";q={};w={}", gcra.burst, gcra.window_secs())
 }
 
-/// `RateLimit` value.
-pub fn ratelimit_header(rule: &str, decision: &Decision) -> String {
+/// The start of a `RateLimit` value under `rule`, up to its figures: `"<rule>";r=`.
+pub fn ratelimit_start(rule: &str) -> String {
+    format!("\"{rule}\";r=")
+}
+
+/// The rest of a `RateLimit` value after [`ratelimit_start`]: `<remaining>;t=<reset>`.
+pub fn push_ratelimit_figures(out: &mut Vec<u8>, decision: &Decision) {
     // Pushed, not `format!`ed: every admitted request under a rule carries one.
     let mut digits = itoa::Buffer::new();
-    let mut out = String::with_capacity(rule.len() + 32);
-    out.push('"');
-    out.push_str(rule);
-    out.push_str("\";r=");
-    out.push_str(digits.format(decision.remaining));
-    out.push_str(";t=");
-    out.push_str(digits.format(ceil_secs(decision.reset_us)));
-    out
+    out.extend_from_slice(digits.format(decision.remaining).as_bytes());
+    out.extend_from_slice(b";t=");
+    out.extend_from_slice(digits.format(ceil_secs(decision.reset_us)).as_bytes());
+}
+
+/// `RateLimit` value.
+pub fn ratelimit_header(rule: &str, decision: &Decision) -> String {
+    let mut out = ratelimit_start(rule).into_bytes();
+    push_ratelimit_figures(&mut out, decision);
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// `Retry-After` seconds of a refused request (at least 1).

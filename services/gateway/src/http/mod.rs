@@ -437,10 +437,10 @@ async fn answer(
     }
 
     // How often.
-    let mut extra = Vec::new();
+    let mut extra = None;
     if let Some(rule) = rule {
         match limits::check(&runtime.limits, rule, client_ip, identity.as_deref()).await {
-            Outcome::Admit(headers) => extra = headers,
+            Outcome::Admit(fields) => extra = fields,
             Outcome::Refuse(response) => {
                 route.requests.increment(response.status());
                 return response;
@@ -465,7 +465,8 @@ async fn answer(
     let forwarded = Forwarded::new(&runtime, peer, &ctx, &headers, identity.as_deref());
     let mut response = if fast {
         // Written straight into the request head: no header map to change.
-        let mut fields = Vec::with_capacity(512);
+        // A bearer token and the fields the gateway sets take about 600 bytes.
+        let mut fields = Vec::with_capacity(1024);
         forwarded.write(&headers, &mut fields);
         crate::fast::forward(
             &state.wire,
@@ -474,7 +475,7 @@ async fn answer(
             &parts.method,
             &path_and_query,
             &fields,
-            std::mem::take(&mut extra),
+            extra.take(),
         )
         .await
     } else {
@@ -497,8 +498,8 @@ async fn answer(
         .await
     };
     route.requests.increment(response.status());
-    if !extra.is_empty() {
-        response.headers_mut().extend(extra);
+    if let Some(fields) = extra {
+        fields.insert_into(response.headers_mut());
     }
     response
 }
