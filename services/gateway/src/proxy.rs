@@ -5,7 +5,7 @@
 use std::error::Error as StdError;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
@@ -269,7 +269,7 @@ where
     Fut: Future<Output = Attempt<T>>,
 {
     let attempts = if retryable { 1 + route.retries } else { 1 };
-    let mut tried: Vec<usize> = Vec::new();
+    let mut tried = crate::upstream::Indices::new();
     let mut last: Option<Response> = None;
     for attempt in 0..attempts {
         let (index, again) = match route.pool.pick(&tried) {
@@ -299,8 +299,9 @@ where
         };
         let more = attempt + 1 < attempts;
         let in_flight = instance.start();
-        let started = Instant::now();
-        let result = tokio::time::timeout(route.timeout, send(instance, target, !more)).await;
+        let started = tokio::time::Instant::now();
+        let result =
+            tokio::time::timeout_at(started + route.timeout, send(instance, target, !more)).await;
         drop(in_flight);
         route
             .upstream_duration

@@ -113,8 +113,12 @@ impl Instance {
 
     /// Healthy by the last active check and not ejected.
     pub fn available(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
-            && self.ejected_until_ms.load(Ordering::Relaxed) <= now_ms()
+        if !self.healthy.load(Ordering::Relaxed) {
+            return false;
+        }
+        // Never ejected: no clock to read (every request picks an instance).
+        let until = self.ejected_until_ms.load(Ordering::Relaxed);
+        until == 0 || until <= now_ms()
     }
 
     pub fn is_healthy(&self) -> bool {
@@ -219,10 +223,10 @@ impl Pool {
     /// An instance not in `tried`: an available one if there is any, else (every instance
     /// down or ejected) any untried one, because trying beats refusing outright.
     pub fn pick(&self, tried: &[usize]) -> Option<usize> {
-        let untried: Vec<usize> = (0..self.instances.len())
+        let untried: Indices = (0..self.instances.len())
             .filter(|i| !tried.contains(i))
             .collect();
-        let available: Vec<usize> = untried
+        let available: Indices = untried
             .iter()
             .copied()
             .filter(|&i| self.instances[i].available())
@@ -237,6 +241,10 @@ impl Pool {
         })
     }
 }
+
+/// Instance indices (candidates, instances tried), inline up to a pool of eight: every request
+/// picks one, and most pools are smaller.
+pub type Indices = smallvec::SmallVec<[usize; 8]>;
 
 /// Picks among `candidates` by `policy` (pure but for the counter and the dice).
 pub fn choose(
