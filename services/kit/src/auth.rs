@@ -93,8 +93,10 @@ fn token_cache(capacity: u64) -> Option<Cache<TokenKey, Arc<Identity>, TokenHash
 /// Verified tokens each thread keeps besides the shared cache, per verifier.
 const RECENT_PER_THREAD: usize = 1024;
 
-/// One verifier's tokens in one thread's [`RECENT`].
-type RecentTokens = HashMap<TokenKey, Arc<Identity>, TokenHasher>;
+/// One verifier's tokens in one thread's [`RECENT`], by [`recent_key`], each with its whole
+/// text (compared on a hit) and this thread's own copy of its identity (a pointer no other
+/// thread counts references of).
+type RecentTokens = HashMap<u64, (TokenKey, Arc<Identity>), TokenHasher>;
 
 thread_local! {
     /// The tokens this thread verified lately, by verifier ([`Verifier::id`]): the shared
@@ -103,6 +105,17 @@ thread_local! {
     /// thread). Emptied when full.
     static RECENT: std::cell::RefCell<Vec<(u64, RecentTokens)>> =
         const { std::cell::RefCell::new(Vec::new()) };
+    /// Keys [`recent_key`]'s hash, per thread.
+    static RECENT_HASHER: TokenHasher = TokenHasher::new();
+}
+
+/// What [`RECENT`] finds a token by: a hash of its last 32 bytes, which are its signature's
+/// (random to anyone without the issuer's key), not of the whole token (a few hundred bytes
+/// hashed on every request); a token whose key matches another's is told apart by its text.
+fn recent_key(token: &str) -> u64 {
+    let bytes = token.as_bytes();
+    let tail = &bytes[bytes.len().saturating_sub(32)..];
+    RECENT_HASHER.with(|hasher| hasher.hash_one(tail))
 }
 
 /// `token`'s identity if this thread verified it lately for verifier `id` and it has not
@@ -111,13 +124,13 @@ fn recent(id: u64, token: &str, now: u64) -> Option<Arc<Identity>> {
     RECENT.with_borrow(|recent| {
         let (_, tokens) = recent.iter().find(|(v, _)| *v == id)?;
         tokens
-            .get(token)
-            .filter(|identity| identity.expires_at > now)
-            .cloned()
+            .get(&recent_key(token))
+            .filter(|(text, identity)| **text == *token && identity.expires_at > now)
+            .map(|(_, identity)| identity.clone())
     })
 }
 
-fn remember_recent(id: u64, token: &str, identity: &Arc<Identity>) {
+fn remember_recent(id: u64, token: &str, identity: &Identity) {
     RECENT.with_borrow_mut(|recent| {
         let index = match recent.iter().position(|(v, _)| *v == id) {
             Some(i) => i,
@@ -130,7 +143,10 @@ fn remember_recent(id: u64, token: &str, identity: &Arc<Identity>) {
         if tokens.len() >= RECENT_PER_THREAD {
             tokens.clear();
         }
-        tokens.insert(token.into(), identity.clone());
+        tokens.insert(
+            recent_key(token),
+            (token.into(), Arc::new(identity.clone())),
+        );
     });
 }
 
@@ -833,6 +849,35 @@ mod tests {
                 .await
                 .expect("valid")
                 .subject,
+            "user-1"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_token_ending_as_a_remembered_one_ends_is_checked_itself() {
+        let t = TestIssuer::new();
+        let verifier = t.verifier();
+        let token = t.token("user-1", &[Role::Customer]);
+        verifier.verify(&token).await.expect("valid");
+        // Another payload under the remembered token's signature: found by the same key in
+        // this thread's tokens (its last bytes), refused by its text and its signature.
+        let (header, rest) = token.split_once('.').expect("three parts");
+        let (_, signature) = rest.split_once('.').expect("three parts");
+        let claims = URL_SAFE_NO_PAD.encode(
+            serde_json::json!({
+                "sub": "admin-9", "roles": ["admin"], "iss": testing::ISSUER,
+                "aud": testing::AUDIENCE, "exp": now_secs() + 600, "nbf": 0, "iat": 0, "jti": "x",
+            })
+            .to_string(),
+        );
+        let forged = format!("{header}.{claims}.{signature}");
+        assert_eq!(recent_key(&forged), recent_key(&token));
+        assert!(matches!(
+            verifier.verify(&forged).await,
+            Err(AuthError::Invalid(_))
+        ));
+        assert_eq!(
+            verifier.verify(&token).await.expect("valid").subject,
             "user-1"
         );
     }
