@@ -33,9 +33,10 @@ pub struct Rule {
     pub gcra: Gcra,
     pub store: Arc<dyn LimitStore>,
     pub memory: bool,
-    policy: HeaderValue,
-    /// The start of its `RateLimit` value ([`gcra::ratelimit_start`]).
-    ratelimit_start: HeaderValue,
+    /// Its `RateLimit-Policy` value, and the start of its `RateLimit` value
+    /// ([`gcra::ratelimit_start`]): header text.
+    policy: String,
+    ratelimit_start: String,
 }
 
 impl Rule {
@@ -48,10 +49,15 @@ impl Rule {
         store: Arc<dyn LimitStore>,
         memory: bool,
     ) -> Self {
-        let policy = HeaderValue::from_str(&gcra::policy_header(name, &gcra))
-            .unwrap_or_else(|_| HeaderValue::from_static("\"rule\""));
-        let ratelimit_start = HeaderValue::from_str(&gcra::ratelimit_start(name))
-            .unwrap_or_else(|_| HeaderValue::from_static("\"rule\";r="));
+        let header_text = |text: String, otherwise: &str| {
+            if HeaderValue::from_str(&text).is_ok() {
+                text
+            } else {
+                otherwise.to_owned()
+            }
+        };
+        let policy = header_text(gcra::policy_header(name, &gcra), "\"rule\"");
+        let ratelimit_start = header_text(gcra::ratelimit_start(name), "\"rule\";r=");
         Self {
             name: name.to_string(),
             path_prefix,
@@ -138,45 +144,42 @@ pub enum Outcome {
     Refuse(Response),
 }
 
-/// The `RateLimit` and `RateLimit-Policy` fields of a response under a rule: kept as the
-/// rule's values and the decision's figures, and written as head lines where the response is
-/// (the fast path's, [`RateLimitFields::write`]) or made header values (hyper's).
+/// The `RateLimit` and `RateLimit-Policy` fields of a response under a rule: their values'
+/// text, kept inline (copied from the rule rather than shared with it: the serving threads
+/// would count references to the same memory on every request), written as head lines where
+/// the response is (the fast path's, [`RateLimitFields::write`]) or made header values
+/// (hyper's).
 pub struct RateLimitFields {
-    policy: HeaderValue,
-    start: HeaderValue,
-    decision: Decision,
+    /// `RateLimit-Policy`'s value, then `RateLimit`'s.
+    values: smallvec::SmallVec<[u8; 112]>,
+    /// Where `RateLimit`'s starts.
+    split: usize,
 }
 
 impl RateLimitFields {
     fn new(rule: &Rule, decision: Decision) -> Self {
-        Self {
-            policy: rule.policy.clone(),
-            start: rule.ratelimit_start.clone(),
-            decision,
-        }
+        let mut values = smallvec::SmallVec::new();
+        values.extend_from_slice(rule.policy.as_bytes());
+        let split = values.len();
+        values.extend_from_slice(rule.ratelimit_start.as_bytes());
+        gcra::push_ratelimit_figures(&mut values, &decision);
+        Self { values, split }
     }
 
     /// Both fields as head lines, each ending in CRLF.
     pub fn write(&self, out: &mut Vec<u8>) {
-        push_field(
-            out,
-            RATELIMIT_POLICY.as_str().as_bytes(),
-            self.policy.as_bytes(),
-        );
-        out.extend_from_slice(RATELIMIT.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(self.start.as_bytes());
-        gcra::push_ratelimit_figures(out, &self.decision);
-        out.extend_from_slice(b"\r\n");
+        let (policy, ratelimit) = self.values.split_at(self.split);
+        push_field(out, RATELIMIT_POLICY.as_str().as_bytes(), policy);
+        push_field(out, RATELIMIT.as_str().as_bytes(), ratelimit);
     }
 
     /// Both fields set in `headers`.
     pub fn insert_into(self, headers: &mut http::HeaderMap) {
-        headers.insert(RATELIMIT_POLICY, self.policy);
-        let mut ratelimit = self.start.as_bytes().to_vec();
-        gcra::push_ratelimit_figures(&mut ratelimit, &self.decision);
-        if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(ratelimit)) {
-            headers.insert(RATELIMIT, value);
+        let (policy, ratelimit) = self.values.split_at(self.split);
+        for (name, value) in [(RATELIMIT_POLICY, policy), (RATELIMIT, ratelimit)] {
+            if let Ok(value) = HeaderValue::from_bytes(value) {
+                headers.insert(name, value);
+            }
         }
     }
 }

@@ -273,7 +273,8 @@ impl<'a> Forwarded<'a> {
                     }
                     roles.push_str(role.as_str());
                 }
-                (Field::text(id.subject.as_str()), Field::text(roles))
+                // Role names are header text; a subject is whatever the issuer signed.
+                (Field::text(id.subject.as_str()), Field::To(roles.into()))
             }
             None => (Field::Removed, Field::Removed),
         };
@@ -300,7 +301,8 @@ impl<'a> Forwarded<'a> {
                         Field::ClientHost
                     },
                 ),
-                (REQUEST_ID, Field::text(ctx.request_id.as_str())),
+                // Header text: taken only as visible ASCII, or made here.
+                (REQUEST_ID, Field::To(ctx.request_id.as_str().into())),
                 (TRACEPARENT, Field::Trace(ctx.outgoing_traceparent())),
                 (USER_ID, user),
                 (USER_ROLES, roles),
