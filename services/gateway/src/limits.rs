@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderName, HeaderValue, header};
 use storefront_kit::auth::Identity;
 use storefront_kit::problem::ApiError;
-use storefront_kit::server::push_field;
 
 use crate::domain::client_ip::push_ip;
 use crate::domain::config::{FailureMode, LimitKey};
@@ -33,10 +32,12 @@ pub struct Rule {
     pub gcra: Gcra,
     pub store: Arc<dyn LimitStore>,
     pub memory: bool,
-    /// Its `RateLimit-Policy` value, and the start of its `RateLimit` value
-    /// ([`gcra::ratelimit_start`]): header text.
-    policy: String,
-    ratelimit_start: String,
+    /// The start of its responses' [`RateLimitFields`]: the `RateLimit-Policy` line, and the
+    /// `RateLimit` line up to its figures ([`gcra::ratelimit_start`]); where each value is in
+    /// it.
+    lines_start: String,
+    policy_at: (usize, usize),
+    ratelimit_at: usize,
 }
 
 impl Rule {
@@ -58,6 +59,12 @@ impl Rule {
         };
         let policy = header_text(gcra::policy_header(name, &gcra), "\"rule\"");
         let ratelimit_start = header_text(gcra::ratelimit_start(name), "\"rule\";r=");
+        let mut lines_start = format!("{RATELIMIT_POLICY}: ");
+        let policy_at = (lines_start.len(), lines_start.len() + policy.len());
+        lines_start.push_str(&policy);
+        lines_start.push_str(&format!("\r\n{RATELIMIT}: "));
+        let ratelimit_at = lines_start.len();
+        lines_start.push_str(&ratelimit_start);
         Self {
             name: name.to_string(),
             path_prefix,
@@ -66,8 +73,9 @@ impl Rule {
             gcra,
             store,
             memory,
-            policy,
-            ratelimit_start,
+            lines_start,
+            policy_at,
+            ratelimit_at,
         }
     }
 
@@ -144,42 +152,46 @@ pub enum Outcome {
     Refuse(Response),
 }
 
-/// The `RateLimit` and `RateLimit-Policy` fields of a response under a rule: their values'
-/// text, kept inline (copied from the rule rather than shared with it: the serving threads
-/// would count references to the same memory on every request), written as head lines where
-/// the response is (the fast path's, [`RateLimitFields::write`]) or made header values
-/// (hyper's).
+/// The `RateLimit-Policy` and `RateLimit` fields of a response under a rule, as head lines
+/// made when the request is admitted (copied from the rule rather than shared with it: the
+/// serving threads would count references to the same memory on every request):
+/// written as they are where the response is (the fast path's, [`RateLimitFields::write`]), or
+/// made header values (hyper's).
 pub struct RateLimitFields {
-    /// `RateLimit-Policy`'s value, then `RateLimit`'s.
-    values: smallvec::SmallVec<[u8; 112]>,
-    /// Where `RateLimit`'s starts.
-    split: usize,
+    /// `ratelimit-policy: <value>\r\nratelimit: <value>\r\n`.
+    lines: Vec<u8>,
+    /// Where `RateLimit`'s value starts and ends in `lines` (`RateLimit-Policy`'s is the rule's).
+    ratelimit: (usize, usize),
+    policy: (usize, usize),
 }
 
 impl RateLimitFields {
     fn new(rule: &Rule, decision: Decision) -> Self {
-        let mut values = smallvec::SmallVec::new();
-        values.extend_from_slice(rule.policy.as_bytes());
-        let split = values.len();
-        values.extend_from_slice(rule.ratelimit_start.as_bytes());
-        gcra::push_ratelimit_figures(&mut values, &decision);
-        Self { values, split }
+        let mut lines = Vec::with_capacity(rule.lines_start.len() + 40);
+        lines.extend_from_slice(rule.lines_start.as_bytes());
+        gcra::push_ratelimit_figures(&mut lines, &decision);
+        let end = lines.len();
+        lines.extend_from_slice(b"\r\n");
+        Self {
+            lines,
+            ratelimit: (rule.ratelimit_at, end),
+            policy: rule.policy_at,
+        }
     }
 
     /// Both fields as head lines, each ending in CRLF.
     pub fn write(&self, out: &mut Vec<u8>) {
-        let (policy, ratelimit) = self.values.split_at(self.split);
-        push_field(out, RATELIMIT_POLICY.as_str().as_bytes(), policy);
-        push_field(out, RATELIMIT.as_str().as_bytes(), ratelimit);
+        out.extend_from_slice(&self.lines);
     }
 
     /// Both fields set in `headers`.
     pub fn insert_into(self, headers: &mut http::HeaderMap) {
-        let (policy, ratelimit) = self.values.split_at(self.split);
-        for (name, value) in [(RATELIMIT_POLICY, policy), (RATELIMIT, ratelimit)] {
-            if let Ok(value) = HeaderValue::from_bytes(value) {
-                headers.insert(name, value);
-            }
+        let value = |(start, end): (usize, usize)| HeaderValue::from_bytes(&self.lines[start..end]);
+        if let Ok(policy) = value(self.policy) {
+            headers.insert(RATELIMIT_POLICY, policy);
+        }
+        if let Ok(ratelimit) = value(self.ratelimit) {
+            headers.insert(RATELIMIT, ratelimit);
         }
     }
 }
@@ -304,6 +316,37 @@ mod tests {
             ..limits
         };
         assert!(off.rule_for("/api/auth/login", "auth").is_none());
+    }
+
+    #[test]
+    fn rate_limit_fields_are_the_same_as_lines_and_as_header_values() {
+        let gcra = Gcra {
+            interval_us: 100_000,
+            burst: 5,
+        };
+        let rule = Rule::new(
+            "login",
+            None,
+            None,
+            LimitKey::Ip,
+            gcra,
+            Arc::new(GovernorStore::new(gcra)),
+            true,
+        );
+        let (decision, _) = gcra.decide(None, 0);
+        let fields = RateLimitFields::new(&rule, decision);
+        let mut lines = Vec::new();
+        fields.write(&mut lines);
+        let mut headers = http::HeaderMap::new();
+        fields.insert_into(&mut headers);
+        let policy = gcra::policy_header("login", &gcra);
+        let ratelimit = gcra::ratelimit_header("login", &decision);
+        assert_eq!(
+            String::from_utf8(lines).expect("text"),
+            format!("ratelimit-policy: {policy}\r\nratelimit: {ratelimit}\r\n")
+        );
+        assert_eq!(headers[RATELIMIT_POLICY], policy.as_str());
+        assert_eq!(headers[RATELIMIT], ratelimit.as_str());
     }
 
     #[test]

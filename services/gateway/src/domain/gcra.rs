@@ -99,12 +99,12 @@ pub fn ratelimit_start(rule: &str) -> String {
 }
 
 /// The rest of a `RateLimit` value after [`ratelimit_start`]: `<remaining>;t=<reset>`.
-pub fn push_ratelimit_figures(out: &mut impl Extend<u8>, decision: &Decision) {
+pub fn push_ratelimit_figures(out: &mut Vec<u8>, decision: &Decision) {
     // Pushed, not `format!`ed: every admitted request under a rule carries one.
     let mut digits = itoa::Buffer::new();
-    out.extend(digits.format(decision.remaining).bytes());
-    out.extend(*b";t=");
-    out.extend(digits.format(ceil_secs(decision.reset_us)).bytes());
+    out.extend_from_slice(digits.format(decision.remaining).as_bytes());
+    out.extend_from_slice(b";t=");
+    out.extend_from_slice(digits.format(ceil_secs(decision.reset_us)).as_bytes());
 }
 
 /// `RateLimit` value.
