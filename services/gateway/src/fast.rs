@@ -3,15 +3,15 @@
 //! accounting as [`crate::proxy::forward`] ([`crate::proxy::attempts`]), but the request head
 //! is written and the response relayed over [`crate::wire`]'s connections, with no hyper
 //! client between: the upstream's status and headers become the response the kit's request
-//! layer finishes (request id, trace, metrics), and its body is relayed as it comes
-//! ([`Relayed`]).
+//! layer finishes (request id, trace, metrics), and its body is relayed as it comes (a
+//! [`Relaying`] in the connection's [`RelaySlot`]).
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::{Method, StatusCode};
 use storefront_kit::context::{REQUEST_ID, TRACEPARENT};
 use storefront_kit::problem::ApiError;
-use storefront_kit::server::{Relay, Relayed, push_date, push_field};
+use storefront_kit::server::{Relay, RelaySlot, push_date, push_field};
 
 use crate::domain::config::OutlierConfig;
 use crate::limits::RateLimitFields;
@@ -20,18 +20,30 @@ use crate::runtime::Route;
 use crate::upstream::Instance;
 use crate::wire::{self, Exchange, Framing, Wire};
 
-/// Sends a bodyless `method` request for `path_and_query`, with the header `fields` (request
-/// head lines, each ending in CRLF: every header but `Host`, which each instance has its own
-/// of), to `route`'s pool over `wire`.
+/// A bodyless request to forward.
+pub struct Bodyless<'a> {
+    pub method: &'a Method,
+    pub path_and_query: &'a str,
+    /// Request head lines, each ending in CRLF: every header but `Host`, which each instance
+    /// has its own of.
+    pub fields: &'a [u8],
+}
+
+/// Sends `request` to `route`'s pool over `wire`; an upstream's response is relayed by what is
+/// put in `slot`, with the rate limit's `extra` fields.
 pub async fn forward(
     wire: &Wire,
     route: &Route,
     outlier: &OutlierConfig,
-    method: &Method,
-    path_and_query: &str,
-    fields: &[u8],
+    request: Bodyless<'_>,
     extra: Option<RateLimitFields>,
+    slot: RelaySlot,
 ) -> Response {
+    let Bodyless {
+        method,
+        path_and_query,
+        fields,
+    } = request;
     if !request_target(path_and_query) {
         let mut response =
             ApiError::BadRequest("The request path is not valid.".into()).into_response();
@@ -56,7 +68,7 @@ pub async fn forward(
     })
     .await;
     match attempted {
-        Ok((status, exchange)) => response(status, exchange, wire, extra),
+        Ok((status, exchange)) => response(status, exchange, wire, extra, &slot),
         Err(mut problem) => {
             if let Some(extra) = extra {
                 extra.insert_into(problem.headers_mut());
@@ -112,16 +124,17 @@ fn response(
     exchange: Exchange,
     wire: &Wire,
     extra: Option<RateLimitFields>,
+    slot: &RelaySlot,
 ) -> Response {
     let mut response = Response::new(Body::empty());
-    // Room for what is added to it (rate limit, request id, trace), so it grows no more.
-    *response.headers_mut() = http::HeaderMap::with_capacity(8);
+    // Room for what is added to it (request id, trace), so it grows no more.
+    *response.headers_mut() = http::HeaderMap::with_capacity(4);
     *response.status_mut() = status;
-    response.extensions_mut().insert(Relayed::new(Relaying {
+    slot.put(Relaying {
         exchange,
         wire: wire.clone(),
         extra,
-    }));
+    });
     response
 }
 

@@ -6,7 +6,7 @@ mod balance;
 mod fast;
 mod request;
 
-pub use fast::{Relay, Relayed, Via, push_date, push_field};
+pub use fast::{Relay, RelaySlot, Via, push_date, push_field};
 
 use std::any::Any;
 use std::convert::Infallible;
@@ -293,7 +293,8 @@ pub trait Front: Send + Sync + 'static {
     fn takes(&self, request: &Request<Body>) -> Option<&'static str>;
 
     /// Answers a request [`Front::takes`] took, from `peer`, read `via` hyper or the fast
-    /// path; the fast path's answer may carry a [`Relayed`] body.
+    /// path; the fast path's answer may be finished by a [`Relay`] the front puts in the slot
+    /// [`Via::FastPath`] hands it.
     fn answer(
         &self,
         peer: SocketAddr,
@@ -1101,7 +1102,7 @@ mod tests {
     /// Takes every path but `/v1/router`; answers with the peer's address, the request id it
     /// was handed and which way the request came (`fast` or `hyper`), and panics on
     /// `/v1/front/panic` (making the answer) and `/v1/front/later` (while it runs). On the fast
-    /// path, `/v1/front/relayed` is answered with a [`Relayed`] body. `/v1/front/slow` is
+    /// path, `/v1/front/relayed` is answered by a [`Relay`]. `/v1/front/slow` is
     /// answered after 300 ms, and counted in [`SLOW_ANSWERED`] once it is.
     struct EveryPath {
         fast: bool,
@@ -1141,14 +1142,16 @@ mod tests {
         ) -> BoxFuture<'static, Response> {
             assert_ne!(request.uri().path(), "/v1/front/panic", "the front panics");
             let later = request.uri().path() == "/v1/front/later";
-            let fast = via == Via::FastPath;
-            if fast && request.uri().path() == "/v1/front/relayed" {
+            let fast = via.is_fast();
+            if let Via::FastPath(slot) = via
+                && request.uri().path() == "/v1/front/relayed"
+            {
                 let mut response = Response::new(Body::empty());
                 response.headers_mut().insert(
                     http::header::CONTENT_LENGTH,
                     http::HeaderValue::from_static("7"),
                 );
-                response.extensions_mut().insert(Relayed::new(TwoParts));
+                slot.put(TwoParts);
                 return Box::pin(async move { response });
             }
             let via = if fast { "fast" } else { "hyper" };

@@ -457,15 +457,14 @@ async fn answer(
         path_and_query.push('?');
         path_and_query.push_str(q);
     }
-    let fast = via == Via::FastPath;
     let mut headers = parts.headers;
-    if !fast {
+    if !via.is_fast() {
         // Before anything is read from them: a header the `Connection` header names is gone.
         // (The fast path takes no `Connection` header but `keep-alive`, which names none.)
         proxy::strip_hop_by_hop(&mut headers);
     }
     let forwarded = Forwarded::new(&runtime, peer, &ctx, &headers, identity.as_deref());
-    let mut response = if fast {
+    let mut response = if let Via::FastPath(slot) = via {
         // Written straight into the request head: no header map to change.
         // A bearer token and the fields the gateway sets take about 600 bytes.
         let mut fields = Vec::with_capacity(1024);
@@ -474,10 +473,13 @@ async fn answer(
             &state.wire,
             route,
             &runtime.outlier,
-            &parts.method,
-            &path_and_query,
-            &fields,
+            crate::fast::Bodyless {
+                method: &parts.method,
+                path_and_query: &path_and_query,
+                fields: &fields,
+            },
             extra.take(),
+            slot,
         )
         .await
     } else {

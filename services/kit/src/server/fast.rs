@@ -8,8 +8,9 @@
 //! request smuggling lives. Such a request, when the front takes it, is parsed by `httparse`
 //! (the parser hyper itself uses), answered by the same [`Front::answer`](super::Front) under the
 //! same context, span, metrics and panic handling as hyper's requests are
-//! ([`super::front_call`]), and its response written here: a front may hand back a [`Relayed`]
-//! body and write it itself (the gateway relays its upstream's bytes).
+//! ([`super::front_call`]), and its response written here: a front may put a [`Relay`] in the
+//! connection's [`RelaySlot`] and write the response's body itself (the gateway relays its
+//! upstream's bytes).
 //!
 //! Anything else (a body, an upgrade, HTTP/1.0, a malformed head, a path the front leaves to
 //! the router) ends the fast path for that connection: hyper serves the rest of it, starting
@@ -37,13 +38,19 @@ use tokio_util::sync::CancellationToken;
 
 use super::{OWN_PATHS, ShardApp};
 
-/// Which server read a request a [`super::Front`] answers: hyper, or the fast path, whose
-/// response may carry a [`Relayed`] body. (A parameter, not a request extension: the first
-/// extension allocates the request's extension map.)
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Which server read a request a [`super::Front`] answers: hyper, or the fast path, which
+/// hands the front its connection's [`RelaySlot`]. (A parameter, not a request extension: the
+/// first extension allocates the request's extension map.)
+#[derive(Clone, Debug)]
 pub enum Via {
     Hyper,
-    FastPath,
+    FastPath(RelaySlot),
+}
+
+impl Via {
+    pub fn is_fast(&self) -> bool {
+        matches!(self, Self::FastPath(_))
+    }
 }
 
 /// A response a front finishes writing itself, after the start of the head the fast path
@@ -60,16 +67,27 @@ pub trait Relay: Send + 'static {
     ) -> BoxFuture<'a, std::io::Result<()>>;
 }
 
-/// In a response's extensions: the end of its head and its body are written by this
-/// [`Relay`], not taken from the response's own (empty) body. The fast path adds no header
-/// fields of its own to such a response (no `Date`, no `Content-Length`): they, and the
-/// framing, are the relay's.
+/// Where a front answering a fast-path request puts a [`Relay`] for the response it answers
+/// with: the end of that response's head and its body are then written by the relay, not taken
+/// from the response's own (empty) body, and the fast path adds no header fields of its own (no
+/// `Date`, no `Content-Length`: they, and the framing, are the relay's). One per connection,
+/// emptied after each answer. (Not a response extension: an extension costs the response an
+/// extension map, and the relay a shared box, on every request.)
 #[derive(Clone)]
-pub struct Relayed(Arc<tokio::sync::Mutex<Option<Box<dyn Relay>>>>);
+pub struct RelaySlot(Arc<tokio::sync::Mutex<Option<Box<dyn Relay>>>>);
 
-impl Relayed {
-    pub fn new(relay: impl Relay) -> Self {
-        Self(Arc::new(tokio::sync::Mutex::new(Some(Box::new(relay)))))
+impl RelaySlot {
+    fn new() -> Self {
+        Self(Arc::new(tokio::sync::Mutex::new(None)))
+    }
+
+    /// Has `relay` finish the response the front answers with (the fast path takes it once
+    /// the answer is made).
+    pub fn put(&self, relay: impl Relay) {
+        // Never locked but by `take` and here, one after the other, in the connection's task.
+        if let Ok(mut slot) = self.0.try_lock() {
+            *slot = Some(Box::new(relay));
+        }
     }
 
     fn take(&self) -> Option<Box<dyn Relay>> {
@@ -77,9 +95,9 @@ impl Relayed {
     }
 }
 
-impl std::fmt::Debug for Relayed {
+impl std::fmt::Debug for RelaySlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Relayed")
+        f.write_str("RelaySlot")
     }
 }
 
@@ -131,6 +149,7 @@ where
     // takes it out and puts it back). It fires at the latest deadline it was set to, never
     // later than the current one.
     let mut timer = std::pin::pin!(tokio::time::sleep(header_read_timeout));
+    let slot = RelaySlot::new();
     loop {
         let deadline = tokio::time::Instant::now() + header_read_timeout;
         let (request, route) = loop {
@@ -170,7 +189,7 @@ where
             peer,
             route,
             request,
-            Via::FastPath
+            Via::FastPath(slot.clone())
         ));
         // A client that closes its connection while its request is answered has left: the
         // answer is dropped (and its upstream try with it), as hyper does. Bytes that come
@@ -191,7 +210,8 @@ where
         let Ok(response) = response;
         // Stopping: this is the connection's last response, and says so.
         let closing = stop.is_cancelled();
-        let close = write_response(&mut io, &mut head, response, head_only, closing).await;
+        let relay = slot.take();
+        let close = write_response(&mut io, &mut head, response, relay, head_only, closing).await;
         if close || closing {
             let _ = io.shutdown().await;
             return None;
@@ -304,12 +324,14 @@ fn simple(name: &HeaderName, value: &[u8]) -> bool {
         || name.as_str() == "http2-settings")
 }
 
-/// Writes `response` (a `HEAD`'s without its body; with `Connection: close` when `closing`);
-/// whether the connection must close after it.
+/// Writes `response` (a `HEAD`'s without its body; with `Connection: close` when `closing`),
+/// finished by `relay` when the front put one in the slot; whether the connection must close
+/// after it.
 async fn write_response<I>(
     io: &mut I,
     head: &mut Vec<u8>,
     mut response: Response,
+    relay: Option<Box<dyn Relay>>,
     head_only: bool,
     closing: bool,
 ) -> bool
@@ -333,11 +355,7 @@ where
     if closing && !close {
         push_field(head, b"connection", b"close");
     }
-    if let Some(relay) = response
-        .extensions()
-        .get::<Relayed>()
-        .and_then(Relayed::take)
-    {
+    if let Some(relay) = relay {
         return relay.relay(io, head).await.is_err() || close;
     }
     if !response.headers().contains_key(header::DATE) {
