@@ -219,22 +219,32 @@ impl RequestContext {
 
     /// Reads the context from incoming headers, generating what is absent or invalid.
     pub fn from_headers(headers: &HeaderMap) -> Self {
-        let request_id = headers
-            .get(&REQUEST_ID)
+        // One pass over the headers (a request has a few): three lookups hashed each name.
+        let (mut request_id, mut traceparent, mut authorization) = (None, None, None);
+        for (name, value) in headers {
+            let found = if *name == http::header::AUTHORIZATION {
+                &mut authorization
+            } else if *name == REQUEST_ID {
+                &mut request_id
+            } else if *name == TRACEPARENT {
+                &mut traceparent
+            } else {
+                continue;
+            };
+            // The first of each, as `HeaderMap::get` gives.
+            found.get_or_insert(value);
+        }
+        let request_id = request_id
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
             .filter(|v| valid_request_id(v))
             .map(str::to_owned)
             .unwrap_or_else(new_request_id);
-        let caller = headers
-            .get(&TRACEPARENT)
+        let caller = traceparent
             .and_then(|v| v.to_str().ok())
             .and_then(TraceParent::parse)
             .unwrap_or_else(TraceParent::new_root);
-        let credentials = headers
-            .get(http::header::AUTHORIZATION)
-            .cloned()
-            .map(Credentials::new);
+        let credentials = authorization.cloned().map(Credentials::new);
         Self {
             request_id,
             trace: caller.child(),

@@ -16,7 +16,7 @@ use axum::routing::any;
 use futures::future::BoxFuture;
 use http::{HeaderName, HeaderValue, Method, header};
 use storefront_kit::auth::{AuthError, Identity};
-use storefront_kit::context::{REQUEST_ID, RequestContext, TRACEPARENT, bearer_token};
+use storefront_kit::context::{Credentials, REQUEST_ID, RequestContext, TRACEPARENT};
 use storefront_kit::problem::ApiError;
 use storefront_kit::server::{Front, Via, push_field};
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
@@ -173,10 +173,6 @@ fn unauthorized(err: AuthError) -> Response {
         );
     }
     response
-}
-
-fn bearer(headers: &http::HeaderMap) -> Option<&str> {
-    headers.get(header::AUTHORIZATION).and_then(bearer_token)
 }
 
 /// Counts a request no route took (the routes count theirs, [`crate::runtime::Route::requests`]).
@@ -344,9 +340,13 @@ impl<'a> Forwarded<'a> {
         let mut line = |name: &HeaderName, value: &[u8]| {
             push_field(out, name.as_str().as_bytes(), value);
         };
+        // The client's `Host` (its first), seen on the way rather than looked up.
+        let mut host = None;
         for (name, value) in headers {
             if self.keeps(name) {
                 line(name, value.as_bytes());
+            } else if *name == header::HOST {
+                host.get_or_insert(value);
             }
         }
         for (name, field) in &self.fields {
@@ -354,7 +354,7 @@ impl<'a> Forwarded<'a> {
                 Field::To(value) => line(name, value.as_bytes()),
                 Field::Trace(trace) => line(name, &trace.encoded()),
                 Field::ClientHost => {
-                    if let Some(host) = headers.get(header::HOST) {
+                    if let Some(host) = host {
                         line(name, host.as_bytes());
                     }
                 }
@@ -401,7 +401,8 @@ async fn answer(
     // Who is calling.
     let rule = runtime.limits.rule_for(path, &route.service);
     let client_ip = runtime.client_ip(peer.ip(), &parts.headers);
-    let token = bearer(&parts.headers);
+    // The request context holds the `Authorization` value already.
+    let token = ctx.credentials.as_ref().and_then(Credentials::bearer_token);
     let refused = match (route.auth, token) {
         (AuthPolicy::Public, Some(token)) if rule.is_some_and(|r| r.key == LimitKey::User) => {
             // Only to count a signed-in caller per user; the service decides on the token.
