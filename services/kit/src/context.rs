@@ -182,9 +182,13 @@ pub async fn within_trace<F: std::future::Future>(hop: TraceParent, work: F) -> 
     CURRENT_TRACE.scope(hop, work).await
 }
 
-/// The trace context of the current request or event, inside [`within_trace`].
+/// The trace context of the current request or event: inside [`within_trace`], or in a
+/// request the kit's request layer answers.
 pub fn current_trace() -> Option<TraceParent> {
-    CURRENT_TRACE.try_with(|t| *t).ok()
+    CURRENT_TRACE
+        .try_with(|t| *t)
+        .ok()
+        .or_else(crate::server::request_trace)
 }
 
 /// Who and what a request is: handlers extract it and pass it to typed clients.

@@ -36,7 +36,7 @@ use crate::health::{self, Readiness};
 use crate::problem::{self, ApiError};
 use crate::shutdown::Shutdown;
 use balance::{Balanced, Balancer};
-pub(crate) use request::RequestFields;
+pub(crate) use request::{RequestFields, request_trace};
 use request::{RequestLayer, RouteLabel, RouteMetrics};
 
 /// A listener whose accepted connections have `TCP_NODELAY` set: a response written in more

@@ -131,10 +131,12 @@ where
             trace: ctx.trace,
         }))
     };
-    let handled = within_trace(hop, handle(ctx, request));
+    let handled = handle(ctx, request);
     Box::pin(async move {
+        // The request's trace context for what it causes: the request's own fields hold it
+        // when there is no span (one task-local, not two, set and restored on every poll).
         let mut response = match &logged {
-            Logged::Span(span) => handled.instrument(span.clone()).await,
+            Logged::Span(span) => within_trace(hop, handled).instrument(span.clone()).await,
             Logged::Fields(fields) => REQUEST.scope(fields.clone(), handled).await,
         };
         let status = response.status();
@@ -171,6 +173,12 @@ pub(crate) struct RequestFields {
     route: RouteLabel,
     request_id: String,
     trace: crate::context::TraceParent,
+}
+
+/// The trace context of the request whose work the current task is doing without a span (see
+/// [`crate::context::current_trace`]).
+pub(crate) fn request_trace() -> Option<crate::context::TraceParent> {
+    REQUEST.try_with(|r| r.trace).ok()
 }
 
 impl RequestFields {
@@ -328,7 +336,10 @@ mod tests {
             )
             .expect("traceparent"),
         });
+        let trace = fields.trace;
         REQUEST.sync_scope(fields, || {
+            // What the request causes names its trace context, with no `within_trace` around.
+            assert_eq!(crate::context::current_trace(), Some(trace));
             tracing::warn!(item = 3, "inside");
             tracing::info_span!("call", service = "order").in_scope(|| tracing::warn!("nested"));
         });
