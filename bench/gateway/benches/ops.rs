@@ -130,11 +130,17 @@ fn tokens(c: &mut Criterion) {
 
     let cached = Tokens::new(issuer.verifier(), 10_000);
     let token = issuer.token("bench-user", &[Role::Customer]);
-    rt.block_on(cached.verify(&token)).expect("valid token");
+    rt.block_on(cached.verify(token.as_bytes()))
+        .expect("valid token");
     group.bench_function("verify_cached", |b| {
         let (cached, token) = (&cached, &token);
         b.to_async(&rt).iter(|| async move {
-            black_box(cached.verify(black_box(token)).await.expect("valid"))
+            black_box(
+                cached
+                    .verify(black_box(token.as_bytes()))
+                    .await
+                    .expect("valid"),
+            )
         });
     });
 
@@ -148,7 +154,14 @@ fn tokens(c: &mut Criterion) {
         b.to_async(&rt).iter(|| {
             let token = &pool[next(&i, TOKEN_POOL)];
             let missing = &missing;
-            async move { black_box(missing.verify(black_box(token)).await.expect("valid")) }
+            async move {
+                black_box(
+                    missing
+                        .verify(black_box(token.as_bytes()))
+                        .await
+                        .expect("valid"),
+                )
+            }
         });
     });
     assert!(
@@ -167,7 +180,7 @@ fn tokens(c: &mut Criterion) {
         b.to_async(&rt).iter(|| async move {
             black_box(
                 cached
-                    .verify(black_box(expired))
+                    .verify(black_box(expired.as_bytes()))
                     .await
                     .expect_err("refused"),
             )

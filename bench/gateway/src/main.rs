@@ -691,13 +691,13 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     .await;
     let tokens = Tokens::new(verifier(), 10_000);
     tokens
-        .verify(&token)
+        .verify(token.as_bytes())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let cached = per_op(100_000, |_| {
         let (tokens, token) = (&tokens, &token);
         async move {
-            let _ = tokens.verify(token).await;
+            let _ = tokens.verify(token.as_bytes()).await;
         }
     })
     .await;

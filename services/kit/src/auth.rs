@@ -112,20 +112,19 @@ thread_local! {
 /// What [`RECENT`] finds a token by: a hash of its last 32 bytes, which are its signature's
 /// (random to anyone without the issuer's key), not of the whole token (a few hundred bytes
 /// hashed on every request); a token whose key matches another's is told apart by its text.
-fn recent_key(token: &str) -> u64 {
-    let bytes = token.as_bytes();
-    let tail = &bytes[bytes.len().saturating_sub(32)..];
+fn recent_key(token: &[u8]) -> u64 {
+    let tail = &token[token.len().saturating_sub(32)..];
     RECENT_HASHER.with(|hasher| hasher.hash_one(tail))
 }
 
 /// `token`'s identity if this thread verified it lately for verifier `id` and it has not
 /// expired.
-fn recent(id: u64, token: &str, now: u64) -> Option<Arc<Identity>> {
+fn recent(id: u64, token: &[u8], now: u64) -> Option<Arc<Identity>> {
     RECENT.with_borrow(|recent| {
         let (_, tokens) = recent.iter().find(|(v, _)| *v == id)?;
         tokens
             .get(&recent_key(token))
-            .filter(|(text, identity)| **text == *token && identity.expires_at > now)
+            .filter(|(text, identity)| text.as_bytes() == token && identity.expires_at > now)
             .map(|(_, identity)| identity.clone())
     })
 }
@@ -144,7 +143,7 @@ fn remember_recent(id: u64, token: &str, identity: &Identity) {
             tokens.clear();
         }
         tokens.insert(
-            recent_key(token),
+            recent_key(token.as_bytes()),
             (token.into(), Arc::new(identity.clone())),
         );
     });
@@ -505,14 +504,19 @@ impl Verifier {
     /// until its `exp` even if its key leaves the JWKS meanwhile (at most the token's
     /// lifetime, about 15 minutes).
     pub async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
-        self.verify_shared(token).await.map(Arc::unwrap_or_clone)
+        self.verify_shared(token.as_bytes())
+            .await
+            .map(Arc::unwrap_or_clone)
     }
 
-    /// [`Verifier::verify`], the identity shared with the token cache: a cached token costs
-    /// no copy of it (the gateway checks a token on every request).
-    pub async fn verify_shared(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
+    /// [`Verifier::verify`], the identity shared with the token cache (a cached token costs
+    /// no copy of it), of a token given as bytes ([`crate::context::bearer_bytes`]): one this
+    /// thread verified lately is found without reading them as text (the gateway checks a
+    /// token on every request).
+    pub async fn verify_shared(&self, token: &[u8]) -> Result<Arc<Identity>, AuthError> {
+        let text = |token| std::str::from_utf8(token).map_err(|_| AuthError::Malformed);
         let Some(tokens) = &self.tokens else {
-            return self.verify_signature(token).await.map(Arc::new);
+            return self.verify_signature(text(token)?).await.map(Arc::new);
         };
         let counters = self.counters.get_or_init(CacheCounters::new);
         let now = now_secs();
@@ -520,6 +524,7 @@ impl Verifier {
             counters.hit.increment(1);
             return Ok(identity);
         }
+        let token = text(token)?;
         if let Some(identity) = tokens.get(token)
             && identity.expires_at > now
         {
@@ -871,7 +876,7 @@ mod tests {
             .to_string(),
         );
         let forged = format!("{header}.{claims}.{signature}");
-        assert_eq!(recent_key(&forged), recent_key(&token));
+        assert_eq!(recent_key(forged.as_bytes()), recent_key(token.as_bytes()));
         assert!(matches!(
             verifier.verify(&forged).await,
             Err(AuthError::Invalid(_))

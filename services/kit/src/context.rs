@@ -148,21 +148,34 @@ impl Credentials {
     pub fn bearer_token(&self) -> Option<&str> {
         bearer_token(&self.0)
     }
+
+    /// The bearer token's bytes ([`bearer_bytes`]).
+    pub fn bearer_bytes(&self) -> Option<&[u8]> {
+        bearer_bytes(&self.0)
+    }
 }
 
 /// The bearer token of an `Authorization` header value, if it holds one.
 pub fn bearer_token(value: &HeaderValue) -> Option<&str> {
+    // ASCII (see `bearer_bytes`), so always text.
+    std::str::from_utf8(bearer_bytes(value)?).ok()
+}
+
+/// [`bearer_token`]'s bytes, not read as text: what a [`crate::auth::Verifier`] finds a
+/// token it verified lately by (a token is a few hundred bytes, and every authenticated
+/// request to the gateway carries one).
+pub fn bearer_bytes(value: &HeaderValue) -> Option<&[u8]> {
     // What `to_str` takes (a header value holds no control characters, so only its ASCII
-    // ones), checked a word at a time where `to_str` checks a byte at a time: a token is a few
-    // hundred bytes, and every authenticated request reads one.
-    if !value.as_bytes().is_ascii() {
+    // ones), checked a word at a time where `to_str` checks a byte at a time.
+    let value = value.as_bytes();
+    if !value.is_ascii() {
         return None;
     }
-    let v = std::str::from_utf8(value.as_bytes()).ok()?;
-    let (scheme, token) = v.split_once(' ')?;
+    let space = value.iter().position(|&b| b == b' ')?;
+    let (scheme, token) = (&value[..space], &value[space + 1..]);
     scheme
-        .eq_ignore_ascii_case("bearer")
-        .then_some(token.trim())
+        .eq_ignore_ascii_case(b"bearer")
+        .then_some(token.trim_ascii())
 }
 
 impl fmt::Debug for Credentials {
@@ -336,6 +349,25 @@ mod tests {
     use super::*;
 
     const SAMPLE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn a_bearer_token_is_read_as_bytes_as_it_is_as_text() {
+        for (value, token) in [
+            ("Bearer abc.def", Some("abc.def")),
+            ("bearer   abc.def  ", Some("abc.def")),
+            ("BEARER x", Some("x")),
+            ("Basic abc", None),
+            ("Bearer", None),
+            ("Bearerabc", None),
+        ] {
+            let value = HeaderValue::from_static(value);
+            assert_eq!(bearer_token(&value), token, "{value:?}");
+            assert_eq!(bearer_bytes(&value), token.map(str::as_bytes), "{value:?}");
+        }
+        let not_ascii = HeaderValue::from_bytes("Bearer abcé".as_bytes()).expect("obs-text");
+        assert_eq!(bearer_bytes(&not_ascii), None);
+        assert_eq!(bearer_token(&not_ascii), None);
+    }
 
     #[test]
     fn traceparent_round_trips() {

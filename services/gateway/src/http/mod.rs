@@ -402,7 +402,7 @@ async fn answer(
     let rule = runtime.limits.rule_for(path, &route.service);
     let client_ip = runtime.client_ip(peer.ip(), &parts.headers);
     // The request context holds the `Authorization` value already.
-    let token = ctx.credentials.as_ref().and_then(Credentials::bearer_token);
+    let token = ctx.credentials.as_ref().and_then(Credentials::bearer_bytes);
     let refused = match (route.auth, token) {
         (AuthPolicy::Public, Some(token)) if rule.is_some_and(|r| r.key == LimitKey::User) => {
             // Only to count a signed-in caller per user; the service decides on the token.
