@@ -262,15 +262,18 @@ impl<'a> Forwarded<'a> {
         let peer_trusted = crate::domain::client_ip::is_trusted(peer.ip(), &runtime.trusted);
         let (user, roles) = match identity {
             Some(id) => {
-                let mut roles = String::with_capacity(16);
-                for (i, role) in id.roles.iter().enumerate() {
-                    if i > 0 {
-                        roles.push(',');
-                    }
-                    roles.push_str(role.as_str());
-                }
+                // A role's name as it is (most callers have one), or the names joined.
+                let roles: std::borrow::Cow<'_, str> = match id.roles.as_slice() {
+                    [role] => role.as_str().into(),
+                    roles => roles
+                        .iter()
+                        .map(|r| r.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                        .into(),
+                };
                 // Role names are header text; a subject is whatever the issuer signed.
-                (Field::text(id.subject.as_str()), Field::To(roles.into()))
+                (Field::text(id.subject.as_str()), Field::To(roles))
             }
             None => (Field::Removed, Field::Removed),
         };
