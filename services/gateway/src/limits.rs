@@ -160,7 +160,7 @@ pub enum Outcome {
 pub struct RateLimitFields {
     /// `ratelimit-policy: <value>\r\nratelimit: <value>\r\n`.
     lines: Vec<u8>,
-    /// Where `RateLimit`'s value starts and ends in `lines` (`RateLimit-Policy`'s is the rule's).
+    /// Where each value starts and ends in `lines`.
     ratelimit: (usize, usize),
     policy: (usize, usize),
 }
