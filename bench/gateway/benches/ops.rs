@@ -1,11 +1,12 @@
 //! Criterion figures of the gateway's per-request operations (issue #7, bench section):
 //!
 //! - `limiter/governor_check_1000_keys`: one in-memory limiter check, the gateway's
-//!   [`GovernorStore`] (governor's keyed GCRA), 1,000 client-IP buckets round-robin;
+//!   [`GovernorStore`] (governor's keyed GCRA), 1,000 client-IP buckets round-robin, the
+//!   bucket's key cloned for the store as `limits::check` gives it one;
 //! - `limiter/rule_decision_1000_keys`: the whole decision of the request path,
 //!   [`limits::check`]: bucket name, store call under `storeTimeoutMs`, `RateLimit` headers;
 //! - `tokens/verify_cached`: one token verification through the gateway's [`Tokens`], the same
-//!   token every time (a moka hit, keyed by the token's text);
+//!   token every time (a hit in the thread's recent tokens);
 //! - `tokens/verify_cache_miss`: the same call, cycling through 8,192 distinct signed tokens
 //!   with a cache of 16 entries, so at most 16 / 8,192 (0.2%) can hit: a miss, the EdDSA
 //!   check and the insert;
