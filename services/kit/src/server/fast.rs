@@ -120,9 +120,9 @@ pub(super) struct Rest<I> {
 // would only add an allocation.
 #[allow(clippy::large_enum_variant)]
 enum Next {
-    /// A request for the fast path (its head no longer in the read buffer), and the front's
-    /// route label for it.
-    Take(Request<Body>, &'static str),
+    /// A request for the fast path, the front's route label for it, and the length of its
+    /// head (no longer in the read buffer once [`next`] gives it).
+    Take(Request<Body>, &'static str, usize),
     /// The head is not complete yet: read on.
     Partial,
     /// The connection is hyper's from here.
@@ -155,7 +155,7 @@ where
         let (request, route) = loop {
             if !read.is_empty() {
                 match next(&mut read, front.as_ref()) {
-                    Next::Take(request, route) => break (request, route),
+                    Next::Take(request, route, _) => break (request, route),
                     Next::Hyper => return Some(Rest { io, read }),
                     Next::Partial => {}
                 }
@@ -227,74 +227,63 @@ fn next(read: &mut BytesMut, front: &dyn super::Front) -> Next {
     // (six allocations and copies a request, and the `Authorization` value is cloned again
     // into the request's context).
     let bytes = read.split().freeze();
-    match parse(&bytes, front) {
-        Some(Parsed::Take(request, route, length)) => {
-            if length < bytes.len() {
+    let next = parse(&bytes, front);
+    match &next {
+        Next::Take(_, _, length) => {
+            if *length < bytes.len() {
                 // A pipelined request's first bytes.
-                read.extend_from_slice(&bytes[length..]);
+                read.extend_from_slice(&bytes[*length..]);
             }
-            Next::Take(request, route)
         }
-        parsed => {
+        Next::Partial | Next::Hyper => {
             // Nothing refers to `bytes` now: `read` becomes the buffer they were split from,
             // unchanged.
             drop(std::mem::take(read));
             *read = bytes
                 .try_into_mut()
                 .unwrap_or_else(|bytes| BytesMut::from(&bytes[..]));
-            match parsed {
-                Some(_) => Next::Hyper,
-                None => Next::Partial,
-            }
         }
     }
+    next
 }
 
-/// What [`parse`] made of a request head: one for the fast path (and the length of its head),
-/// or one for hyper.
-#[allow(clippy::large_enum_variant)] // As `Next`.
-enum Parsed {
-    Take(Request<Body>, &'static str, usize),
-    Hyper,
-}
-
-/// The request whose head `bytes` start with; `None` while that head is not complete.
-fn parse(bytes: &Bytes, front: &dyn super::Front) -> Option<Parsed> {
+/// What the request head `bytes` start with comes to (see [`next`]).
+fn parse(bytes: &Bytes, front: &dyn super::Front) -> Next {
     // Not initialized first: 100 slots cost 100 stores a request, and few are ever used.
     let mut headers: [std::mem::MaybeUninit<httparse::Header<'_>>; MAX_HEADERS] =
         [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut []);
     let length = match parsed.parse_with_uninit_headers(bytes, &mut headers) {
         Ok(httparse::Status::Complete(length)) => length,
-        Ok(httparse::Status::Partial) if bytes.len() < MAX_HEAD => return None,
+        Ok(httparse::Status::Partial) if bytes.len() < MAX_HEAD => return Next::Partial,
         // Oversized, malformed or with too many headers: hyper answers it as it should.
-        _ => return Some(Parsed::Hyper),
+        _ => return Next::Hyper,
     };
     let method = match parsed.method {
         Some("GET") => Method::GET,
         Some("HEAD") => Method::HEAD,
-        _ => return Some(Parsed::Hyper),
+        _ => return Next::Hyper,
     };
     let (Some(path), Some(1)) = (parsed.path, parsed.version) else {
-        return Some(Parsed::Hyper);
+        return Next::Hyper;
     };
     let Ok(uri) = Uri::from_maybe_shared(bytes.slice_ref(path.as_bytes())) else {
-        return Some(Parsed::Hyper);
+        return Next::Hyper;
     };
     // As hyper's requests are matched: by the parsed path (a `#...` is not part of it).
     if !path.starts_with('/') || OWN_PATHS.contains(&uri.path()) {
-        return Some(Parsed::Hyper);
+        return Next::Hyper;
     }
     let mut map = http::HeaderMap::with_capacity(parsed.headers.len());
     for h in parsed.headers.iter() {
         let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
-            return Some(Parsed::Hyper);
+            return Next::Hyper;
         };
         if !simple(&name, h.value) {
-            return Some(Parsed::Hyper);
+            return Next::Hyper;
         }
         let Ok(value) = HeaderValue::from_maybe_shared(bytes.slice_ref(h.value)) else {
-            return Some(Parsed::Hyper);
+            return Next::Hyper;
         };
         map.append(name, value);
     }
@@ -303,10 +292,10 @@ fn parse(bytes: &Bytes, front: &dyn super::Front) -> Option<Parsed> {
     *request.uri_mut() = uri;
     *request.version_mut() = Version::HTTP_11;
     *request.headers_mut() = map;
-    Some(match front.takes(&request) {
-        Some(route) => Parsed::Take(request, route, length),
-        None => Parsed::Hyper,
-    })
+    match front.takes(&request) {
+        Some(route) => Next::Take(request, route, length),
+        None => Next::Hyper,
+    }
 }
 
 /// Whether a request header keeps the request simple: none of the framing, connection or
