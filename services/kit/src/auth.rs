@@ -509,6 +509,20 @@ impl Verifier {
             .map(Arc::unwrap_or_clone)
     }
 
+    /// The identity of `token` when this thread verified it lately (with this verifier's
+    /// token cache on) and it has not expired: [`Verifier::verify_shared`]'s first look, which
+    /// needs no `await`, so a caller can keep the rest of it (a few kilobytes of future) out
+    /// of its own state until a token is not found here.
+    pub fn verified_lately(&self, token: &[u8]) -> Option<Arc<Identity>> {
+        self.tokens.as_ref()?;
+        let identity = recent(self.id, token, now_secs())?;
+        self.counters
+            .get_or_init(CacheCounters::new)
+            .hit
+            .increment(1);
+        Some(identity)
+    }
+
     /// [`Verifier::verify`], the identity shared with the token cache (a cached token costs
     /// no copy of it), of a token given as bytes ([`crate::context::bearer_bytes`]): one this
     /// thread verified lately is found without reading them as text (the gateway checks a
@@ -518,12 +532,11 @@ impl Verifier {
         let Some(tokens) = &self.tokens else {
             return self.verify_signature(text(token)?).await.map(Arc::new);
         };
-        let counters = self.counters.get_or_init(CacheCounters::new);
-        let now = now_secs();
-        if let Some(identity) = recent(self.id, token, now) {
-            counters.hit.increment(1);
+        if let Some(identity) = self.verified_lately(token) {
             return Ok(identity);
         }
+        let counters = self.counters.get_or_init(CacheCounters::new);
+        let now = now_secs();
         let token = text(token)?;
         if let Some(identity) = tokens.get(token)
             && identity.expires_at > now
@@ -885,6 +898,32 @@ mod tests {
             verifier.verify(&token).await.expect("valid").subject,
             "user-1"
         );
+    }
+
+    #[tokio::test]
+    async fn a_token_is_verified_lately_once_this_thread_verified_it() {
+        let t = TestIssuer::new();
+        let verifier = t.verifier();
+        let token = t.token("user-1", &[Role::Customer]);
+        assert!(verifier.verified_lately(token.as_bytes()).is_none());
+        let verified = verifier
+            .verify_shared(token.as_bytes())
+            .await
+            .expect("valid");
+        let lately = verifier
+            .verified_lately(token.as_bytes())
+            .expect("remembered");
+        assert_eq!(verified, lately);
+        assert!(verifier.verified_lately(b"not-a-token").is_none());
+        // Another verifier of the same issuer has its own tokens.
+        assert!(t.verifier().verified_lately(token.as_bytes()).is_none());
+        // Without a token cache nothing is remembered.
+        let uncached = t.verifier().with_token_cache(0);
+        uncached
+            .verify_shared(token.as_bytes())
+            .await
+            .expect("valid");
+        assert!(uncached.verified_lately(token.as_bytes()).is_none());
     }
 
     #[tokio::test]
