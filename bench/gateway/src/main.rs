@@ -1,9 +1,11 @@
 //! `bench-gateway`: requests per second and p50/p99 latency, measured by `wrk`, of one small
 //! JSON endpoint reached (a) directly, (b) through nginx `proxy_pass` with keep-alive and
-//! `limit_req`, (c) through the gateway with no auth and no limits, and (d) through the
-//! gateway with JWT verification (cached) and a per-user rate limit on, (e)-(i) through five
-//! bare proxies, the floor under the gateway (`floor.rs`), and (j) through a second nginx
-//! identical to (b), an A/A check of the measurement itself; then per-operation
+//! `limit_req`, forwarding the client's address, scheme and host and a request id as a
+//! reverse proxy in front of services does, (c) through the gateway with no auth and no
+//! limits, and (d) through the gateway with JWT verification (cached) and a per-user rate
+//! limit on, (e)-(i) through five bare proxies, the floor under the gateway (`floor.rs`), (j)
+//! through a second nginx identical to (b), an A/A check of the measurement itself, and (k)
+//! through nginx as (b) but forwarding none of those fields; then per-operation
 //! figures of the limiter and of token verification (cached and uncached), and of one Redis
 //! GCRA decision when `STOREFRONT_TEST_REDIS_URL` is set.
 //!
@@ -132,14 +134,43 @@ fn proxy_command(
     }
 }
 
+/// The nginx targets' names: (b), the reference; (j), the same again (A/A); (k), nginx
+/// forwarding nothing of its own.
+const NGINX: &str = "nginx proxy_pass + limit_req";
+const NGINX_AGAIN: &str = "nginx again: a second, identical nginx (A/A)";
+const NGINX_BARE: &str = "nginx, bare: proxy_pass + limit_req, no forwarded fields";
+
+/// What an nginx target sends the upstream besides the client's request.
+#[derive(Clone, Copy, PartialEq)]
+enum Fields {
+    /// What a reverse proxy in front of services forwards, the same fields the gateway
+    /// forwards that nginx has without modules: the client's address, scheme and host, and a
+    /// request id (the client's, else a new one), which the response also carries.
+    Forwarded,
+    /// Nothing: `proxy_pass` as it comes (the reference of the stops before 2026-11-29).
+    Bare,
+}
+
 async fn start_nginx(
     dir: &Path,
     upstream: SocketAddr,
     workers: u32,
+    fields: Fields,
     callgrind: Option<&Callgrind>,
 ) -> anyhow::Result<Nginx> {
     let port = free_port()?;
     let d = dir.display();
+    let (request_id, forwarded) = match fields {
+        Fields::Forwarded => (
+            "map $http_x_request_id $storefront_request_id {\n    default $http_x_request_id;\n    \"\" $request_id;\n  }",
+            "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n      \
+             proxy_set_header X-Forwarded-Proto $scheme;\n      \
+             proxy_set_header X-Forwarded-Host $host;\n      \
+             proxy_set_header X-Request-ID $storefront_request_id;\n      \
+             add_header X-Request-ID $storefront_request_id always;",
+        ),
+        Fields::Bare => ("", ""),
+    };
     // Under callgrind nginx serves in its one process: callgrind_control cannot reach the
     // workers a master forks, and one worker executes the same instructions per request.
     let processes = if callgrind.is_some() {
@@ -162,6 +193,7 @@ http {{
   uwsgi_temp_path {d}/uwsgi;
   scgi_temp_path {d}/scgi;
   limit_req_zone $binary_remote_addr zone=perip:10m rate=1000000r/s;
+  {request_id}
   upstream app {{
     server {upstream};
     keepalive 64;
@@ -173,6 +205,7 @@ http {{
       proxy_pass http://app/v1/bench/;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
+      {forwarded}
     }}
   }}
 }}
@@ -500,12 +533,23 @@ async fn bench(args: Args) -> anyhow::Result<()> {
             .unwrap_or_else(|| dir.path().to_path_buf()),
     });
     let cg = callgrind.as_ref();
-    let nginx = start_nginx(dir.path(), upstream, args.nginx_workers, cg).await?;
+    let nginx = start_nginx(
+        dir.path(),
+        upstream,
+        args.nginx_workers,
+        Fields::Forwarded,
+        cg,
+    )
+    .await?;
     // The same nginx again, in a directory of its own: the last target, an A/A check of how
     // far two identical proxies measured in one run differ on this machine.
     let again = dir.path().join("nginx-again");
     std::fs::create_dir_all(&again)?;
-    let nginx_again = start_nginx(&again, upstream, args.nginx_workers, cg).await?;
+    let nginx_again =
+        start_nginx(&again, upstream, args.nginx_workers, Fields::Forwarded, cg).await?;
+    let bare = dir.path().join("nginx-bare");
+    std::fs::create_dir_all(&bare)?;
+    let nginx_bare = start_nginx(&bare, upstream, args.nginx_workers, Fields::Bare, cg).await?;
     let plain_gw = start_gateway(dir.path(), upstream, false, &issuer_key, cg).await?;
     let secured_gw = start_gateway(dir.path(), upstream, true, &issuer_key, cg).await?;
     let mut floors = Vec::new();
@@ -531,7 +575,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
             Vec::new(),
         ),
         (
-            "nginx proxy_pass + limit_req",
+            NGINX,
             format!("http://127.0.0.1:{}/api/bench/item", nginx.port),
             nginx_pid(&nginx),
         ),
@@ -556,9 +600,14 @@ async fn bench(args: Args) -> anyhow::Result<()> {
             )
         }))
         .chain(std::iter::once((
-            "nginx again: a second, identical nginx (A/A)",
+            NGINX_AGAIN,
             format!("http://127.0.0.1:{}/api/bench/item", nginx_again.port),
             nginx_pid(&nginx_again),
+        )))
+        .chain(std::iter::once((
+            NGINX_BARE,
+            format!("http://127.0.0.1:{}/api/bench/item", nginx_bare.port),
+            nginx_pid(&nginx_bare),
         )))
         .collect();
     // Rounds alternate the targets, so a burst of load elsewhere on the machine hits them
@@ -599,7 +648,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         .filter(|s| !s.is_empty())
         .map(|s| median(&s))
         .collect();
-    drop((nginx, nginx_again));
+    drop((nginx, nginx_again, nginx_bare));
     drop((plain_gw, secured_gw, floors));
 
     println!(
@@ -632,11 +681,8 @@ async fn bench(args: Args) -> anyhow::Result<()> {
             );
         }
     }
-    let nginx_runs: Vec<&Run> = runs
-        .iter()
-        .filter(|r| r.name.starts_with("nginx"))
-        .collect();
-    if let [first, again] = nginx_runs[..] {
+    let run = |name: &str| runs.iter().find(|r| r.name == name);
+    if let (Some(first), Some(again)) = (run(NGINX), run(NGINX_AGAIN)) {
         if let (Some(n), Some(a)) = (first.instructions, again.instructions) {
             println!(
                 "\nA/A, the second nginx / the first: {:.2}x instructions per request",
@@ -650,18 +696,18 @@ async fn bench(args: Args) -> anyhow::Result<()> {
             );
         }
     }
-    if let (Some(nginx), Some(gw)) = (
-        runs.iter().find(|r| r.name.starts_with("nginx")),
-        runs.iter().find(|r| r.name.contains("JWT")),
-    ) {
+    for (nginx, which) in [(run(NGINX), "nginx"), (run(NGINX_BARE), "bare nginx")] {
+        let (Some(nginx), Some(gw)) = (nginx, runs.iter().find(|r| r.name.contains("JWT"))) else {
+            continue;
+        };
         if let (Some(n), Some(g)) = (nginx.instructions, gw.instructions) {
             println!(
-                "\ngateway (JWT + limits) / nginx: {:.2}x instructions per request",
+                "\ngateway (JWT + limits) / {which}: {:.2}x instructions per request",
                 g / n
             );
         } else {
             println!(
-                "\ngateway (JWT + limits) / nginx: {:.2}x req/s, p99 {:.2}x",
+                "\ngateway (JWT + limits) / {which}: {:.2}x req/s, p99 {:.2}x",
                 gw.rps / nginx.rps,
                 gw.p99_ms / nginx.p99_ms
             );
