@@ -158,8 +158,15 @@ impl Service {
 
 fn panic_to_problem(_: Box<dyn Any + Send + 'static>) -> Response {
     tracing::error!("handler panicked");
-    ApiError::internal("handler panicked").into_response()
+    let mut response = ApiError::internal("handler panicked").into_response();
+    response.extensions_mut().insert(Panicked);
+    response
 }
+
+/// Marks the 500 a panic was turned into: on the fast path, a relay the front put in its slot
+/// before panicking is dropped, not used to finish that 500 with an upstream's fields and body.
+#[derive(Clone, Copy)]
+struct Panicked;
 
 /// A bound listener and its app; bind first (so the port is known), then run.
 pub struct HttpServer {
@@ -1102,7 +1109,8 @@ mod tests {
     /// Takes every path but `/v1/router`; answers with the peer's address, the request id it
     /// was handed and which way the request came (`fast` or `hyper`), and panics on
     /// `/v1/front/panic` (making the answer) and `/v1/front/later` (while it runs). On the fast
-    /// path, `/v1/front/relayed` is answered by a [`Relay`]. `/v1/front/slow` is
+    /// path, `/v1/front/relayed` is answered by a [`Relay`], and `/v1/front/relayed-later`
+    /// puts one and then panics while its answer runs. `/v1/front/slow` is
     /// answered after 300 ms, and counted in [`SLOW_ANSWERED`] once it is.
     struct EveryPath {
         fast: bool,
@@ -1143,6 +1151,12 @@ mod tests {
             assert_ne!(request.uri().path(), "/v1/front/panic", "the front panics");
             let later = request.uri().path() == "/v1/front/later";
             let fast = via.is_fast();
+            if request.uri().path() == "/v1/front/relayed-later" {
+                if let Via::FastPath(slot) = &via {
+                    slot.put(TwoParts);
+                }
+                return Box::pin(async { panic!("the answer panics after putting its relay") });
+            }
             if let Via::FastPath(slot) = via
                 && request.uri().path() == "/v1/front/relayed"
             {
@@ -1223,7 +1237,7 @@ mod tests {
             format!("127.0.0.1 front-1 {via}")
         );
 
-        for panics in ["panic", "later"] {
+        for panics in ["panic", "later", "relayed-later"] {
             let r = http
                 .get(format!("{base}/v1/front/{panics}"))
                 .send()
@@ -1232,6 +1246,9 @@ mod tests {
             assert_eq!(r.status(), 500, "{panics}");
             assert_eq!(r.headers()["content-type"], "application/problem+json");
             assert!(r.headers().contains_key("x-request-id"));
+            assert!(!r.headers().contains_key("x-relayed"), "{panics}");
+            let problem: serde_json::Value = r.json().await.expect("a problem document");
+            assert_eq!(problem["status"], 500, "{panics}");
         }
 
         let r = http
@@ -1252,7 +1269,7 @@ mod tests {
         }
 
         let text = crate::metrics::handle().render();
-        for (status, count) in [("200", 1), ("500", 2)] {
+        for (status, count) in [("200", 1), ("500", 3)] {
             let series = format!(
                 "http_requests_total{{service=\"{name}\",method=\"GET\",route=\"front\",status=\"{status}\"}} {count}"
             );

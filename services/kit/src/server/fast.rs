@@ -210,7 +210,10 @@ where
         let Ok(response) = response;
         // Stopping: this is the connection's last response, and says so.
         let closing = stop.is_cancelled();
-        let relay = slot.take();
+        // A front that panicked after putting its relay is answered by the 500 alone.
+        let relay = slot
+            .take()
+            .filter(|_| response.extensions().get::<super::Panicked>().is_none());
         let close = write_response(&mut io, &mut head, response, relay, head_only, closing).await;
         if close || closing {
             let _ = io.shutdown().await;
