@@ -21,8 +21,9 @@ use crate::wire::Wire;
 /// The service's name in logs, metrics and `/readyz`.
 pub const NAME: &str = "gateway";
 
-/// Bound of Redis connects and replies (each decision is also bounded by `storeTimeoutMs`).
-const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
+/// Bound of Redis connects and replies (each decision is also bounded by `storeTimeoutMs`,
+/// which may not be longer).
+const REDIS_TIMEOUT: Duration = Duration::from_millis(crate::domain::config::MAX_STORE_TIMEOUT_MS);
 
 /// The gateway service, bound and ready to run.
 pub struct Application {

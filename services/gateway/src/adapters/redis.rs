@@ -16,18 +16,17 @@ pub struct RedisStore {
     link: RedisLink,
     prefix: String,
     script: Script,
-    timeout: Duration,
 }
 
 impl RedisStore {
-    /// Prepares the client (no connection yet). `timeout` bounds each decision.
+    /// Prepares the client (no connection yet). `timeout` bounds each connect and each call
+    /// (a decision is one call; the rule's `storeTimeoutMs` may bound it tighter).
     pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<Self, StoreError> {
         let link = RedisLink::open(url, timeout).map_err(|e| StoreError(e.to_string()))?;
         Ok(Self {
             link,
             prefix: prefix.trim_end_matches(':').to_string(),
             script: Script::new(REDIS_SCRIPT),
-            timeout,
         })
     }
 
@@ -63,14 +62,7 @@ impl RedisStore {
 
 impl LimitStore for RedisStore {
     fn check(&self, bucket: String, gcra: Gcra) -> Checked<'_> {
-        Checked::Later(
-            async move {
-                match tokio::time::timeout(self.timeout, self.decide(&bucket, gcra)).await {
-                    Ok(r) => r,
-                    Err(_) => Err(StoreError(format!("no answer within {:?}", self.timeout))),
-                }
-            }
-            .boxed(),
-        )
+        // Bounded by the link, which times out every call (and drops the connection then).
+        Checked::Later(async move { self.decide(&bucket, gcra).await }.boxed())
     }
 }

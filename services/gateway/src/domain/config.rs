@@ -23,7 +23,7 @@
 //!   clusterWide: false
 //!   store: memory               # memory | redis
 //!   failureMode: open           # open | closed
-//!   storeTimeoutMs: 100         # gateway-only: bound of one Redis decision
+//!   storeTimeoutMs: 100         # gateway-only: bound of one Redis decision, 1 to 500
 //!   defaults: {key: ip, rate: 20, per: second, burst: 40}
 //!   rules:                      # first match wins
 //!     - {name: login, match: {pathPrefix: /api/sessions}, key: ip, rate: 10, per: minute, burst: 5}
@@ -309,9 +309,14 @@ pub struct RateLimitConfig {
     pub defaults: Option<Limit>,
     /// Rules, first match wins.
     pub rules: Vec<RuleConfig>,
-    /// Gateway-only: bound of one decision in the shared store (default 100 ms).
+    /// Gateway-only: bound of one decision in the shared store (default 100 ms, at most
+    /// [`MAX_STORE_TIMEOUT_MS`]).
     pub store_timeout_ms: Option<u64>,
 }
+
+/// The most `storeTimeoutMs` may be: the bound the gateway puts on every Redis connect and
+/// reply, which a longer decision bound would never reach.
+pub const MAX_STORE_TIMEOUT_MS: u64 = 500;
 
 /// What a rule matches on; every given field must match.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -513,11 +518,16 @@ impl GatewayConfig {
             }
             check_limit(&format!("rateLimit.rules[{i}]"), &rule.limit, &mut errors);
         }
-        if rl.store_timeout_ms == Some(0) {
-            errors.push((
+        match rl.store_timeout_ms {
+            Some(0) => errors.push((
                 "rateLimit.storeTimeoutMs".into(),
                 "must be at least 1".into(),
-            ));
+            )),
+            Some(ms) if ms > MAX_STORE_TIMEOUT_MS => errors.push((
+                "rateLimit.storeTimeoutMs".into(),
+                format!("must be at most {MAX_STORE_TIMEOUT_MS} (the bound of every Redis call)"),
+            )),
+            _ => {}
         }
         for (i, cidr) in self.trusted_proxies.iter().enumerate() {
             if parse_cidr(cidr).is_none() {
@@ -739,6 +749,26 @@ trustedProxies: [10.0.0.0/33, not-an-ip]
             "trustedProxies[1]",
         ] {
             assert!(fields.contains(&expected), "{expected} missing in {err}");
+        }
+    }
+
+    #[test]
+    fn a_store_timeout_is_from_1_ms_to_the_bound_of_a_redis_call() {
+        let config = |ms: u64| {
+            format!(
+                "version: 1\nroutes:\n- {{pathPrefix: /a, service: a, upstream: \"http://a:1\", methods: [GET], auth: public}}\nrateLimit:\n  storeTimeoutMs: {ms}\n"
+            )
+        };
+        for ms in [0, MAX_STORE_TIMEOUT_MS + 1, 10_000] {
+            let err = parse(&config(ms)).expect_err("out of range");
+            assert!(
+                err.to_string()
+                    .starts_with("rateLimit.storeTimeoutMs: must be at"),
+                "{ms}: {err}"
+            );
+        }
+        for ms in [1, 100, MAX_STORE_TIMEOUT_MS] {
+            parse(&config(ms)).expect("in range");
         }
     }
 
