@@ -141,7 +141,7 @@ const NGINX_AGAIN: &str = "nginx again: a second, identical nginx (A/A)";
 const NGINX_BARE: &str = "nginx, bare: proxy_pass + limit_req, no forwarded fields";
 
 /// What an nginx target sends the upstream besides the client's request.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum Fields {
     /// What a reverse proxy in front of services forwards, the same fields the gateway
     /// forwards that nginx has without modules: the client's address, scheme and host, and a
