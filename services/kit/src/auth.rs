@@ -90,19 +90,58 @@ fn token_cache(capacity: u64) -> Option<Cache<TokenKey, Arc<Identity>, TokenHash
     })
 }
 
-/// Verified tokens each thread keeps besides the shared cache, per verifier.
-const RECENT_PER_THREAD: usize = 1024;
+/// Verified tokens each thread keeps besides the shared cache, per verifier and generation
+/// (see [`RecentTokens`]); fewer in tests, which fill generations (a token costs them a
+/// signature and its check).
+const RECENT_PER_THREAD: usize = if cfg!(test) { 64 } else { 1024 };
 
-/// One verifier's tokens in one thread's [`RECENT`], by [`recent_key`], each with its whole
-/// text (compared on a hit) and this thread's own copy of its identity (a pointer no other
-/// thread counts references of).
-type RecentTokens = HashMap<u64, (TokenKey, Arc<Identity>), TokenHasher>;
+/// A token's entry in [`RecentTokens`]: its whole text (compared on a hit) and this thread's
+/// own copy of its identity (a pointer no other thread counts references of).
+type RecentToken = (TokenKey, Arc<Identity>);
+
+/// One verifier's tokens in one thread's [`RECENT`], by [`recent_key`], in two generations:
+/// tokens go into `current`; when it is full it becomes `previous` (the one before is
+/// dropped), and a token found in `previous` moves back into `current`. So the tokens in use
+/// stay when more callers come than a generation holds, where emptying a full list dropped
+/// them all at once (each then took the shared cache's path again); at most twice
+/// [`RECENT_PER_THREAD`] are kept.
+#[derive(Default)]
+struct RecentTokens {
+    current: HashMap<u64, RecentToken, TokenHasher>,
+    previous: HashMap<u64, RecentToken, TokenHasher>,
+}
+
+impl RecentTokens {
+    fn insert(&mut self, key: u64, token: RecentToken) {
+        if self.current.len() >= RECENT_PER_THREAD && !self.current.contains_key(&key) {
+            // The older generation's table, emptied, takes the new one's entries.
+            std::mem::swap(&mut self.current, &mut self.previous);
+            self.current.clear();
+        }
+        self.current.insert(key, token);
+    }
+
+    /// The identity under `key` if `token` is the one kept there and it has not expired.
+    fn get(&mut self, key: u64, token: &[u8], now: u64) -> Option<Arc<Identity>> {
+        let usable = |(text, identity): &RecentToken| {
+            (text.as_bytes() == token && identity.expires_at > now).then(|| identity.clone())
+        };
+        if let Some(entry) = self.current.get(&key) {
+            return usable(entry);
+        }
+        let identity = usable(self.previous.get(&key)?)?;
+        if let Some(entry) = self.previous.remove(&key) {
+            self.insert(key, entry);
+        }
+        Some(identity)
+    }
+}
 
 thread_local! {
     /// The tokens this thread verified lately, by verifier ([`Verifier::id`]): the shared
     /// cache's entries this thread used. A hit here touches no memory another thread writes
     /// (the shared cache records every read for its eviction policy, from every serving
-    /// thread). Emptied when full.
+    /// thread).
     static RECENT: std::cell::RefCell<Vec<(u64, RecentTokens)>> =
         const { std::cell::RefCell::new(Vec::new()) };
     /// Keys [`recent_key`]'s hash, per thread.
@@ -120,12 +159,9 @@ fn recent_key(token: &[u8]) -> u64 {
 /// `token`'s identity if this thread verified it lately for verifier `id` and it has not
 /// expired.
 fn recent(id: u64, token: &[u8], now: u64) -> Option<Arc<Identity>> {
-    RECENT.with_borrow(|recent| {
-        let (_, tokens) = recent.iter().find(|(v, _)| *v == id)?;
-        tokens
-            .get(&recent_key(token))
-            .filter(|(text, identity)| text.as_bytes() == token && identity.expires_at > now)
-            .map(|(_, identity)| identity.clone())
+    RECENT.with_borrow_mut(|recent| {
+        let (_, tokens) = recent.iter_mut().find(|(v, _)| *v == id)?;
+        tokens.get(recent_key(token), token, now)
     })
 }
 
@@ -134,15 +170,11 @@ fn remember_recent(id: u64, token: &str, identity: &Identity) {
         let index = match recent.iter().position(|(v, _)| *v == id) {
             Some(i) => i,
             None => {
-                recent.push((id, HashMap::with_hasher(TokenHasher::new())));
+                recent.push((id, RecentTokens::default()));
                 recent.len() - 1
             }
         };
-        let tokens = &mut recent[index].1;
-        if tokens.len() >= RECENT_PER_THREAD {
-            tokens.clear();
-        }
-        tokens.insert(
+        recent[index].1.insert(
             recent_key(token.as_bytes()),
             (token.into(), Arc::new(identity.clone())),
         );
@@ -897,6 +929,41 @@ mod tests {
         assert_eq!(
             verifier.verify(&token).await.expect("valid").subject,
             "user-1"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_token_in_use_stays_among_the_recent_ones_when_more_callers_come() {
+        let t = TestIssuer::new();
+        let verifier = t.verifier();
+        let token = |i: usize| t.token(&format!("user-{i}"), &[Role::Customer]);
+        let kept = token(0);
+        verifier.verify(&kept).await.expect("valid");
+        // A generation's worth of other callers, the kept token used now and then: it stays.
+        for i in 1..=2 * RECENT_PER_THREAD {
+            verifier.verify(&token(i)).await.expect("valid");
+            if i % (RECENT_PER_THREAD / 2) == 0 {
+                assert!(verifier.verified_lately(kept.as_bytes()).is_some(), "{i}");
+            }
+        }
+        assert!(verifier.verified_lately(kept.as_bytes()).is_some());
+        // Unused for two generations, it is gone (and found in the shared cache again).
+        let idle = token(0);
+        verifier.verify(&idle).await.expect("valid");
+        for i in 1..=2 * RECENT_PER_THREAD + 1 {
+            verifier.verify(&token(10_000 + i)).await.expect("valid");
+        }
+        assert!(verifier.verified_lately(idle.as_bytes()).is_none());
+        RECENT.with_borrow(|recent| {
+            let (_, tokens) = recent
+                .iter()
+                .find(|(v, _)| *v == verifier.id)
+                .expect("this verifier's tokens");
+            assert!(tokens.current.len() + tokens.previous.len() <= 2 * RECENT_PER_THREAD);
+        });
+        assert_eq!(
+            verifier.verify(&idle).await.expect("cached").subject,
+            "user-0"
         );
     }
 
