@@ -5,7 +5,8 @@
 //! limits, and (d) through the gateway with JWT verification (cached) and a per-user rate
 //! limit on, (e)-(i) through five bare proxies, the floor under the gateway (`floor.rs`), (j)
 //! through a second nginx identical to (b), an A/A check of the measurement itself, and (k)
-//! through nginx as (b) but forwarding none of those fields; then per-operation
+//! through nginx as (b) but forwarding none of those fields, with each target's CPU time a
+//! request split between the proxy, the upstream and wrk (`cpu.rs`); then per-operation
 //! figures of the limiter and of token verification (cached and uncached), and of one Redis
 //! GCRA decision when `STOREFRONT_TEST_REDIS_URL` is set.
 //!
@@ -37,6 +38,7 @@ use storefront_tests::load_average;
 use tokio::io::AsyncBufReadExt as _;
 
 mod callgrind;
+mod cpu;
 mod floor;
 
 use callgrind::Callgrind;
@@ -365,6 +367,19 @@ fn median(runs: &[Run]) -> Run {
             .map(|r| r.instructions)
             .collect::<Option<Vec<f64>>>()
             .map(median_of),
+        cpu: runs
+            .iter()
+            .map(|r| r.cpu)
+            .collect::<Option<Vec<cpu::PerRequest>>>()
+            .map(|cpu| {
+                let of = |f: fn(&cpu::PerRequest) -> f64| median_of(cpu.iter().map(f).collect());
+                cpu::PerRequest {
+                    proxy_user: of(|c| c.proxy_user),
+                    proxy_system: of(|c| c.proxy_system),
+                    upstream: of(|c| c.upstream),
+                    wrk: of(|c| c.wrk),
+                }
+            }),
     }
 }
 
@@ -379,6 +394,8 @@ struct Run {
     requests: u64,
     /// Instructions the proxy executed per request (`--callgrind`).
     instructions: Option<f64>,
+    /// CPU time a request by who spent it (not under `--callgrind`).
+    cpu: Option<cpu::PerRequest>,
 }
 
 fn parse_duration_ms(s: &str) -> Option<f64> {
@@ -426,6 +443,7 @@ fn parse_wrk(name: &'static str, out: &str) -> anyhow::Result<Run> {
             non_2xx,
             requests,
             instructions: None,
+            cpu: None,
         }),
         _ => bail!("cannot read wrk output:\n{out}"),
     }
@@ -558,11 +576,10 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     }
     let (plain, secured) = (plain_gw.port, secured_gw.port);
     let pid = |p: &GatewayProcess| p.child.id().into_iter().collect::<Vec<u32>>();
-    // What callgrind counts of nginx: its one process under callgrind, nothing otherwise.
-    let nginx_pid = |n: &Nginx| match callgrind {
-        Some(_) => n.child.id().into_iter().collect(),
-        None => Vec::new(),
-    };
+    // An nginx's master: under callgrind the one process that serves (and is counted), else
+    // the parent of the workers that serve (whose CPU time is counted).
+    let nginx_pid = |n: &Nginx| n.child.id().into_iter().collect::<Vec<u32>>();
+    let ticks_per_second = cpu::ticks_per_second()?;
 
     // Each target: its name, URL and the processes that serve it (none for the upstream, which
     // is this process). Every target gets the same requests, the bearer token included: a
@@ -628,7 +645,11 @@ async fn bench(args: Args) -> anyhow::Result<()> {
             if let Some(c) = counted {
                 c.zero(pids).await?;
             }
+            let mark = cpu::Mark::now(pids);
             let mut run = wrk(&args, name, url, &token, args.duration).await?;
+            if callgrind.is_none() {
+                run.cpu = Some(mark.per_request(run.requests, ticks_per_second));
+            }
             if let Some(c) = counted {
                 run.instructions =
                     Some(c.instructions(pids).await? as f64 / run.requests.max(1) as f64);
@@ -679,6 +700,25 @@ async fn bench(args: Args) -> anyhow::Result<()> {
                 r.rps / direct,
                 r.non_2xx
             );
+        }
+        println!(
+            "\n## CPU µs a request, by who spent it (medians; the upstream is this process, wrk its child)\n"
+        );
+        println!("| target | proxy | proxy user | proxy system | upstream | wrk | all |");
+        println!("|---|---:|---:|---:|---:|---:|---:|");
+        for r in &runs {
+            if let Some(c) = r.cpu {
+                println!(
+                    "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                    r.name,
+                    c.proxy(),
+                    c.proxy_user,
+                    c.proxy_system,
+                    c.upstream,
+                    c.wrk,
+                    c.all()
+                );
+            }
         }
     }
     let run = |name: &str| runs.iter().find(|r| r.name == name);
