@@ -596,11 +596,16 @@ fn front_call(
     via: Via,
 ) -> BoxFuture<'static, Result<Response, Infallible>> {
     let front = front.clone();
+    let echo = match &via {
+        Via::FastPath(slot) => request::Echo::Slot(slot.clone()),
+        Via::Hyper => request::Echo::Headers,
+    };
     request::observe(
         shard.name,
         RouteLabel::Fixed(route),
         shard.metrics.clone(),
         request,
+        echo,
         move |ctx, request| {
             let answer = std::panic::catch_unwind(AssertUnwindSafe(|| {
                 front.answer(peer, ctx, request, via)
@@ -1118,6 +1123,9 @@ mod tests {
 
     static SLOW_ANSWERED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
+    /// The trace context `/v1/front/own-ids` answers with, which the request layer's replaces.
+    const OWN_TRACE: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
     /// Writes the head, then `relayed` in two writes.
     struct TwoParts;
 
@@ -1166,6 +1174,16 @@ mod tests {
                     http::HeaderValue::from_static("7"),
                 );
                 slot.put(TwoParts);
+                return Box::pin(async move { response });
+            }
+            if request.uri().path() == "/v1/front/own-ids" {
+                let mut response = "own ids".into_response();
+                let headers = response.headers_mut();
+                headers.insert(
+                    "x-request-id",
+                    http::HeaderValue::from_static("the-front's"),
+                );
+                headers.insert("traceparent", http::HeaderValue::from_static(OWN_TRACE));
                 return Box::pin(async move { response });
             }
             let via = if fast { "fast" } else { "hyper" };
@@ -1237,6 +1255,27 @@ mod tests {
             format!("127.0.0.1 front-1 {via}")
         );
 
+        // The request layer's request id and trace context replace those the answer set, on
+        // either path.
+        let r = http
+            .get(format!("{base}/v1/front/own-ids"))
+            .header("x-request-id", "layer-1")
+            .send()
+            .await
+            .expect("own ids");
+        assert_eq!(r.status(), 200);
+        let all = |name: &str| {
+            r.headers()
+                .get_all(name)
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(all("x-request-id"), ["layer-1"], "{via}");
+        let traces = all("traceparent");
+        assert_eq!(traces.len(), 1, "{via}: {traces:?}");
+        assert_ne!(traces[0], OWN_TRACE, "{via}");
+
         for panics in ["panic", "later", "relayed-later"] {
             let r = http
                 .get(format!("{base}/v1/front/{panics}"))
@@ -1269,7 +1308,8 @@ mod tests {
         }
 
         let text = crate::metrics::handle().render();
-        for (status, count) in [("200", 1), ("500", 3)] {
+        // `/v1/front` and `/v1/front/own-ids`; the three that panic.
+        for (status, count) in [("200", 2), ("500", 3)] {
             let series = format!(
                 "http_requests_total{{service=\"{name}\",method=\"GET\",route=\"front\",status=\"{status}\"}} {count}"
             );

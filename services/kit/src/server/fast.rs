@@ -37,6 +37,7 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, Re
 use tokio_util::sync::CancellationToken;
 
 use super::{OWN_PATHS, ShardApp};
+use crate::context::{REQUEST_ID, TRACEPARENT, TraceParent};
 
 /// Which server read a request a [`super::Front`] answers: hyper, or the fast path, which
 /// hands the front its connection's [`RelaySlot`]. (A parameter, not a request extension: the
@@ -72,26 +73,41 @@ pub trait Relay: Send + 'static {
 /// from the response's own (empty) body, and the fast path adds no header fields of its own (no
 /// `Date`, no `Content-Length`: they, and the framing, are the relay's). One per connection,
 /// emptied after each answer. (Not a response extension: an extension costs the response an
-/// extension map, and the relay a shared box, on every request.)
+/// extension map, and the relay a shared box, on every request.) The request layer leaves the
+/// response's request id and trace context here too, written as head lines first.
+///
+/// Locked only for a move in or out, never across an await: a `parking_lot` mutex, whose
+/// release is one atomic operation where Tokio's takes its waiters' lock.
 #[derive(Clone)]
-pub struct RelaySlot(Arc<tokio::sync::Mutex<Option<Box<dyn Relay>>>>);
+pub struct RelaySlot(Arc<parking_lot::Mutex<Slot>>);
+
+/// What a [`RelaySlot`] holds for the response being answered.
+#[derive(Default)]
+struct Slot {
+    relay: Option<Box<dyn Relay>>,
+    /// The `x-request-id` and `traceparent` the response carries.
+    echo: Option<(String, TraceParent)>,
+}
 
 impl RelaySlot {
     fn new() -> Self {
-        Self(Arc::new(tokio::sync::Mutex::new(None)))
+        Self(Arc::new(parking_lot::Mutex::new(Slot::default())))
     }
 
     /// Has `relay` finish the response the front answers with (the fast path takes it once
     /// the answer is made).
     pub fn put(&self, relay: impl Relay) {
-        // Never locked but by `take` and here, one after the other, in the connection's task.
-        if let Ok(mut slot) = self.0.try_lock() {
-            *slot = Some(Box::new(relay));
-        }
+        self.0.lock().relay = Some(Box::new(relay));
     }
 
-    fn take(&self) -> Option<Box<dyn Relay>> {
-        self.0.try_lock().ok()?.take()
+    /// Has the response carry `request_id` and `trace` (the request layer's, in place of
+    /// header values in its map).
+    pub(super) fn echo(&self, request_id: String, trace: TraceParent) {
+        self.0.lock().echo = Some((request_id, trace));
+    }
+
+    fn take(&self) -> Slot {
+        std::mem::take(&mut *self.0.lock())
     }
 }
 
@@ -210,11 +226,16 @@ where
         let Ok(response) = response;
         // Stopping: this is the connection's last response, and says so.
         let closing = stop.is_cancelled();
+        let Slot { relay, echo } = slot.take();
         // A front that panicked after putting its relay is answered by the 500 alone.
-        let relay = slot
-            .take()
-            .filter(|_| response.extensions().get::<super::Panicked>().is_none());
-        let close = write_response(&mut io, &mut head, response, relay, head_only, closing).await;
+        let relay = relay.filter(|_| response.extensions().get::<super::Panicked>().is_none());
+        let written = Written {
+            relay,
+            echo,
+            head_only,
+            closing,
+        };
+        let close = write_response(&mut io, &mut head, response, written).await;
         if close || closing {
             let _ = io.shutdown().await;
             return None;
@@ -316,20 +337,35 @@ fn simple(name: &HeaderName, value: &[u8]) -> bool {
         || name.as_str() == "http2-settings")
 }
 
-/// Writes `response` (a `HEAD`'s without its body; with `Connection: close` when `closing`),
-/// finished by `relay` when the front put one in the slot; whether the connection must close
-/// after it.
+/// How a response is written besides its own status, fields and body.
+struct Written {
+    /// What finishes it, when the front put a relay in the slot.
+    relay: Option<Box<dyn Relay>>,
+    /// Its `x-request-id` and `traceparent`, when the request layer left them in the slot
+    /// (they replace any the response's map holds, as inserting them there would).
+    echo: Option<(String, TraceParent)>,
+    /// A `HEAD`'s: without its body.
+    head_only: bool,
+    /// With `Connection: close`.
+    closing: bool,
+}
+
+/// Writes `response` as `written` says; whether the connection must close after it.
 async fn write_response<I>(
     io: &mut I,
     head: &mut Vec<u8>,
     mut response: Response,
-    relay: Option<Box<dyn Relay>>,
-    head_only: bool,
-    closing: bool,
+    written: Written,
 ) -> bool
 where
     I: AsyncWrite + Unpin + Send,
 {
+    let Written {
+        relay,
+        echo,
+        head_only,
+        closing,
+    } = written;
     let status = response.status();
     head.clear();
     head.extend_from_slice(b"HTTP/1.1 ");
@@ -341,7 +377,15 @@ where
         .headers()
         .get(header::CONNECTION)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+    let echoed = echo.is_some();
+    if let Some((request_id, trace)) = echo {
+        push_field(head, REQUEST_ID.as_str().as_bytes(), request_id.as_bytes());
+        push_field(head, TRACEPARENT.as_str().as_bytes(), &trace.encoded());
+    }
     for (name, value) in response.headers() {
+        if echoed && (*name == REQUEST_ID || *name == TRACEPARENT) {
+            continue;
+        }
         push_field(head, name.as_str().as_bytes(), value.as_bytes());
     }
     if closing && !close {

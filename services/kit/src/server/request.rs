@@ -78,6 +78,7 @@ where
             route,
             self.metrics.clone(),
             request,
+            Echo::Headers,
             move |ctx, mut request| {
                 request.extensions_mut().insert(ctx);
                 async move {
@@ -89,6 +90,21 @@ where
     }
 }
 
+/// Where a response's `x-request-id` and `traceparent` go.
+pub(crate) enum Echo {
+    /// Into its header map.
+    Headers,
+    /// To the fast path's writer, which writes them as head lines (see
+    /// [`super::fast::RelaySlot::echo`]): no header values made, inserted and dropped.
+    Slot(super::fast::RelaySlot),
+}
+
+/// [`Echo`] with the request id to echo.
+enum Echoed {
+    Headers(Option<HeaderValue>),
+    Slot(super::fast::RelaySlot, String),
+}
+
 /// What the request layer does around `handle`, for a request answered under `route`: the
 /// request's context (handed to `handle`), its `http` span, its metrics (kept in `metrics`),
 /// and the response's `x-request-id` and `traceparent`.
@@ -97,6 +113,7 @@ pub(crate) fn observe<F, Fut>(
     route: RouteLabel,
     metrics: Arc<RouteMetrics>,
     request: Request<Body>,
+    echo: Echo,
     handle: F,
 ) -> BoxFuture<'static, Result<Response, Infallible>>
 where
@@ -106,7 +123,11 @@ where
     let started = Instant::now();
     let ctx = RequestContext::from_headers(request.headers());
     let method = request.method().clone();
-    let request_id = HeaderValue::from_str(&ctx.request_id).ok();
+    // The request id as the response will carry it (the context moves into `handle`).
+    let echo = match echo {
+        Echo::Headers => Echoed::Headers(HeaderValue::from_str(&ctx.request_id).ok()),
+        Echo::Slot(slot) => Echoed::Slot(slot, ctx.request_id.clone()),
+    };
     let hop = ctx.trace;
     // A span when something reads spans (an exporter, a span filter); else the log lines of
     // the request's work take its fields from a task-local (see `RequestFields`), which costs
@@ -152,11 +173,16 @@ where
             });
         }
         metrics.record(service, &method, &route, status, elapsed);
-        let headers = response.headers_mut();
-        if let Some(v) = request_id {
-            headers.insert(REQUEST_ID, v);
+        match echo {
+            Echoed::Headers(request_id) => {
+                let headers = response.headers_mut();
+                if let Some(v) = request_id {
+                    headers.insert(REQUEST_ID, v);
+                }
+                headers.insert(TRACEPARENT, hop.header_value());
+            }
+            Echoed::Slot(slot, request_id) => slot.echo(request_id, hop),
         }
-        headers.insert(TRACEPARENT, hop.header_value());
         Ok(response)
     })
 }
