@@ -112,7 +112,13 @@ impl Front for Proxied {
         request: Request,
         via: Via,
     ) -> BoxFuture<'static, Response> {
-        Box::pin(answer(self.state.clone(), peer, ctx, request, via))
+        Box::pin(answer(
+            self.state.clone(),
+            peer,
+            ctx,
+            request.into_parts(),
+            via,
+        ))
     }
 
     /// Simple requests skip hyper ([`crate::fast`]) whenever the front takes requests at all.
@@ -192,7 +198,7 @@ async fn gateway(
     ctx: RequestContext,
     request: Request,
 ) -> Response {
-    answer(state, peer, ctx, request, Via::Hyper).await
+    answer(state, peer, ctx, request.into_parts(), Via::Hyper).await
 }
 
 /// Sets `name` to `value`, or removes what the client sent under it when there is none.
@@ -367,147 +373,157 @@ impl<'a> Forwarded<'a> {
     }
 }
 
-/// Routes, authenticates, limits and forwards one request.
-async fn answer(
+/// Routes, authenticates, limits and forwards one request, whose head is `parts`.
+///
+/// Not an `async fn`: its future would keep the arguments twice, as they came and as the
+/// body's bindings of them (408 bytes, copied with the rest each time the future moves).
+#[allow(clippy::manual_async_fn)]
+fn answer(
     state: Arc<AppState>,
     peer: SocketAddr,
     ctx: RequestContext,
-    request: Request,
+    (parts, body): (http::request::Parts, axum::body::Body),
     via: Via,
-) -> Response {
-    let runtime = state.shared.current.load_full();
-    let (parts, body) = request.into_parts();
-    let path = parts.uri.path();
-    if has_dot_segments(path) {
-        return ApiError::BadRequest("The path may not hold `.` or `..` segments.".into())
-            .into_response();
-    }
-    let Some(route) = runtime.route(path) else {
-        let is_api = path == "/api" || path.starts_with("/api/");
-        if !is_api && matches!(parts.method, Method::GET | Method::HEAD) {
-            return ui::serve(path, &parts.headers);
+) -> impl Future<Output = Response> + Send + 'static {
+    async move {
+        let runtime = state.shared.current.load_full();
+        let path = parts.uri.path();
+        if has_dot_segments(path) {
+            return ApiError::BadRequest("The path may not hold `.` or `..` segments.".into())
+                .into_response();
         }
-        count_unmatched(http::StatusCode::NOT_FOUND);
-        return ApiError::NotFound(format!("No route for {path}.")).into_response();
-    };
-    if !route.allows(&parts.method) {
-        route
-            .requests
-            .increment(http::StatusCode::METHOD_NOT_ALLOWED);
-        let mut response = ApiError::MethodNotAllowed.into_response();
-        response
-            .headers_mut()
-            .insert(header::ALLOW, route.allow.clone());
-        return response;
-    }
-
-    // Who is calling.
-    let rule = runtime.limits.rule_for(path, &route.service);
-    let client_ip = runtime.client_ip(peer.ip(), &parts.headers);
-    // The request context holds the `Authorization` value already.
-    let token = ctx.credentials.as_ref().and_then(Credentials::bearer_bytes);
-    let refused = match (route.auth, token) {
-        (AuthPolicy::Public, Some(token)) if rule.is_some_and(|r| r.key == LimitKey::User) => {
-            // Only to count a signed-in caller per user; the service decides on the token.
-            Ok(state.tokens.verify(token).await.ok())
-        }
-        (AuthPolicy::Public, _) => Ok(None),
-        (_, None) => Err(AuthError::Missing),
-        (_, Some(token)) => state.tokens.verify(token).await.map(Some),
-    };
-    let identity: Option<Arc<Identity>> = match refused {
-        Ok(identity) => identity,
-        Err(e) => {
-            tracing::debug!(error = %e, route = %route.prefix, "token refused");
-            // A refused request still spends the client address's budget under the route's
-            // rule (a per-user rule counts it per address), so guessing tokens, or a client
-            // stuck on an expired one, is limited like any other traffic.
-            if let Some(rule) = rule
-                && let Outcome::Refuse(response) =
-                    limits::check(&runtime.limits, rule, client_ip, None).await
-            {
-                route.requests.increment(response.status());
-                return response;
+        let Some(route) = runtime.route(path) else {
+            let is_api = path == "/api" || path.starts_with("/api/");
+            if !is_api && matches!(parts.method, Method::GET | Method::HEAD) {
+                return ui::serve(path, &parts.headers);
             }
-            let response = unauthorized(e);
-            route.requests.increment(response.status());
+            count_unmatched(http::StatusCode::NOT_FOUND);
+            return ApiError::NotFound(format!("No route for {path}.")).into_response();
+        };
+        if !route.allows(&parts.method) {
+            route
+                .requests
+                .increment(http::StatusCode::METHOD_NOT_ALLOWED);
+            let mut response = ApiError::MethodNotAllowed.into_response();
+            response
+                .headers_mut()
+                .insert(header::ALLOW, route.allow.clone());
             return response;
         }
-    };
-    if route.auth == AuthPolicy::Role
-        && let (Some(role), Some(identity)) = (route.role, identity.as_deref())
-        && let Err(e) = identity.require(role)
-    {
-        route.requests.increment(http::StatusCode::FORBIDDEN);
-        return e.into_response();
-    }
 
-    // How often.
-    let mut extra = None;
-    if let Some(rule) = rule {
-        match limits::check(&runtime.limits, rule, client_ip, identity.as_deref()).await {
-            Outcome::Admit(fields) => extra = fields,
-            Outcome::Refuse(response) => {
+        // Who is calling.
+        let rule = runtime.limits.rule_for(path, &route.service);
+        let client_ip = runtime.client_ip(peer.ip(), &parts.headers);
+        // The request context holds the `Authorization` value already.
+        let token = ctx.credentials.as_ref().and_then(Credentials::bearer_bytes);
+        let refused = match (route.auth, token) {
+            (AuthPolicy::Public, Some(token)) if rule.is_some_and(|r| r.key == LimitKey::User) => {
+                // Only to count a signed-in caller per user; the service decides on the token.
+                Ok(state.tokens.verify(token).await.ok())
+            }
+            (AuthPolicy::Public, _) => Ok(None),
+            (_, None) => Err(AuthError::Missing),
+            (_, Some(token)) => state.tokens.verify(token).await.map(Some),
+        };
+        let identity: Option<Arc<Identity>> = match refused {
+            Ok(identity) => identity,
+            Err(e) => {
+                tracing::debug!(error = %e, route = %route.prefix, "token refused");
+                // A refused request still spends the client address's budget under the route's
+                // rule (a per-user rule counts it per address), so guessing tokens, or a client
+                // stuck on an expired one, is limited like any other traffic.
+                if let Some(rule) = rule
+                    && let Outcome::Refuse(response) =
+                        limits::check(&runtime.limits, rule, client_ip, None).await
+                {
+                    route.requests.increment(response.status());
+                    return response;
+                }
+                let response = unauthorized(e);
                 route.requests.increment(response.status());
                 return response;
             }
-        }
-    }
-
-    // Forward.
-    let upstream_path = rewrite_path(&route.prefix, route.rewrite.as_deref(), path);
-    let mut path_and_query = upstream_path;
-    if let Some(q) = parts.uri.query() {
-        path_and_query.push('?');
-        path_and_query.push_str(q);
-    }
-    let mut headers = parts.headers;
-    if !via.is_fast() {
-        // Before anything is read from them: a header the `Connection` header names is gone.
-        // (The fast path takes no `Connection` header but `keep-alive`, which names none.)
-        proxy::strip_hop_by_hop(&mut headers);
-    }
-    let forwarded = Forwarded::new(&runtime, peer, &ctx, &headers, identity.as_deref());
-    let mut response = if let Via::FastPath(slot) = via {
-        // Written straight into the request head: no header map to change.
-        // A bearer token and the fields the gateway sets take about 600 bytes.
-        let mut fields = Vec::with_capacity(1024);
-        forwarded.write(&headers, &mut fields);
-        crate::fast::forward(
-            &state.wire,
-            route,
-            &runtime.outlier,
-            crate::fast::Bodyless {
-                method: &parts.method,
-                path_and_query: &path_and_query,
-                fields: &fields,
-            },
-            extra.take(),
-            slot,
-        )
-        .await
-    } else {
-        forwarded.apply(&mut headers);
-        let outgoing = Outgoing {
-            method: parts.method,
-            path_and_query,
-            headers,
-            body,
         };
-        // Boxed: its state is large, and would make every request's future (the fast path's
-        // too) as large, copied each time the future moves.
-        Box::pin(proxy::forward(
-            &state.client,
-            route,
-            &runtime.outlier,
-            outgoing,
-            state.max_body,
-        ))
-        .await
-    };
-    route.requests.increment(response.status());
-    if let Some(fields) = extra {
-        fields.insert_into(response.headers_mut());
+        if route.auth == AuthPolicy::Role
+            && let (Some(role), Some(identity)) = (route.role, identity.as_deref())
+            && let Err(e) = identity.require(role)
+        {
+            route.requests.increment(http::StatusCode::FORBIDDEN);
+            return e.into_response();
+        }
+
+        // How often.
+        let mut extra = None;
+        if let Some(rule) = rule {
+            match limits::check(&runtime.limits, rule, client_ip, identity.as_deref()).await {
+                Outcome::Admit(fields) => extra = fields,
+                Outcome::Refuse(response) => {
+                    route.requests.increment(response.status());
+                    return response;
+                }
+            }
+        }
+
+        // Forward.
+        let upstream_path = rewrite_path(&route.prefix, route.rewrite.as_deref(), path);
+        let mut path_and_query = upstream_path;
+        if let Some(q) = parts.uri.query() {
+            path_and_query.push('?');
+            path_and_query.push_str(q);
+        }
+        let mut headers = parts.headers;
+        if !via.is_fast() {
+            // Before anything is read from them: a header the `Connection` header names is gone.
+            // (The fast path takes no `Connection` header but `keep-alive`, which names none.)
+            proxy::strip_hop_by_hop(&mut headers);
+        }
+        let forwarded = || Forwarded::new(&runtime, peer, &ctx, &headers, identity.as_deref());
+        let mut response = if let Via::FastPath(slot) = via {
+            // Written straight into the request head: no header map to change. A bearer token and
+            // the fields the gateway sets take about 600 bytes. (The `Forwarded`, 448 bytes, is
+            // gone before the forward is awaited, so the future does not keep it.)
+            let fields = {
+                let mut fields = Vec::with_capacity(1024);
+                forwarded().write(&headers, &mut fields);
+                fields
+            };
+            crate::fast::forward(
+                &state.wire,
+                route,
+                &runtime.outlier,
+                crate::fast::Bodyless {
+                    method: &parts.method,
+                    path_and_query: &path_and_query,
+                    fields: &fields,
+                },
+                extra.take(),
+                slot,
+            )
+            .await
+        } else {
+            let forwarded = forwarded();
+            forwarded.apply(&mut headers);
+            let outgoing = Outgoing {
+                method: parts.method,
+                path_and_query,
+                headers,
+                body,
+            };
+            // Boxed: its state is large, and would make every request's future (the fast path's
+            // too) as large, copied each time the future moves.
+            Box::pin(proxy::forward(
+                &state.client,
+                route,
+                &runtime.outlier,
+                outgoing,
+                state.max_body,
+            ))
+            .await
+        };
+        route.requests.increment(response.status());
+        if let Some(fields) = extra {
+            fields.insert_into(response.headers_mut());
+        }
+        response
     }
-    response
 }
