@@ -247,10 +247,36 @@ async fn wait_for(url: &str) -> anyhow::Result<()> {
     bail!("{url} never came up")
 }
 
-/// A gateway in a process of its own (this binary with `--serve-gateway`); killed on drop.
+/// A gateway in a process of its own (this binary with `--serve-gateway`); stopped on drop.
 struct GatewayProcess {
     child: tokio::process::Child,
     port: u16,
+}
+
+impl Drop for GatewayProcess {
+    /// SIGTERM, then up to 5 s for the process to end: a gateway drains and returns from
+    /// `main`, which is when a build instrumented for profile-guided optimisation writes its
+    /// profile. One still running after that is killed (`kill_on_drop`).
+    fn drop(&mut self) {
+        let Some(pid) = self.child.id() else {
+            return;
+        };
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status();
+        for _ in 0..100 {
+            // Gone, or a zombie (state `Z`, after the command's name in parentheses).
+            let running = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| Some(stat.rsplit_once(')')?.1.trim_start().to_owned()))
+                .is_some_and(|rest| !rest.starts_with('Z'));
+            if !running {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 /// Starts a gateway process in front of `upstream`: a public route with no limits, or
@@ -343,6 +369,8 @@ async fn serve_gateway(config: std::path::PathBuf, issuer_key: &Path) -> anyhow:
         ..Settings::default()
     };
     let app = Application::build_with(&settings, &platform, verifier).await?;
+    // Stopped by SIGTERM (see `GatewayProcess`'s drop), drained as `storefront run` drains.
+    platform.shutdown.listen_for_signals();
     println!("port={}", app.port());
     app.run_until_stopped(platform).await?;
     Ok(())
