@@ -301,7 +301,13 @@ async fn start_gateway(
     );
     let path = dir.join(format!("gateway-{secured}.yaml"));
     std::fs::write(&path, config)?;
-    let mut command = proxy_command(callgrind, std::env::current_exe()?);
+    // `BENCH_GATEWAY_SERVE_BIN`: the gateways from another build of this benchmark (one
+    // optimised with a profile, say), everything else from this one.
+    let program = match std::env::var_os("BENCH_GATEWAY_SERVE_BIN") {
+        Some(bin) => std::path::PathBuf::from(bin),
+        None => std::env::current_exe()?,
+    };
+    let mut command = proxy_command(callgrind, program);
     command
         .arg("--serve-gateway")
         .arg(&path)
