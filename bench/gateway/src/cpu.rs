@@ -21,11 +21,27 @@ struct Times {
     children: u64,
 }
 
+/// The fields of `/proc/<pid>/stat` from the third (state) on (`None` once it is gone): the
+/// command's name before them, in parentheses, may hold spaces, so they follow its last `)`.
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some(
+        text.rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
+/// Whether `pid` runs: neither gone nor a zombie (state `Z`).
+pub fn running(pid: u32) -> bool {
+    stat_fields(pid).is_some_and(|fields| fields.first().is_some_and(|state| state != "Z"))
+}
+
 /// `pid`'s times and its parent's pid, from `/proc/<pid>/stat` (`None` once it is gone).
 fn stat(pid: u32) -> Option<(Times, u32)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command's name, in parentheses, may hold spaces: the fields follow its last `)`.
-    let fields: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
+    let fields = stat_fields(pid)?;
     // Fields 4 (ppid) and 14-17 of proc(5), counted here from field 3 (state).
     let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
     Some((

@@ -266,12 +266,7 @@ impl Drop for GatewayProcess {
             .arg(pid.to_string())
             .status();
         for _ in 0..100 {
-            // Gone, or a zombie (state `Z`, after the command's name in parentheses).
-            let running = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|stat| Some(stat.rsplit_once(')')?.1.trim_start().to_owned()))
-                .is_some_and(|rest| !rest.starts_with('Z'));
-            if !running {
+            if !cpu::running(pid) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
