@@ -480,13 +480,10 @@ fn answer(
         let forwarded = || Forwarded::new(&runtime, peer, &ctx, &headers, identity.as_deref());
         let mut response = if let Via::FastPath(slot) = via {
             // Written straight into the request head: no header map to change. A bearer token and
-            // the fields the gateway sets take about 600 bytes. (The `Forwarded`, 448 bytes, is
-            // gone before the forward is awaited, so the future does not keep it.)
-            let fields = {
-                let mut fields = Vec::with_capacity(1024);
-                forwarded().write(&headers, &mut fields);
-                fields
-            };
+            // the fields the gateway sets take about 600 bytes. (The `Forwarded`, 448 bytes, is a
+            // temporary gone before the forward is awaited, so the future does not keep it.)
+            let mut fields = Vec::with_capacity(1024);
+            forwarded().write(&headers, &mut fields);
             crate::fast::forward(
                 &state.wire,
                 route,
@@ -501,8 +498,7 @@ fn answer(
             )
             .await
         } else {
-            let forwarded = forwarded();
-            forwarded.apply(&mut headers);
+            forwarded().apply(&mut headers);
             let outgoing = Outgoing {
                 method: parts.method,
                 path_and_query,
