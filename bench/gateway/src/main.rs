@@ -75,6 +75,10 @@ struct Args {
     /// (`callgrind.out.<pid>.<n>`, for `callgrind_annotate`), not in a temporary one.
     #[arg(long)]
     callgrind_dir: Option<std::path::PathBuf>,
+    /// With `--callgrind`: simulate the first-level caches too and report each proxy's
+    /// instruction and data cache misses per request.
+    #[arg(long, requires = "callgrind")]
+    cache_sim: bool,
     /// Internal: serve a gateway with this configuration file (a child of the benchmark).
     #[arg(long, hide = true)]
     serve_gateway: Option<std::path::PathBuf>,
@@ -396,6 +400,16 @@ fn median(runs: &[Run]) -> Run {
             .map(|r| r.instructions)
             .collect::<Option<Vec<f64>>>()
             .map(median_of),
+        cache_misses: runs
+            .iter()
+            .map(|r| r.cache_misses)
+            .collect::<Option<Vec<(f64, f64)>>>()
+            .map(|m| {
+                (
+                    median_of(m.iter().map(|m| m.0).collect()),
+                    median_of(m.iter().map(|m| m.1).collect()),
+                )
+            }),
         cpu: runs
             .iter()
             .map(|r| r.cpu)
@@ -423,6 +437,8 @@ struct Run {
     requests: u64,
     /// Instructions the proxy executed per request (`--callgrind`).
     instructions: Option<f64>,
+    /// First-level instruction and data cache misses per request (`--cache-sim`).
+    cache_misses: Option<(f64, f64)>,
     /// CPU time a request by who spent it (not under `--callgrind`).
     cpu: Option<cpu::PerRequest>,
 }
@@ -472,6 +488,7 @@ fn parse_wrk(name: &'static str, out: &str) -> anyhow::Result<Run> {
             non_2xx,
             requests,
             instructions: None,
+            cache_misses: None,
             cpu: None,
         }),
         _ => bail!("cannot read wrk output:\n{out}"),
@@ -578,6 +595,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
             .callgrind_dir
             .clone()
             .unwrap_or_else(|| dir.path().to_path_buf()),
+        cache_sim: args.cache_sim,
     });
     let cg = callgrind.as_ref();
     let nginx = start_nginx(
@@ -680,8 +698,13 @@ async fn bench(args: Args) -> anyhow::Result<()> {
                 run.cpu = Some(mark.per_request(run.requests, ticks_per_second));
             }
             if let Some(c) = counted {
-                run.instructions =
-                    Some(c.instructions(pids).await? as f64 / run.requests.max(1) as f64);
+                let counters = c.counters(pids).await?;
+                let per_request = |n: u64| n as f64 / run.requests.max(1) as f64;
+                run.instructions = Some(per_request(counters.instructions));
+                run.cache_misses = counters
+                    .l1i_misses
+                    .zip(counters.l1d_misses)
+                    .map(|(i, d)| (per_request(i), per_request(d)));
                 c.dump(pids).await?;
                 eprintln!(
                     "round {}: {name}: profile of process {pids:?} in {}",
@@ -709,11 +732,27 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         println!(
             "Under callgrind: req/s and latencies are callgrind's, not the proxies'; instructions are user space only.\n"
         );
-        println!("| target | instructions / request | requests | req/s |");
-        println!("|---|---:|---:|---:|");
+        if args.cache_sim {
+            println!(
+                "Cache misses are callgrind's simulation of this CPU's first-level caches (no prefetching).\n"
+            );
+            println!(
+                "| target | instructions / request | L1i misses / request | L1d misses / request | requests | req/s |"
+            );
+            println!("|---|---:|---:|---:|---:|---:|");
+        } else {
+            println!("| target | instructions / request | requests | req/s |");
+            println!("|---|---:|---:|---:|");
+        }
         for r in &runs {
             let per = r.instructions.map_or("".into(), |n| format!("{n:.0}"));
-            println!("| {} | {per} | {} | {:.0} |", r.name, r.requests, r.rps);
+            let misses = r
+                .cache_misses
+                .map_or("".into(), |(i, d)| format!(" {i:.0} | {d:.0} |"));
+            println!(
+                "| {} | {per} |{misses} {} | {:.0} |",
+                r.name, r.requests, r.rps
+            );
         }
     } else {
         println!("| target | req/s | p50 ms | p99 ms | req/s vs direct | non-2xx |");
@@ -774,6 +813,13 @@ async fn bench(args: Args) -> anyhow::Result<()> {
                 "\ngateway (JWT + limits) / {which}: {:.2}x instructions per request",
                 g / n
             );
+            if let (Some((ni, nd)), Some((gi, gd))) = (nginx.cache_misses, gw.cache_misses) {
+                println!(
+                    "gateway (JWT + limits) / {which}: {:.2}x L1i misses, {:.2}x L1d misses per request",
+                    gi / ni,
+                    gd / nd
+                );
+            }
         } else {
             println!(
                 "\ngateway (JWT + limits) / {which}: {:.2}x req/s, p99 {:.2}x",
