@@ -11,6 +11,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+pub mod objects;
+
 pub const PROBLEM_JSON: &str = "application/problem+json";
 const TYPE_BASE: &str = "https://storefront.dev/problems/";
 
@@ -267,17 +269,18 @@ where
 }
 
 /// Deserializes JSON, naming the failing field. A body is an object (or `null` where one is
-/// optional): serde would also take a top-level array for a struct, its fields in order, so
-/// `[null, null]` would be a patch that clears two fields.
+/// optional), and so is every struct in it: serde would also take an array for a struct, its
+/// fields in order, so `[null, null]` would be a patch that clears two fields (see
+/// [`objects`]). Nothing may follow the value but whitespace.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
         return Err(ApiError::Validation(vec![FieldError::new(
             "body",
-            "must be a JSON object, not an array",
+            objects::NOT_AN_ARRAY,
         )]));
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|err| {
+    let value = serde_path_to_error::deserialize(objects::Objects(&mut *de)).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
         match inner.classify() {
@@ -291,7 +294,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             }
             _ => ApiError::BadRequest(format!("Malformed JSON: {inner}")),
         }
-    })
+    })?;
+    de.end()
+        .map_err(|e| ApiError::BadRequest(format!("Malformed JSON: {e}")))?;
+    Ok(value)
 }
 
 fn strip_position(err: &serde_json::Error) -> String {
@@ -553,6 +559,23 @@ mod tests {
         assert_eq!(fields[0].field, "body");
         assert!(fields[0].message.contains("object"), "{fields:?}");
         assert!(parse_json::<Option<Item>>(b"null").expect("null").is_none());
+
+        // Nor is a struct deeper in the body read from an array; the field is named.
+        let err = parse_json::<Order>(br#"{"items":[{"product_id":"p","quantity":1},["q",2]]}"#)
+            .expect_err("a nested array");
+        let ApiError::Validation(fields) = err else {
+            panic!("expected validation, got {err:?}")
+        };
+        assert_eq!(fields[0].field, "items[1]");
+        assert_eq!(fields[0].message, objects::NOT_AN_ARRAY);
+
+        // Nothing but whitespace after the value.
+        assert!(parse_json::<Order>(b"{\"items\": []} \n").is_ok());
+        let err = parse_json::<Order>(br#"{"items": []} {"items": []}"#).expect_err("two values");
+        assert!(
+            matches!(&err, ApiError::BadRequest(m) if m.contains("trailing")),
+            "{err:?}"
+        );
     }
 
     #[derive(Debug, Deserialize)]
