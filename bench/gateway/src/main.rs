@@ -120,13 +120,18 @@ struct Nginx {
 impl Drop for Nginx {
     /// SIGTERM to the master, which stops its workers too (SIGKILL would orphan them).
     fn drop(&mut self) {
-        if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill")
-                .arg("-TERM")
-                .arg(pid.to_string())
-                .status();
-        }
+        terminate(&self.child);
     }
+}
+
+/// Sends SIGTERM to `child` unless it was reaped already; its pid when sent.
+fn terminate(child: &tokio::process::Child) -> Option<u32> {
+    let pid = child.id()?;
+    let _ = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
+    Some(pid)
 }
 
 /// `program`, under callgrind when it is given.
@@ -262,13 +267,9 @@ impl Drop for GatewayProcess {
     /// `main`, which is when a build instrumented for profile-guided optimisation writes its
     /// profile. One still running after that is killed (`kill_on_drop`).
     fn drop(&mut self) {
-        let Some(pid) = self.child.id() else {
+        let Some(pid) = terminate(&self.child) else {
             return;
         };
-        let _ = std::process::Command::new("kill")
-            .arg("-TERM")
-            .arg(pid.to_string())
-            .status();
         for _ in 0..100 {
             if !cpu::running(pid) {
                 return;
