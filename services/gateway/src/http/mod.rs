@@ -382,7 +382,7 @@ fn answer(
     state: Arc<AppState>,
     peer: SocketAddr,
     ctx: RequestContext,
-    (parts, body): (http::request::Parts, axum::body::Body),
+    (mut parts, body): (http::request::Parts, axum::body::Body),
     via: Via,
 ) -> impl Future<Output = Response> + Send + 'static {
     async move {
@@ -471,19 +471,22 @@ fn answer(
             path_and_query.push('?');
             path_and_query.push_str(q);
         }
-        let mut headers = parts.headers;
+        // Changed where they are: moved to a local, the future would keep them twice.
+        let headers = &mut parts.headers;
         if !via.is_fast() {
             // Before anything is read from them: a header the `Connection` header names is gone.
             // (The fast path takes no `Connection` header but `keep-alive`, which names none.)
-            proxy::strip_hop_by_hop(&mut headers);
+            proxy::strip_hop_by_hop(headers);
         }
-        let forwarded = || Forwarded::new(&runtime, peer, &ctx, &headers, identity.as_deref());
+        let forwarded = |headers: &http::HeaderMap| {
+            Forwarded::new(&runtime, peer, &ctx, headers, identity.as_deref())
+        };
         let mut response = if let Via::FastPath(slot) = via {
             // Written straight into the request head: no header map to change. A bearer token and
             // the fields the gateway sets take about 600 bytes. (The `Forwarded`, 448 bytes, is a
             // temporary gone before the forward is awaited, so the future does not keep it.)
             let mut fields = Vec::with_capacity(1024);
-            forwarded().write(&headers, &mut fields);
+            forwarded(headers).write(headers, &mut fields);
             crate::fast::forward(
                 &state.wire,
                 route,
@@ -498,11 +501,11 @@ fn answer(
             )
             .await
         } else {
-            forwarded().apply(&mut headers);
+            forwarded(headers).apply(headers);
             let outgoing = Outgoing {
                 method: parts.method,
                 path_and_query,
-                headers,
+                headers: parts.headers,
                 body,
             };
             // Boxed: its state is large, and would make every request's future (the fast path's
